@@ -1,0 +1,1 @@
+"""hpe_ros.detect2d"""
