@@ -1,0 +1,179 @@
+"""Causal smoothing filters batched over arrays of 3D points (tracks x joints x xyz).
+
+Both filters keep one state per *element* — every index of the leading shape, e.g. (T, J) for
+points (T, J, 3) — with its own timestamp, so joints seen at different times filter correctly.
+Invalid elements (``valid_mask`` False) keep their state untouched; their output is their last
+estimate (NaN until first seen).
+
+    f = OneEuroFilter(min_cutoff=1.0, beta=0.3)
+    smooth = f(t, points, valid)        # points (T, J, 3), valid (T, J) -> (T, J, 3)
+    f.reset(valid & teleported)         # restart chosen elements; the next sample re-initialises them
+    f.resize(n)                         # grow / shrink the leading axis (tracks come and go)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+_MIN_DT = 1e-4  # s; guards repeated stamps (dt = 0) from dividing by zero
+
+
+def _smoothing_factor(dt: np.ndarray, cutoff: np.ndarray) -> np.ndarray:
+    """Exponential smoothing factor of a first-order low-pass with `cutoff` Hz over `dt` seconds."""
+    tau = 1.0 / (2.0 * np.pi * cutoff)
+    return 1.0 / (1.0 + tau / dt)
+
+
+class _BatchedState:
+    """Shared bookkeeping: lazily sized state arrays, masks, reset and resize."""
+
+    _fields: tuple[str, ...] = ()
+
+    def __init__(self):
+        self.shape: tuple[int, ...] | None = None  # element shape (leading dims), e.g. (T, J)
+        self.dim = 3
+        self.t_prev = np.zeros(0)
+        self.initialised = np.zeros(0, dtype=bool)
+
+    def _ensure(self, x: np.ndarray):
+        if self.shape is None:
+            self.shape, self.dim = x.shape[:-1], x.shape[-1]
+            self.t_prev = np.zeros(self.shape)
+            self.initialised = np.zeros(self.shape, dtype=bool)
+            for name in self._fields:
+                setattr(self, name, np.full(self.shape + (self.dim,), np.nan))
+        elif x.shape[:-1] != self.shape or x.shape[-1] != self.dim:
+            raise ValueError(f"filter holds state for shape {self.shape + (self.dim,)}, got {x.shape}; "
+                             "call resize() when the number of tracks changes")
+
+    def _inputs(self, t, x, valid_mask):
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim < 1:
+            raise ValueError(f"points must be (..., D), got shape {x.shape}")
+        self._ensure(x)
+        t = np.broadcast_to(np.asarray(t, dtype=np.float64), self.shape)
+        valid = np.all(np.isfinite(x), axis=-1)
+        if valid_mask is not None:
+            valid_mask = np.asarray(valid_mask, dtype=bool)
+            if valid_mask.shape != self.shape:
+                raise ValueError(f"valid_mask must have shape {self.shape}, got {valid_mask.shape}")
+            valid &= valid_mask
+        return t, x, valid
+
+    def reset(self, mask: np.ndarray | None = None):
+        """Forget the state of elements where `mask` (element shape) is True (all when None)."""
+        if self.shape is None:
+            return
+        mask = np.ones(self.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        self.initialised[mask] = False
+        for name in self._fields:
+            getattr(self, name)[mask] = np.nan
+
+    def resize(self, n: int):
+        """Set the leading axis to `n` elements: keeps the first ones, new ones start uninitialised."""
+        if self.shape is None:
+            return
+        old = self.shape[0]
+        if n == old:
+            return
+        self.shape = (n,) + self.shape[1:]
+        if n < old:
+            self.t_prev, self.initialised = self.t_prev[:n], self.initialised[:n]
+            for name in self._fields:
+                setattr(self, name, getattr(self, name)[:n])
+            return
+        grow = (n - old,) + self.shape[1:]
+        self.t_prev = np.concatenate([self.t_prev, np.zeros(grow)])
+        self.initialised = np.concatenate([self.initialised, np.zeros(grow, dtype=bool)])
+        for name in self._fields:
+            setattr(self, name, np.concatenate([getattr(self, name), np.full(grow + (self.dim,), np.nan)]))
+
+
+class OneEuroFilter(_BatchedState):
+    """One-Euro filter (Casiez et al., CHI 2012) on vectors, batched over elements.
+
+    The cutoff adapts to speed: ``cutoff = min_cutoff + beta * |dx/dt|`` (Hz, speed in units/s,
+    the norm over the vector so xyz are smoothed alike). Low min_cutoff removes jitter at rest; higher
+    beta cuts lag in fast motion. d_cutoff smooths the speed estimate itself.
+    """
+
+    _fields = ("x_hat", "dx_hat")
+
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.3, d_cutoff: float = 1.0):
+        if min_cutoff <= 0 or d_cutoff <= 0 or beta < 0:
+            raise ValueError(f"need min_cutoff > 0, d_cutoff > 0, beta >= 0; got {min_cutoff}, {d_cutoff}, {beta}")
+        super().__init__()
+        self.min_cutoff, self.beta, self.d_cutoff = float(min_cutoff), float(beta), float(d_cutoff)
+
+    def __call__(self, t: float | np.ndarray, x: np.ndarray, valid_mask: np.ndarray | None = None) -> np.ndarray:
+        """Filter one sample per element.
+
+        t: scalar or (...,) s; x: (..., D); valid_mask: (...,) bool or None (NaN rows are invalid anyway).
+        Returns (..., D) filtered values (last estimate for invalid elements, NaN if never seen).
+        """
+        t, x, valid = self._inputs(t, x, valid_mask)
+        first = valid & ~self.initialised
+        step = valid & self.initialised
+        dt = np.maximum(t - self.t_prev, _MIN_DT)
+
+        with np.errstate(invalid="ignore"):
+            dx = (x - self.x_hat) / dt[..., None]
+            dx_hat = self.dx_hat + _smoothing_factor(dt, self.d_cutoff)[..., None] * (dx - self.dx_hat)
+            cutoff = self.min_cutoff + self.beta * np.linalg.norm(dx_hat, axis=-1)
+            x_hat = self.x_hat + _smoothing_factor(dt, cutoff)[..., None] * (x - self.x_hat)
+
+        self.x_hat = np.where(step[..., None], x_hat, np.where(first[..., None], x, self.x_hat))
+        self.dx_hat = np.where(step[..., None], dx_hat, np.where(first[..., None], 0.0, self.dx_hat))
+        self.t_prev = np.where(valid, t, self.t_prev)
+        self.initialised |= valid
+        return self.x_hat.copy()
+
+    @property
+    def velocity(self) -> np.ndarray:
+        """(..., D) smoothed derivative estimate (units/s); NaN for uninitialised elements."""
+        return self.dx_hat.copy()
+
+
+class ConstantVelocityFilter(_BatchedState):
+    """Alpha-beta (g-h) filter: a constant-velocity model with fixed gains, batched over elements.
+
+    Cheaper and more predictable than a Kalman filter; `alpha` weighs the position innovation, `beta`
+    the velocity one (0 < alpha <= 1, 0 <= beta <= 2). Tracks a ramp with zero steady-state lag.
+    """
+
+    _fields = ("x_hat", "v_hat")
+
+    def __init__(self, alpha: float = 0.5, beta: float = 0.1):
+        if not (0 < alpha <= 1 and 0 <= beta <= 2):
+            raise ValueError(f"need 0 < alpha <= 1 and 0 <= beta <= 2; got alpha={alpha}, beta={beta}")
+        super().__init__()
+        self.alpha, self.beta = float(alpha), float(beta)
+
+    def predict(self, t: float | np.ndarray) -> np.ndarray:
+        """(..., D) state extrapolated to time t (NaN for uninitialised elements)."""
+        if self.shape is None:
+            raise ValueError("filter has no state yet")
+        dt = np.broadcast_to(np.asarray(t, dtype=np.float64), self.shape) - self.t_prev
+        return self.x_hat + self.v_hat * dt[..., None]
+
+    def __call__(self, t: float | np.ndarray, x: np.ndarray, valid_mask: np.ndarray | None = None) -> np.ndarray:
+        """Same contract as OneEuroFilter.__call__: (..., D) in, (..., D) filtered out."""
+        t, x, valid = self._inputs(t, x, valid_mask)
+        first = valid & ~self.initialised
+        step = valid & self.initialised
+        dt = np.maximum(t - self.t_prev, _MIN_DT)[..., None]
+
+        with np.errstate(invalid="ignore"):
+            predicted = self.x_hat + self.v_hat * dt
+            residual = x - predicted
+            x_hat = predicted + self.alpha * residual
+            v_hat = self.v_hat + (self.beta / dt) * residual
+
+        self.x_hat = np.where(step[..., None], x_hat, np.where(first[..., None], x, self.x_hat))
+        self.v_hat = np.where(step[..., None], v_hat, np.where(first[..., None], 0.0, self.v_hat))
+        self.t_prev = np.where(valid, t, self.t_prev)
+        self.initialised |= valid
+        return self.x_hat.copy()
+
+    @property
+    def velocity(self) -> np.ndarray:
+        return self.v_hat.copy()

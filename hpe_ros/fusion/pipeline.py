@@ -1,0 +1,296 @@
+"""Per-frame multi-view fusion: 2D detections of C cameras -> tracked 3D persons with orientations.
+
+Shared by the ROS fusion node and the offline CLI, so both behave the same:
+
+    pipe = FusionPipeline(rig, "coco17", FusionConfig(refine=True))
+    result = pipe.step(stamp, points2d, scores)            # (C, P, J, 2) px, (C, P, J)
+    points, confidence, ids, views = result.as_arrays()    # (P, J, 3), (P, J), (P,), (P, J)
+
+One step: predict tracks -> associate detections across views (track predictions as priors) ->
+triangulate every group's joints in one batched call -> fill single-view groups / joints from per-view
+lifted 3D poses -> tracker update (ids, gating, bone lengths, smoothing) -> body and joint orientations.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from ..camera import Rig
+from ..skeleton import Layout, get_layout
+from .association import associate
+from .orientation import body_frames, joint_rotations
+from .tracking import Tracker, TrackerConfig
+from .triangulation import triangulate
+
+SINGLE_VIEW_CONFIDENCE = 0.5  # lifted (single-view) joints are trusted half as much as triangulated ones
+
+
+@dataclass
+class FusionConfig:
+    """Fusion parameters; the names are the ROS parameters and the CLI's YAML keys."""
+
+    min_views: int = 2               # cameras a triangulated joint needs
+    max_error_px: float = 12.0       # reprojection error allowed per inlier view
+    min_score: float = 0.1           # 2D keypoints below this score are ignored
+    max_epipolar_px: float = 25.0    # association: epipolar distance for two detections to match
+    prior_gate_px: float = 60.0      # association: distance of a detection to a projected track prior
+    refine: bool = False             # Gauss-Newton refinement of triangulated points
+    use_single_view: bool = True     # place lifted poses for persons / joints seen by one camera
+    gate_m: float = 0.5              # tracker: group-to-track gate (mean joint distance)
+    birth_hits: int = 3              # tracker: hits before a track is published
+    death_timeout_s: float = 0.5     # tracker: a track unseen this long dies
+    joint_hold_s: float = 0.2        # tracker: an unseen joint is extrapolated this long
+    max_joint_speed: float = 10.0    # tracker: faster joint updates are outliers
+    one_euro_min_cutoff: float = 1.0
+    one_euro_beta: float = 0.3
+    filter: bool = True              # One-Euro smoothing
+
+    def __post_init__(self):
+        if self.min_views < 1:
+            raise ValueError(f"FusionConfig.min_views must be >= 1, got {self.min_views}")
+        if not 0 <= self.min_score <= 1:
+            raise ValueError(f"FusionConfig.min_score must be in [0, 1], got {self.min_score}")
+        for name in ("max_error_px", "max_epipolar_px", "prior_gate_px"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"FusionConfig.{name} must be > 0, got {getattr(self, name)}")
+        self.tracker_config()  # validates the tracker's share
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FusionConfig":
+        """Build from a mapping (YAML, ROS parameters); unknown keys and wrong types raise ValueError."""
+        valid = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(d) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown fusion option(s) {unknown}; valid: {', '.join(valid)}")
+        defaults = cls()
+        kwargs = {}
+        for key, value in d.items():
+            kind = type(getattr(defaults, key))
+            if kind is bool:
+                if not isinstance(value, (bool, np.bool_)):
+                    raise ValueError(f"fusion option {key} must be true or false, got {value!r}")
+                value = bool(value)
+            elif kind is int:
+                if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or float(value) != int(value):
+                    raise ValueError(f"fusion option {key} must be an integer, got {value!r}")
+                value = int(value)
+            else:
+                if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                    raise ValueError(f"fusion option {key} must be a number, got {value!r}")
+                value = float(value)
+            kwargs[key] = value
+        return cls(**kwargs)
+
+    def tracker_config(self) -> TrackerConfig:
+        return TrackerConfig(gate_m=self.gate_m, birth_hits=self.birth_hits, death_timeout_s=self.death_timeout_s,
+                             joint_hold_s=self.joint_hold_s, max_joint_speed=self.max_joint_speed,
+                             one_euro_min_cutoff=self.one_euro_min_cutoff, one_euro_beta=self.one_euro_beta,
+                             filter=self.filter)
+
+
+@dataclass
+class FusedPerson:
+    """One tracked person: id (persistent), joints (J, 3) world m (NaN = missing), confidence (J,),
+    views (J,) cameras per joint (1 = lifted single view, 0 = held), body_pose (4, 4) body->world,
+    joint_rotations (J, 3, 3) joint->world."""
+
+    id: int
+    joints: np.ndarray
+    confidence: np.ndarray
+    views: np.ndarray
+    body_pose: np.ndarray
+    joint_rotations: np.ndarray
+
+
+@dataclass
+class FusionResult:
+    """Output of one step: stamp (s), persons sorted by id, timing_ms {stage: ms}, num_joints J."""
+
+    stamp: float
+    persons: list[FusedPerson] = field(default_factory=list)
+    timing_ms: dict[str, float] = field(default_factory=dict)
+    num_joints: int = 17
+
+    def as_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """points (P, J, 3), confidence (P, J), ids (P,) int64, views (P, J) int64 (P = 0 gives empty arrays)."""
+        J = self.num_joints
+        if not self.persons:
+            return np.zeros((0, J, 3)), np.zeros((0, J)), np.zeros(0, dtype=np.int64), np.zeros((0, J), dtype=np.int64)
+        return (np.stack([p.joints for p in self.persons]), np.stack([p.confidence for p in self.persons]),
+                np.array([p.id for p in self.persons], dtype=np.int64),
+                np.stack([p.views for p in self.persons]).astype(np.int64))
+
+
+class _Timer:
+    """Accumulates per-stage wall time in milliseconds."""
+
+    def __init__(self):
+        self.ms: dict[str, float] = {}
+        self._t0 = self._last = time.perf_counter()
+
+    def lap(self, stage: str):
+        now = time.perf_counter()
+        self.ms[stage] = self.ms.get(stage, 0.0) + 1e3 * (now - self._last)
+        self._last = now
+
+    def total(self) -> dict[str, float]:
+        self.ms["total"] = 1e3 * (time.perf_counter() - self._t0)
+        return self.ms
+
+
+class FusionPipeline:
+    """Stateful per-frame fusion for one rig (see module docstring)."""
+
+    def __init__(self, rig: Rig, layout: str | Layout = "coco17", config: FusionConfig | None = None):
+        if len(rig) == 0:
+            raise ValueError("rig has no cameras")
+        self.rig = rig
+        self.layout = get_layout(layout)
+        self.config = config or FusionConfig()
+        self._R = np.stack([c.R for c in rig])   # (C, 3, 3) world -> camera
+        self._t = np.stack([c.t for c in rig])   # (C, 3)
+        self.tracker = Tracker(self.config.tracker_config(), self.layout)
+        self._last_stamp: float | None = None
+
+    def reset(self):
+        """Forget all tracks and the last stamp (ids keep counting up)."""
+        self.tracker.reset()
+        self._last_stamp = None
+
+    # --- one frame -------------------------------------------------------------------------------
+    def step(self, stamp: float, points2d: np.ndarray, scores: np.ndarray, lifted: np.ndarray | None = None,
+             lifted_scores: np.ndarray | None = None) -> FusionResult:
+        """Fuse one synchronised frame.
+
+        stamp: s, increasing; points2d: (C, P, J, 2) px; scores: (C, P, J), 0 = missing (a camera without
+        data this frame has all-zero scores; P may change between calls, P = 0 allowed); lifted: (C, P, J, 3)
+        per-view 3D in each camera's optical frame (m) or None; lifted_scores: (C, P, J) or None (= scores).
+        Raises ValueError for shapes that disagree with the rig / layout and for a stamp that is not newer
+        than the previous one; the state is untouched then.
+        """
+        timer = _Timer()
+        points2d, scores, lifted, lifted_scores = self._check_inputs(stamp, points2d, scores, lifted, lifted_scores)
+        stamp = float(stamp)
+        cfg = self.config
+        C, P, J = scores.shape
+        timer.lap("validate")
+
+        track_ids, priors = self.tracker.predict(stamp)
+        timer.lap("predict")
+
+        if P == 0 or not (scores >= cfg.min_score).any():
+            groups, prior_index = np.zeros((0, C), dtype=np.int64), np.zeros(0, dtype=np.int64)
+        else:
+            assoc = associate(self.rig, points2d, scores, priors if len(track_ids) else None,
+                              min_views=cfg.min_views, max_epipolar_px=cfg.max_epipolar_px,
+                              prior_gate_px=cfg.prior_gate_px, min_score=cfg.min_score)
+            groups = np.asarray(assoc.groups, dtype=np.int64).reshape(-1, C)
+            prior_index = np.asarray(assoc.prior_index, dtype=np.int64).reshape(-1)
+        timer.lap("associate")
+
+        poses, confidence, views, cams = self._triangulate_groups(points2d, scores, groups)
+        timer.lap("triangulate")
+
+        if lifted is not None and cfg.use_single_view and len(groups):
+            self._fill_from_lifted(poses, confidence, views, groups, lifted, lifted_scores)
+        else:
+            poses[cams < 2] = np.nan  # single-view groups cannot be placed without a lifted pose
+            confidence[cams < 2] = 0.0
+            views[cams < 2] = 0
+        keep = np.isfinite(poses).all(-1).any(-1)
+        timer.lap("single_view")
+
+        tracks = self.tracker.update(stamp, poses[keep], confidence[keep], views[keep], prior_index[keep])
+        self._last_stamp = stamp
+        timer.lap("track")
+
+        persons = []
+        if tracks:
+            joints = np.stack([tr.joints for tr in tracks])
+            bodies, rotations = body_frames(joints, self.layout), joint_rotations(joints, self.layout)
+            persons = [FusedPerson(id=tr.id, joints=tr.joints, confidence=tr.confidence, views=tr.views,
+                                   body_pose=bodies[i], joint_rotations=rotations[i]) for i, tr in enumerate(tracks)]
+        timer.lap("orient")
+        return FusionResult(stamp=stamp, persons=persons, timing_ms=timer.total(), num_joints=J)
+
+    # --- stages ----------------------------------------------------------------------------------
+    def _check_inputs(self, stamp, points2d, scores, lifted, lifted_scores):
+        C, J = len(self.rig), self.layout.num_joints
+        stamp = float(stamp)
+        if not np.isfinite(stamp):
+            raise ValueError(f"stamp must be finite, got {stamp}")
+        if self._last_stamp is not None and stamp <= self._last_stamp:
+            raise ValueError(f"stamp went backwards (or repeated): {stamp:.6f} <= previous {self._last_stamp:.6f}")
+        points2d = np.asarray(points2d, dtype=np.float64)
+        scores = np.asarray(scores, dtype=np.float64)
+        if points2d.ndim != 4 or points2d.shape[0] != C or points2d.shape[2:] != (J, 2):
+            raise ValueError(f"points2d must be (C={C}, P, J={J}, 2) for this rig and layout {self.layout.name}, "
+                             f"got {points2d.shape}")
+        P = points2d.shape[1]
+        if scores.shape != (C, P, J):
+            raise ValueError(f"scores must be {(C, P, J)} to match points2d {points2d.shape}, got {scores.shape}")
+        # Missing = score 0: non-finite pixels or scores never reach the geometry.
+        finite = np.isfinite(points2d).all(-1)
+        scores = np.where(finite & np.isfinite(scores), np.clip(scores, 0.0, 1.0), 0.0)
+        points2d = np.where(finite[..., None], points2d, np.nan)
+        if lifted is None:
+            if lifted_scores is not None:
+                raise ValueError("lifted_scores given without lifted")
+            return points2d, scores, None, None
+        lifted = np.asarray(lifted, dtype=np.float64)
+        if lifted.shape != (C, P, J, 3):
+            raise ValueError(f"lifted must be {(C, P, J, 3)} to match points2d {points2d.shape}, got {lifted.shape}")
+        lifted_scores = scores if lifted_scores is None else np.asarray(lifted_scores, dtype=np.float64)
+        if lifted_scores.shape != (C, P, J):
+            raise ValueError(f"lifted_scores must be {(C, P, J)} to match points2d {points2d.shape}, "
+                             f"got {lifted_scores.shape}")
+        ok = np.isfinite(lifted).all(-1) & np.isfinite(lifted_scores)
+        return points2d, scores, lifted, np.where(ok, np.clip(lifted_scores, 0.0, 1.0), 0.0)
+
+    def _gather(self, values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+        """Per-camera rows of each group: values (C, P, ...) , groups (G, C) -> (C, G, ...) (row 0 where -1)."""
+        rows = np.maximum(groups.T, 0)                                   # (C, G)
+        return values[np.arange(len(self.rig))[:, None], rows]
+
+    def _triangulate_groups(self, points2d, scores, groups):
+        """All groups' joints in one triangulation call -> poses (G, J, 3), confidence, views (G, J), cams (G,)."""
+        C, J, G = len(self.rig), self.layout.num_joints, len(groups)
+        if G == 0:
+            return np.zeros((0, J, 3)), np.zeros((0, J)), np.zeros((0, J), dtype=np.int64), np.zeros(0, dtype=np.int64)
+        member = (groups >= 0).T                                         # (C, G)
+        pts = self._gather(points2d, groups)                             # (C, G, J, 2)
+        sc = self._gather(scores, groups) * member[..., None]            # (C, G, J)
+        tri = triangulate(self.rig, pts.reshape(C, G * J, 2), sc.reshape(C, G * J), min_views=self.config.min_views,
+                          min_score=self.config.min_score, max_error_px=self.config.max_error_px,
+                          refine=self.config.refine)
+        poses = tri.points.reshape(G, J, 3).copy()
+        return (poses, tri.confidence.reshape(G, J).copy(), tri.views.reshape(G, J).astype(np.int64),
+                (member & (sc >= self.config.min_score).any(-1)).sum(0))
+
+    def _fill_from_lifted(self, poses, confidence, views, groups, lifted, lifted_scores):
+        """Fill joints the triangulation lacks from the best view's lifted pose, in place.
+
+        A group with triangulated joints gets the lifted pose translated onto them (translation fitted on
+        the common joints); a single-view group gets the lifted pose as placed by its camera. Filled joints
+        have views = 1 and confidence x SINGLE_VIEW_CONFIDENCE.
+        """
+        G = len(groups)
+        member = (groups >= 0).T                                         # (C, G)
+        lift_sc = self._gather(lifted_scores, groups) * member[..., None]  # (C, G, J)
+        best = np.argmax(lift_sc.mean(-1), axis=0)                       # (G,) camera with the surest lifted pose
+        g = np.arange(G)
+        cam_points = self._gather(lifted, groups)[best, g]               # (G, J, 3) optical frame
+        world = np.einsum("gjk,gkl->gjl", cam_points - self._t[best][:, None], self._R[best])  # R^T (x - t)
+        sc = lift_sc[best, g]                                            # (G, J)
+        usable = np.isfinite(world).all(-1) & (sc >= self.config.min_score)
+
+        triangulated = np.isfinite(poses).all(-1)
+        common = triangulated & usable
+        n_common = common.sum(1)
+        offset = np.where(common[..., None], np.nan_to_num(poses - world), 0.0).sum(1) / np.maximum(n_common, 1)[:, None]
+        fill = usable & ~triangulated
+        poses[fill] = (world + offset[:, None])[fill]
+        confidence[fill] = SINGLE_VIEW_CONFIDENCE * sc[fill]
+        views[fill] = 1

@@ -1,0 +1,106 @@
+"""Shared node plumbing: lifecycle start-up, one-line problem logging, diagnostics, process entry point."""
+from __future__ import annotations
+
+import signal
+import time
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+
+from hpe_ros.ros.diagnostics import StageStats, diagnostic_array
+from hpe_ros.ros.params import declare
+
+
+class ManagedNode(LifecycleNode):
+    """A lifecycle node that can configure+activate itself (`autostart`) and reports /diagnostics."""
+
+    def __init__(self, name: str, **kwargs):
+        super().__init__(name, **kwargs)
+        self.autostart = declare(self, "autostart", True,
+                                 "configure and activate on start-up (no lifecycle manager needed)")
+        self.diagnostics_period = declare(self, "diagnostics_period_s", 1.0,
+                                          "period of /diagnostics messages", low=0.05, high=60.0)
+        self.stats: dict[str, StageStats] = {}
+        self._diag_pub = None
+        self._diag_timer = None
+        self._said: dict[str, float] = {}
+
+    # --- logging ---------------------------------------------------------------------------------
+    def problem(self, key: str, message: str, every_s: float = 5.0) -> None:
+        """Log one clear warning per kind of problem, at most every `every_s` seconds."""
+        now = time.monotonic()
+        if now - self._said.get(key, -1e9) >= every_s:
+            self._said[key] = now
+            self.get_logger().warning(message)
+
+    # --- diagnostics -----------------------------------------------------------------------------
+    def stage(self, name: str, hardware_id: str = "") -> StageStats:
+        if name not in self.stats:
+            self.stats[name] = StageStats(f"{self.get_name()}: {name}", hardware_id)
+        return self.stats[name]
+
+    def start_diagnostics(self) -> None:
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(self.diagnostics_period, self._publish_diagnostics)
+
+    def stop_diagnostics(self) -> None:
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
+        if self._diag_pub is not None:
+            self.destroy_publisher(self._diag_pub)
+            self._diag_pub = None
+
+    def _publish_diagnostics(self) -> None:
+        if self._diag_pub is not None and self.stats:
+            self._diag_pub.publish(diagnostic_array(self.stats.values(), self.get_clock().now().to_msg()))
+
+    # --- lifecycle defaults ------------------------------------------------------------------------
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state) -> TransitionCallbackReturn:
+        self.get_logger().error("lifecycle error; node stays up in the unconfigured state")
+        return TransitionCallbackReturn.SUCCESS
+
+    def bring_up(self) -> bool:
+        """configure + activate; True on success (used for autostart and by the in-process launcher)."""
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            self.get_logger().error("configure failed; staying unconfigured (fix the parameters and configure again)")
+            return False
+        if self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            self.get_logger().error("activate failed")
+            return False
+        return True
+
+    def before_exit(self) -> None:
+        """Called once before the process exits (e.g. to clear RViz markers)."""
+
+
+def run(node_factory, args=None) -> None:
+    """Process entry point shared by every node: init, optional autostart, spin, clean exit on SIGINT/SIGTERM."""
+    rclpy.init(args=args)
+    node = node_factory()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+
+    def _terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        if node.autostart:
+            node.bring_up()
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        try:
+            node.before_exit()
+        except Exception as exc:  # exiting anyway; say why the farewell failed
+            node.get_logger().warning(f"during exit: {exc}")
+        executor.shutdown(timeout_sec=0.5)
+        node.destroy_node()
+        rclpy.try_shutdown()

@@ -1,0 +1,239 @@
+"""fusion_node: every camera's 2D skeletons -> tracked 3D skeletons on /human_pose_3d.
+
+Per frame: time sync (slop + wait, dead cameras never stall it) -> `FusionPipeline.step` (association,
+robust triangulation, single-view lifting, tracking, filtering, orientations) -> /human_pose_3d
+(PointCloud2), /human_pose_3d/markers (MarkerArray), TF (`body_<id>`, `<joint>_<id>`), /diagnostics.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+import numpy as np
+from rclpy.lifecycle import TransitionCallbackReturn
+from sensor_msgs.msg import PointCloud2
+from std_msgs.msg import String
+from visualization_msgs.msg import MarkerArray
+
+from hpe_ros.calibration import load_rig
+from hpe_ros.fusion import FusionConfig, FusionPipeline
+from hpe_ros.fusion.sync import FrameSynchronizer
+from hpe_ros.resources import DEFAULT_RIG, resolve_path
+from hpe_ros.ros.base import ManagedNode, run
+from hpe_ros.ros.markers import delete_all_markers, skeleton_markers
+from hpe_ros.ros.params import STRING_ARRAY, declare
+from hpe_ros.ros.pointcloud import (cloud_to_pose2d, cloud_to_pose3d, human_pose_to_cloud, make_header,
+                                    stamp_to_seconds)
+from hpe_ros.ros.qos import LATCHED, POSES, SENSOR
+from hpe_ros.ros.tf import TFSender, camera_transforms, skeleton_transforms
+from hpe_ros.skeleton import get_layout
+
+_CONFIG_HELP = {
+    "min_views": "cameras needed to triangulate a joint",
+    "max_error_px": "reprojection error above which a view is rejected as an outlier",
+    "min_score": "2D confidence below which a joint counts as missing",
+    "max_epipolar_px": "epipolar distance gate of cross-view association",
+    "prior_gate_px": "pixel gate when matching detections to tracked people",
+    "refine": "Gauss-Newton refinement of triangulated joints",
+    "use_single_view": "use lifted 3D for people or joints seen by fewer than min_views cameras",
+    "gate_m": "3D gate when assigning people to tracks",
+    "birth_hits": "frames a new person must be seen before it gets a published id",
+    "death_timeout_s": "a track unseen this long is dropped",
+    "joint_hold_s": "a joint unseen this long stops being predicted",
+    "max_joint_speed": "joint speed (m/s) above which an update is rejected",
+    "one_euro_min_cutoff": "One-Euro filter minimum cutoff (Hz)",
+    "one_euro_beta": "One-Euro filter speed coefficient",
+    "filter": "smooth joints with the One-Euro filter",
+}
+
+
+class FusionNode(ManagedNode):
+    def __init__(self, **kwargs):
+        super().__init__("fusion_node", **kwargs)
+        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        d("calibration_file", DEFAULT_RIG, "rig calibration (anipose/Pose2Sim TOML or rig YAML)")
+        d("cameras", [], "camera names to fuse (empty = every camera in the calibration)", type_=STRING_ARRAY)
+        d("layout", "coco17", "joint layout of the incoming 2D skeletons")
+        d("world_frame", "world", "frame of /human_pose_3d, markers and TF")
+        d("output_topic", "/human_pose_3d", "fused skeletons (markers and skeleton description use sub-topics)")
+        d("sync_slop_s", 0.010, "stamps closer than this belong to one frame", low=0.0, high=1.0)
+        d("sync_wait_s", 0.040, "longest wait for the slowest camera of a frame", low=0.0, high=2.0)
+        d("camera_timeout_s", 0.5, "a camera silent this long is not waited for", low=0.01, high=60.0)
+        d("max_age_s", 0.5, "frames older than this when they arrive are dropped as stale", low=0.01, high=60.0)
+        d("use_lifter", True, "subscribe to /<cam>/pose_3d and use lifted poses where views are missing")
+        d("publish_markers", True, "publish RViz markers")
+        d("publish_tf", True, "broadcast body_<id> and <joint>_<id> frames (needs tf2_ros)")
+        d("marker_lifetime_s", 0.5, "RViz marker lifetime", low=0.0, high=60.0)
+        for f in dataclasses.fields(FusionConfig):
+            d(f"fusion.{f.name}", f.default, _CONFIG_HELP.get(f.name, f"fusion setting {f.name}"))
+        self._subs = []
+        self.pipeline = None
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        g = lambda n: self.get_parameter(n).value  # noqa: E731
+        try:
+            path = resolve_path(g("calibration_file"), DEFAULT_RIG)
+            rig = load_rig(path)
+        except (OSError, ValueError) as exc:
+            self.get_logger().error(f"missing or bad calibration, not configured: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        cams = list(g("cameras")) or rig.names
+        unknown = [c for c in cams if c not in rig.names]
+        if unknown:
+            self.get_logger().error(f"cameras {unknown} are not in {path} (it has {rig.names})")
+            return TransitionCallbackReturn.FAILURE
+        try:
+            self.layout = get_layout(g("layout"))
+            config = FusionConfig.from_dict({f.name: g(f"fusion.{f.name}") for f in dataclasses.fields(FusionConfig)})
+        except (KeyError, ValueError) as exc:
+            self.get_logger().error(f"bad fusion parameters: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self.rig = rig.subset(cams)
+        self.cam_index = {c: i for i, c in enumerate(cams)}
+        self.pipeline = FusionPipeline(self.rig, self.layout, config)
+        self.world_frame = g("world_frame")
+        self.get_logger().info(f"fusing {cams} from {path}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        g = lambda n: self.get_parameter(n).value  # noqa: E731
+        cams = self.rig.names
+        self.sync = FrameSynchronizer(cams, g("sync_slop_s"), g("sync_wait_s"), g("camera_timeout_s"))
+        self.lifted: dict[str, dict[float, tuple]] = {c: {} for c in cams}
+        out = g("output_topic")
+        self.pose_pub = self.create_publisher(PointCloud2, out, POSES)
+        self.marker_pub = self.create_publisher(MarkerArray, out + "/markers", POSES) if g("publish_markers") else None
+        skeleton_pub = self.create_publisher(String, out + "/skeleton", LATCHED)
+        skeleton_pub.publish(String(data=json.dumps({**self.layout.to_dict(), "world_frame": self.world_frame})))
+        self._skeleton_pub = skeleton_pub
+        self.tf = TFSender(self) if g("publish_tf") else None
+        self.static_tf = TFSender(self, static=True)
+        self.static_tf.send(camera_transforms(self.rig, self.world_frame, self.get_clock().now().to_msg()))
+        for c in cams:
+            self._subs.append(self.create_subscription(
+                PointCloud2, f"/{c}/pose_2d", lambda m, c=c: self._on_pose2d(c, m), SENSOR))
+            if g("use_lifter"):
+                self._subs.append(self.create_subscription(
+                    PointCloud2, f"/{c}/pose_3d", lambda m, c=c: self._on_pose3d(c, m), SENSOR))
+        self._poll_timer = self.create_timer(0.005, self._poll)
+        self.fused = 0
+        self.start_diagnostics()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self._clear_markers()
+        for s in self._subs:
+            self.destroy_subscription(s)
+        self._subs = []
+        self.destroy_timer(self._poll_timer)
+        self.stop_diagnostics()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        self.pipeline = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def before_exit(self) -> None:
+        self._clear_markers()
+
+    def _clear_markers(self) -> None:
+        if getattr(self, "marker_pub", None) is not None:
+            self.marker_pub.publish(delete_all_markers(make_header(time.time(), self.world_frame)))
+
+    # --- inputs --------------------------------------------------------------------------------------
+    def _on_pose2d(self, cam: str, msg: PointCloud2) -> None:
+        now = time.time()
+        stamp = stamp_to_seconds(msg.header.stamp)
+        stats = self.stage(cam, cam)
+        try:
+            points2d, scores = cloud_to_pose2d(msg)
+            if points2d.shape[1:] != (self.layout.num_joints, 2) and points2d.shape[0] > 0:
+                raise ValueError(f"{points2d.shape[1]} joints, expected {self.layout.num_joints} ({self.layout.name})")
+        except ValueError as exc:
+            stats.error(str(exc))
+            self.problem(f"bad-{cam}", f"{cam}: dropped a malformed pose_2d message: {exc}")
+            return
+        age = now - stamp
+        if age > self.get_parameter("max_age_s").value:
+            stats.drop()
+            self.problem(f"stale-{cam}", f"{cam}: dropping stale pose_2d ({age * 1e3:.0f} ms old; clocks in sync?)")
+            return
+        stats.tick(latency_ms=age * 1e3)
+        late_before = self.sync.counters.late
+        frames = self.sync.add(cam, stamp, (points2d, scores), now)
+        if self.sync.counters.late > late_before:
+            stats.drop()
+            self.problem(f"late-{cam}", f"{cam}: dropped a late or reordered frame (stamp {stamp:.3f})")
+        self._fuse(frames)
+
+    def _on_pose3d(self, cam: str, msg: PointCloud2) -> None:
+        try:
+            points3d, scores, _ = cloud_to_pose3d(msg)
+        except ValueError as exc:
+            self.problem(f"bad3d-{cam}", f"{cam}: dropped a malformed pose_3d message: {exc}")
+            return
+        store = self.lifted[cam]
+        store[stamp_to_seconds(msg.header.stamp)] = (points3d, scores)
+        while len(store) > 10:  # keep a few frames: the lifter may run behind the 2D stream
+            store.pop(next(iter(store)))
+
+    def _poll(self) -> None:
+        self._fuse(self.sync.poll(time.time()))
+
+    # --- fusion --------------------------------------------------------------------------------------
+    def _fuse(self, frames) -> None:
+        for frame in frames:
+            try:
+                self._fuse_one(frame)
+            except ValueError as exc:  # e.g. a stamp that went backwards: drop the frame, keep running
+                self.stage("fusion").error(str(exc))
+                self.problem("fuse", f"dropped a frame: {exc}")
+
+    def _fuse_one(self, frame) -> None:
+        J = self.layout.num_joints
+        C = len(self.rig)
+        P = max((v[0].shape[0] for v in frame.items.values()), default=0)
+        points2d = np.full((C, P, J, 2), np.nan)
+        scores = np.zeros((C, P, J))
+        lifted = np.full((C, P, J, 3), np.nan)
+        lifted_scores = np.zeros((C, P, J))
+        have_lifted = False
+        for cam, (pts, sc) in frame.items.items():
+            c, n = self.cam_index[cam], pts.shape[0]
+            points2d[c, :n], scores[c, :n] = pts, sc
+            lift = self.lifted[cam].get(frame.stamps[cam])
+            if lift is not None and lift[0].shape[0] == n:
+                lifted[c, :n], lifted_scores[c, :n] = lift
+                have_lifted = True
+        result = self.pipeline.step(frame.stamp, points2d, scores,
+                                    lifted if have_lifted else None, lifted_scores if have_lifted else None)
+        self._publish(frame, result)
+
+    def _publish(self, frame, result) -> None:
+        header = make_header(frame.stamp, self.world_frame)
+        points, confidence, ids, views = result.as_arrays()
+        self.pose_pub.publish(human_pose_to_cloud(points, confidence, ids, views, header))
+        latency_ms = (time.time() - frame.stamp) * 1e3
+        if self.marker_pub is not None:
+            self.marker_pub.publish(skeleton_markers(points, confidence, ids, self.layout, header,
+                                                     lifetime_s=self.get_parameter("marker_lifetime_s").value))
+        if self.tf is not None and len(ids):
+            rotations = np.stack([p.joint_rotations for p in result.persons])
+            bodies = np.stack([p.body_pose for p in result.persons])
+            self.tf.send(skeleton_transforms(points, ids, self.layout, header, rotations, bodies))
+        self.fused += 1
+        stats = self.stage("fusion")
+        stats.tick(latency_ms=latency_ms)
+        stats.dropped = self.sync.counters.dropped
+        stats.extra.update({"people": str(len(ids)), "cameras_in_frame": str(len(frame.items)),
+                            **{f"{k}_ms": f"{v:.2f}" for k, v in result.timing_ms.items()}})
+
+
+def main(args=None):
+    run(FusionNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,347 @@
+"""Pose arrays <-> sensor_msgs/PointCloud2, following the schema in DESIGN.md.
+
+Every pose cloud is *organized*: height = persons (P), width = joints (J), one point per joint,
+little-endian, is_dense False. Three kinds share that shape:
+
+    pose_2d      u, v, confidence (float32), person (int32), joint (int32)      /<cam>/pose_2d
+    pose_3d      x, y, z, confidence (float32), person (int32), joint (int32)   /<cam>/pose_3d
+    human_pose   x, y, z, confidence (float32), id (uint32), joint, views (int32) /human_pose_3d
+
+A missing joint is NaN coordinates with confidence 0; both the encoder and the decoder enforce it,
+so "confidence > 0" always means "finite coordinates". P = 0 is a valid cloud (height 0, no data).
+
+Decoders look fields up by name and honour point_step, row_step and is_bigendian, so clouds from
+other publishers (reordered fields, padding, big-endian) decode the same; the decode is one strided
+numpy view plus one copy per field, never a Python loop over points. sensor_msgs_py is not needed.
+
+    >>> msg = pose3d_to_cloud(points, scores, make_header(12.5, "cam0_optical_frame"))
+    >>> points, scores, person = cloud_to_pose3d(msg)
+"""
+from __future__ import annotations
+
+import array
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from sensor_msgs.msg import PointCloud2, PointField
+from std_msgs.msg import Header
+
+# PointField datatype -> numpy type character code (byte order is added per cloud).
+_NUMPY_CODE = {
+    PointField.INT8: "i1", PointField.UINT8: "u1",
+    PointField.INT16: "i2", PointField.UINT16: "u2",
+    PointField.INT32: "i4", PointField.UINT32: "u4",
+    PointField.FLOAT32: "f4", PointField.FLOAT64: "f8",
+}
+_DATATYPE_NAME = {
+    PointField.INT8: "INT8", PointField.UINT8: "UINT8", PointField.INT16: "INT16",
+    PointField.UINT16: "UINT16", PointField.INT32: "INT32", PointField.UINT32: "UINT32",
+    PointField.FLOAT32: "FLOAT32", PointField.FLOAT64: "FLOAT64",
+}
+_FLOATS = (PointField.FLOAT32, PointField.FLOAT64)
+_INTEGERS = (PointField.INT8, PointField.UINT8, PointField.INT16, PointField.UINT16,
+             PointField.INT32, PointField.UINT32)
+
+# Field lists the encoders write, in order, packed without padding.
+POSE_2D_FIELDS = (("u", PointField.FLOAT32), ("v", PointField.FLOAT32), ("confidence", PointField.FLOAT32),
+                  ("person", PointField.INT32), ("joint", PointField.INT32))
+POSE_3D_FIELDS = (("x", PointField.FLOAT32), ("y", PointField.FLOAT32), ("z", PointField.FLOAT32),
+                  ("confidence", PointField.FLOAT32), ("person", PointField.INT32), ("joint", PointField.INT32))
+HUMAN_POSE_FIELDS = (("x", PointField.FLOAT32), ("y", PointField.FLOAT32), ("z", PointField.FLOAT32),
+                     ("confidence", PointField.FLOAT32), ("id", PointField.UINT32),
+                     ("joint", PointField.INT32), ("views", PointField.INT32))
+
+
+# --- stamps and headers ---------------------------------------------------------------------------
+
+def seconds_to_stamp(seconds: float) -> Time:
+    """Float seconds -> builtin_interfaces Time (nanoseconds rounded; must be >= 0)."""
+    seconds = float(seconds)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"stamp must be a finite, non-negative number of seconds, got {seconds}")
+    sec = math.floor(seconds)
+    nanosec = int(round((seconds - sec) * 1e9))
+    if nanosec >= 1_000_000_000:  # rounding carried into the next second
+        sec, nanosec = sec + 1, nanosec - 1_000_000_000
+    if sec > 2**31 - 1:
+        raise ValueError(f"stamp {seconds} s does not fit builtin_interfaces/Time (int32 seconds)")
+    return Time(sec=int(sec), nanosec=nanosec)
+
+
+def stamp_to_seconds(stamp) -> float:
+    """builtin_interfaces Time, std_msgs Header, rclpy Time or float seconds -> float seconds."""
+    if isinstance(stamp, Header):
+        stamp = stamp.stamp
+    if isinstance(stamp, Time):
+        return stamp.sec + stamp.nanosec * 1e-9
+    if hasattr(stamp, "nanoseconds"):  # rclpy.time.Time
+        return stamp.nanoseconds * 1e-9
+    if isinstance(stamp, (int, float, np.integer, np.floating)):
+        return float(stamp)
+    raise ValueError(f"cannot read a time stamp from {type(stamp).__name__}")
+
+
+def make_header(stamp, frame_id: str) -> Header:
+    """std_msgs Header from a stamp (float seconds, builtin_interfaces Time or rclpy Time) and frame."""
+    if isinstance(stamp, Time):
+        msg_stamp = Time(sec=stamp.sec, nanosec=stamp.nanosec)
+    elif hasattr(stamp, "to_msg"):  # rclpy.time.Time
+        msg_stamp = stamp.to_msg()
+    else:
+        msg_stamp = seconds_to_stamp(stamp)
+    return Header(stamp=msg_stamp, frame_id=str(frame_id))
+
+
+def copy_header(header: Header | None) -> Header:
+    """A fresh Header equal to `header` (messages are mutable; never share one between messages)."""
+    if header is None:
+        return Header()
+    return Header(stamp=Time(sec=header.stamp.sec, nanosec=header.stamp.nanosec), frame_id=header.frame_id)
+
+
+# --- generic packing ------------------------------------------------------------------------------
+
+def _packed_dtype(fields, big_endian: bool = False) -> np.dtype:
+    order = ">" if big_endian else "<"
+    names = [name for name, _ in fields]
+    formats = [order + _NUMPY_CODE[datatype] for _, datatype in fields]
+    return np.dtype({"names": names, "formats": formats})  # packed: offsets follow sizes
+
+
+def _encode(fields, columns: dict, shape: tuple[int, int], header) -> PointCloud2:
+    """Pack per-joint columns {name: (P, J)} into an organized PointCloud2."""
+    persons, joints = shape
+    dtype = _packed_dtype(fields)
+    packed = np.empty((persons, joints), dtype=dtype)
+    for name, _ in fields:
+        packed[name] = columns[name]
+    msg = PointCloud2()
+    msg.header = copy_header(header)
+    msg.height, msg.width = persons, joints
+    msg.fields = [PointField(name=name, offset=dtype.fields[name][1], datatype=datatype, count=1)
+                  for name, datatype in fields]
+    msg.is_bigendian = False
+    msg.point_step = dtype.itemsize
+    msg.row_step = dtype.itemsize * joints
+    msg.is_dense = False
+    # array('B', bytes) is a single memcpy and skips the per-element checks the setter runs otherwise.
+    msg.data = array.array("B", packed.tobytes())
+    return msg
+
+
+def _decode(kind: str, msg: PointCloud2, required: dict, optional: dict = None) -> dict:
+    """Read named fields of an organized cloud -> {name: (P, J) float64/int64}.
+
+    required/optional: {name: allowed datatypes}. Missing optional fields are absent from the result.
+    """
+    if not isinstance(msg, PointCloud2):
+        raise ValueError(f"{kind} cloud: expected sensor_msgs/PointCloud2, got {type(msg).__name__}")
+    by_name = {f.name: f for f in msg.fields}
+    wanted = dict(required)
+    for name, allowed in (optional or {}).items():
+        if name in by_name:
+            wanted[name] = allowed
+    for name, allowed in wanted.items():
+        field = by_name.get(name)
+        if field is None:
+            raise ValueError(f"{kind} cloud: missing field {name!r} (has {', '.join(by_name) or 'no fields'})")
+        if field.datatype not in allowed:
+            expected = " or ".join(_DATATYPE_NAME[d] for d in allowed)
+            got = _DATATYPE_NAME.get(field.datatype, "unknown")
+            raise ValueError(f"{kind} cloud: field {name!r} has datatype {got} ({field.datatype}); expected {expected}")
+        if field.count > 1:
+            raise ValueError(f"{kind} cloud: field {name!r} has count {field.count}; expected 1")
+        size = np.dtype(_NUMPY_CODE[field.datatype]).itemsize
+        if field.offset + size > msg.point_step:
+            raise ValueError(f"{kind} cloud: field {name!r} (offset {field.offset}, {size} bytes) "
+                             f"overruns point_step {msg.point_step}")
+
+    height, width = msg.height, msg.width
+    if msg.row_step < msg.point_step * width:
+        raise ValueError(f"{kind} cloud: row_step {msg.row_step} < point_step {msg.point_step} * width {width}")
+    expected_bytes = msg.row_step * height
+    if len(msg.data) != expected_bytes:
+        raise ValueError(f"{kind} cloud: data has {len(msg.data)} bytes; expected row_step * height = "
+                         f"{msg.row_step} * {height} = {expected_bytes}")
+
+    order = ">" if msg.is_bigendian else "<"
+    dtype = np.dtype({
+        "names": list(wanted),
+        "formats": [order + _NUMPY_CODE[by_name[n].datatype] for n in wanted],
+        "offsets": [by_name[n].offset for n in wanted],
+        "itemsize": msg.point_step,
+    })
+    if height * width == 0:
+        view = np.zeros((height, width), dtype=dtype)
+    else:
+        # One strided view over the message buffer: rows may be padded past point_step * width.
+        view = np.ndarray((height, width), dtype=dtype, buffer=np.frombuffer(msg.data, dtype=np.uint8),
+                          strides=(msg.row_step, msg.point_step))
+    out = {}
+    for name in wanted:
+        target = np.float64 if by_name[name].datatype in _FLOATS else np.int64
+        out[name] = view[name].astype(target)  # copy, native byte order
+    return out
+
+
+def _clean(coords: np.ndarray, confidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Enforce the missing-joint rule: non-finite coords or confidence -> NaN coords, confidence 0.
+
+    coords: (P, J, D); confidence: (P, J). Negative confidences are clipped to 0.
+    """
+    finite = np.isfinite(coords).all(axis=-1)
+    confidence = np.where(finite & np.isfinite(confidence), np.maximum(confidence, 0.0), 0.0)
+    coords = np.where(finite[..., None], coords, np.nan)
+    return coords, confidence
+
+
+def _check_poses(kind: str, points, scores, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    points = np.asarray(points, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    if points.ndim != 3 or points.shape[-1] != dim:
+        raise ValueError(f"{kind}: points must be (P, J, {dim}), got shape {points.shape}")
+    if scores.shape != points.shape[:2]:
+        raise ValueError(f"{kind}: scores must be (P, J) = {points.shape[:2]}, got shape {scores.shape}")
+    return _clean(points, scores)
+
+
+def _row_values(kind: str, name: str, values, persons: int, low: int, high: int) -> np.ndarray:
+    """Per-person integers (P,) checked against the field's range."""
+    values = np.asarray(values)
+    if values.shape != (persons,):
+        raise ValueError(f"{kind}: {name} must be ({persons},), got shape {values.shape}")
+    if values.size and not np.issubdtype(values.dtype, np.integer):
+        if not np.all(np.equal(np.mod(values, 1), 0)):
+            raise ValueError(f"{kind}: {name} must be integers")
+    values = values.astype(np.int64)
+    if values.size and (values.min() < low or values.max() > high):
+        raise ValueError(f"{kind}: {name} must lie in [{low}, {high}], got [{values.min()}, {values.max()}]")
+    return values
+
+
+def _per_person(row_values: np.ndarray, joints: int) -> np.ndarray:
+    return np.repeat(row_values[:, None], joints, axis=1)
+
+
+def _joint_column(persons: int, joints: int) -> np.ndarray:
+    return np.broadcast_to(np.arange(joints, dtype=np.int32), (persons, joints))
+
+
+def _first_column(values: np.ndarray, default: np.ndarray) -> np.ndarray:
+    """(P, J) per-person column -> (P,), falling back to `default` when J = 0."""
+    return values[:, 0] if values.shape[1] > 0 else default
+
+
+_INT32 = (-(2**31), 2**31 - 1)
+_UINT32 = (0, 2**32 - 1)
+
+
+# --- pose_2d --------------------------------------------------------------------------------------
+
+def pose2d_to_cloud(points2d, scores, header: Header | None) -> PointCloud2:
+    """2D detections -> pose_2d cloud.
+
+    points2d: (P, J, 2) px; scores: (P, J) in [0, 1]; header: image stamp + camera optical frame.
+    """
+    points2d, scores = _check_poses("pose_2d", points2d, scores, 2)
+    persons, joints = scores.shape
+    columns = {
+        "u": points2d[..., 0], "v": points2d[..., 1], "confidence": scores,
+        "person": _per_person(np.arange(persons), joints), "joint": _joint_column(persons, joints),
+    }
+    return _encode(POSE_2D_FIELDS, columns, (persons, joints), header)
+
+
+def cloud_to_pose2d(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray]:
+    """pose_2d cloud -> (points2d (P, J, 2) float64 px, scores (P, J) float64)."""
+    cols = _decode("pose_2d", msg, {"u": _FLOATS, "v": _FLOATS, "confidence": _FLOATS})
+    points = np.stack([cols["u"], cols["v"]], axis=-1)
+    return _clean(points, cols["confidence"])
+
+
+# --- pose_3d --------------------------------------------------------------------------------------
+
+def pose3d_to_cloud(points3d, scores, header: Header | None, person=None) -> PointCloud2:
+    """Per-view 3D poses -> pose_3d cloud.
+
+    points3d: (P, J, 3) m in the camera optical frame; scores: (P, J); person: (P,) int row labels
+    (default 0..P-1, e.g. the index of the 2D detection each pose was lifted from).
+    """
+    points3d, scores = _check_poses("pose_3d", points3d, scores, 3)
+    persons, joints = scores.shape
+    person = np.arange(persons) if person is None else _row_values("pose_3d", "person", person, persons, *_INT32)
+    columns = {
+        "x": points3d[..., 0], "y": points3d[..., 1], "z": points3d[..., 2], "confidence": scores,
+        "person": _per_person(person, joints), "joint": _joint_column(persons, joints),
+    }
+    return _encode(POSE_3D_FIELDS, columns, (persons, joints), header)
+
+
+def cloud_to_pose3d(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """pose_3d cloud -> (points (P, J, 3) float64, scores (P, J) float64, person (P,) int64).
+
+    `person` is read from the first joint of each row; a cloud without that field gets 0..P-1.
+    """
+    cols = _decode("pose_3d", msg, {"x": _FLOATS, "y": _FLOATS, "z": _FLOATS, "confidence": _FLOATS},
+                   {"person": _INTEGERS})
+    points, scores = _clean(np.stack([cols["x"], cols["y"], cols["z"]], axis=-1), cols["confidence"])
+    rows = np.arange(msg.height, dtype=np.int64)
+    person = _first_column(cols["person"], rows) if "person" in cols else rows
+    return points, scores, person
+
+
+# --- human_pose (fused, tracked) ------------------------------------------------------------------
+
+@dataclass
+class HumanPoses:
+    """Decoded /human_pose_3d cloud.
+
+    points: (P, J, 3) m in `frame_id`, NaN where missing; confidence: (P, J), 0 where missing;
+    ids: (P,) int64 persistent track ids (uint32 on the wire); views: (P, J) int64 cameras per joint;
+    stamp: float seconds (image acquisition time); frame_id: the world frame.
+    """
+
+    points: np.ndarray
+    confidence: np.ndarray
+    ids: np.ndarray
+    views: np.ndarray
+    stamp: float
+    frame_id: str
+
+    @property
+    def num_persons(self) -> int:
+        return self.points.shape[0]
+
+
+def human_pose_to_cloud(points, confidence, ids, views, header: Header | None) -> PointCloud2:
+    """Fused, tracked poses -> human_pose cloud.
+
+    points: (P, J, 3) m in the world frame; confidence: (P, J); ids: (P,) track ids in [0, 2^32);
+    views: (P, J) int, number of cameras that supported each joint.
+    """
+    points, confidence = _check_poses("human_pose", points, confidence, 3)
+    persons, joints = confidence.shape
+    ids = _row_values("human_pose", "ids", ids, persons, *_UINT32)
+    views = np.asarray(views)
+    if views.shape != (persons, joints):
+        raise ValueError(f"human_pose: views must be (P, J) = {(persons, joints)}, got shape {views.shape}")
+    columns = {
+        "x": points[..., 0], "y": points[..., 1], "z": points[..., 2], "confidence": confidence,
+        "id": _per_person(ids, joints), "joint": _joint_column(persons, joints),
+        "views": np.clip(np.nan_to_num(views, nan=0), *_INT32).astype(np.int32),
+    }
+    return _encode(HUMAN_POSE_FIELDS, columns, (persons, joints), header)
+
+
+def cloud_to_human_pose(msg: PointCloud2) -> HumanPoses:
+    """human_pose cloud -> HumanPoses. A cloud without `views` gets views = 0."""
+    cols = _decode("human_pose", msg,
+                   {"x": _FLOATS, "y": _FLOATS, "z": _FLOATS, "confidence": _FLOATS, "id": _INTEGERS},
+                   {"views": _INTEGERS})
+    points, confidence = _clean(np.stack([cols["x"], cols["y"], cols["z"]], axis=-1), cols["confidence"])
+    ids = _first_column(cols["id"], np.arange(msg.height, dtype=np.int64))
+    views = cols["views"] if "views" in cols else np.zeros(confidence.shape, dtype=np.int64)
+    return HumanPoses(points=points, confidence=confidence, ids=ids, views=views,
+                      stamp=stamp_to_seconds(msg.header.stamp), frame_id=msg.header.frame_id)

@@ -1,0 +1,134 @@
+"""rig_sim_node: procedural people seen by virtual calibrated cameras, published as real 2D detections.
+
+Publishes, per camera, `/<cam>/pose_2d` (PointCloud2, schema in DESIGN.md) and `/<cam>/camera_info`,
+and the ground truth on `ground_truth_topic` (same schema as /human_pose_3d; `id` = person index).
+Motion is a pure function of time since `time_origin`, so two sim processes given the same origin and
+seed show the same people (the tests run one camera in its own process and kill it).
+"""
+from __future__ import annotations
+
+import numpy as np
+from rclpy.lifecycle import TransitionCallbackReturn
+from sensor_msgs.msg import CameraInfo, PointCloud2
+
+from hpe_ros.calibration import load_rig
+from hpe_ros.resources import resolve_path
+from hpe_ros.ros.base import ManagedNode, run
+from hpe_ros.ros.camera_info import camera_to_camera_info
+from hpe_ros.ros.params import STRING_ARRAY, declare
+from hpe_ros.ros.pointcloud import human_pose_to_cloud, make_header, pose2d_to_cloud
+from hpe_ros.ros.qos import POSES, SENSOR
+from hpe_ros.ros.tf import TFSender, camera_transforms
+from hpe_ros.sim import MotionScript, default_rig, observe
+
+
+class RigSimNode(ManagedNode):
+    def __init__(self, **kwargs):
+        super().__init__("rig_sim_node", **kwargs)
+        p = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        p("calibration_file", "", "rig calibration (anipose TOML, rig YAML); empty = default ring of num_cameras")
+        p("num_cameras", 4, "cameras of the default ring when calibration_file is empty", low=1, high=64)
+        p("cameras", [], "names of the cameras this process publishes (empty = all in the rig)", type_=STRING_ARRAY)
+        p("num_people", 2, "number of simulated people", low=0, high=16)
+        p("seed", 0, "seed of the motion script and the detection noise", low=0, high=2**31 - 1)
+        p("rate_hz", 30.0, "camera frame rate", low=0.5, high=240.0)
+        p("noise_px", 2.0, "Gaussian pixel noise (sigma) of detected joints", low=0.0, high=50.0)
+        p("miss_rate", 0.03, "share of joints the detector misses", low=0.0, high=1.0)
+        p("outlier_rate", 0.02, "share of joints detected far off (gross outliers)", low=0.0, high=1.0)
+        p("occlusion", True, "hide or corrupt joints occluded by other people")
+        p("stamp_jitter_ms", 1.0, "random per-camera offset of header stamps (unsynchronised triggers)",
+          low=0.0, high=100.0)
+        p("time_origin", 0.0, "epoch seconds at which the motion starts (0 = when the node activates)",
+          low=0.0, high=1e10)
+        p("publish_ground_truth", True, "publish the true 3D joints")
+        p("ground_truth_topic", "/rig_sim/ground_truth", "topic of the true 3D joints")
+        p("world_frame", "world", "frame of the ground truth and the rig")
+        self.rig = None
+        self._timer = None
+        self.frames = 0
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        g = lambda n: self.get_parameter(n).value  # noqa: E731
+        try:
+            calib = g("calibration_file")
+            self.rig = load_rig(resolve_path(calib)) if calib else default_rig(g("num_cameras"))
+        except (OSError, ValueError) as exc:
+            self.get_logger().error(f"cannot load the rig: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        wanted = list(g("cameras")) or self.rig.names
+        unknown = [c for c in wanted if c not in self.rig.names]
+        if unknown:
+            self.get_logger().error(f"cameras {unknown} are not in the rig {self.rig.names}")
+            return TransitionCallbackReturn.FAILURE
+        self.cam_idx = np.array([self.rig.index(c) for c in wanted])
+        self.script = MotionScript(n_people=g("num_people"), seed=g("seed"))
+        self.rng = np.random.default_rng(g("seed") + 1)
+        self.world_frame = g("world_frame")
+        self.get_logger().info(f"rig of {len(self.rig)} cameras; publishing {wanted}, {g('num_people')} people "
+                               f"at {g('rate_hz')} Hz")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        g = lambda n: self.get_parameter(n).value  # noqa: E731
+        self.pose_pubs, self.info_pubs = [], []
+        for c in self.cam_idx:
+            name = self.rig[int(c)].name
+            self.pose_pubs.append(self.create_publisher(PointCloud2, f"/{name}/pose_2d", POSES))
+            self.info_pubs.append(self.create_publisher(CameraInfo, f"/{name}/camera_info", SENSOR))
+        self.gt_pub = (self.create_publisher(PointCloud2, g("ground_truth_topic"), POSES)
+                       if g("publish_ground_truth") else None)
+        origin = g("time_origin")
+        self.origin = origin if origin > 0 else self.get_clock().now().nanoseconds * 1e-9
+        self.tf = TFSender(self, static=True)
+        self.tf.send(camera_transforms(self.rig.subset([int(c) for c in self.cam_idx]), self.world_frame,
+                                       self.get_clock().now().to_msg()))
+        self._timer = self.create_timer(1.0 / g("rate_hz"), self._tick)
+        self.start_diagnostics()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self.destroy_timer(self._timer)
+        self._timer = None
+        for pub in self.pose_pubs + self.info_pubs + ([self.gt_pub] if self.gt_pub else []):
+            self.destroy_publisher(pub)
+        self.stop_diagnostics()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        self.rig = None
+        return TransitionCallbackReturn.SUCCESS
+
+    # --- one frame -----------------------------------------------------------------------------------
+    def _tick(self) -> None:
+        g = lambda n: self.get_parameter(n).value  # noqa: E731
+        now = self.get_clock().now().nanoseconds * 1e-9
+        joints = self.script.pose(now - self.origin)  # (P, J, 3)
+        obs = observe(self.rig, joints, self.rng, noise_px=g("noise_px"), miss_rate=g("miss_rate"),
+                      outlier_rate=g("outlier_rate"), occlusion=g("occlusion"))
+        jitter = self.rng.normal(0.0, g("stamp_jitter_ms") * 1e-3, size=len(self.cam_idx))
+        for k, c in enumerate(self.cam_idx):
+            cam = self.rig[int(c)]
+            rows = obs.person_ids[c] >= 0
+            header = make_header(now + float(jitter[k]), cam.frame_id)
+            self.pose_pubs[k].publish(pose2d_to_cloud(obs.points2d[c][rows], obs.scores[c][rows], header))
+            self.info_pubs[k].publish(camera_to_camera_info(cam, header))
+        if self.gt_pub is not None:
+            P, J = joints.shape[:2]
+            views = np.zeros((P, J), dtype=np.int32)
+            for c in range(len(self.rig)):  # count the cameras that detected each true joint
+                ids = obs.person_ids[c]
+                rows = ids >= 0
+                np.add.at(views, ids[rows], (obs.scores[c][rows] > 0).astype(np.int32))
+            self.gt_pub.publish(human_pose_to_cloud(joints, np.ones((P, J)), np.arange(P, dtype=np.uint32), views,
+                                                    make_header(now, self.world_frame)))
+        self.frames += 1
+        self.stage("sim", "synthetic rig").tick()
+
+
+def main(args=None):
+    run(RigSimNode, args)
+
+
+if __name__ == "__main__":
+    main()
