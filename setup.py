@@ -30,7 +30,8 @@ setup(
     package_data={package_name: ["data/*"]},
     include_package_data=True,
     python_requires=">=3.10",
-    install_requires=["numpy>=1.22", "scipy", "opencv-python-headless", "matplotlib", "pyyaml", "tqdm"],
+    install_requires=["numpy>=1.22", "scipy", "opencv-python-headless", "matplotlib", "pyyaml", "tqdm",
+                      "tomli; python_version < '3.11'"],
     extras_require={
         "ros": ROS_WHEELS,
         "onnx": ["onnxruntime", "onnx"],

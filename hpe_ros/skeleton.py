@@ -85,9 +85,12 @@ _FOOT_BONES = [
     ("right_ankle", "right_heel"), ("right_ankle", "right_big_toe"), ("right_big_toe", "right_small_toe"),
 ]
 
+# COCO's own skeleton joins the ears to the shoulders; so do we, so every layout is one connected tree.
+_EAR_SHOULDER = [("left_ear", "left_shoulder"), ("right_ear", "right_shoulder")]
+
 COCO17 = _make(
     "coco17", _FACE + _LIMBS,
-    _FACE_BONES + _LIMB_BONES + [
+    _FACE_BONES + _LIMB_BONES + _EAR_SHOULDER + [
         ("left_shoulder", "right_shoulder"), ("left_hip", "right_hip"),
         ("left_shoulder", "left_hip"), ("right_shoulder", "right_hip"),
     ],
@@ -119,7 +122,7 @@ BODY25 = _make(
 BODY25B = _make(
     "body25b", _FACE + _LIMBS + ["neck", "head"] + _FEET,
     _FACE_BONES + _LIMB_BONES + _FOOT_BONES + [
-        ("neck", "head"), ("neck", "left_shoulder"), ("neck", "right_shoulder"),
+        ("neck", "head"), ("neck", "left_shoulder"), ("neck", "right_shoulder"), ("neck", "nose"),
         ("left_hip", "right_hip"), ("left_shoulder", "left_hip"), ("right_shoulder", "right_hip"),
     ],
 )
@@ -145,6 +148,7 @@ BLAZEPOSE33 = _make(
     [("nose", "left_eye_inner"), ("left_eye_inner", "left_eye"), ("left_eye", "left_eye_outer"),
      ("left_eye_outer", "left_ear"), ("nose", "right_eye_inner"), ("right_eye_inner", "right_eye"),
      ("right_eye", "right_eye_outer"), ("right_eye_outer", "right_ear"), ("mouth_left", "mouth_right"),
+     ("nose", "mouth_left"), ("nose", "mouth_right"), ("left_ear", "left_shoulder"), ("right_ear", "right_shoulder"),
      ("left_shoulder", "right_shoulder"), ("left_hip", "right_hip"),
      ("left_shoulder", "left_hip"), ("right_shoulder", "right_hip"),
      ("left_wrist", "left_pinky"), ("left_wrist", "left_index"), ("left_pinky", "left_index"),

@@ -60,7 +60,6 @@ import yaml
 
 from hpe_ros.camera import Camera, Rig, rodrigues, rotation_to_rvec
 from hpe_ros.calibration.validate import (
-    CalibrationError,
     check_distortion,
     check_intrinsics,
     check_rotation,

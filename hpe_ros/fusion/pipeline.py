@@ -44,7 +44,7 @@ class FusionConfig:
     joint_hold_s: float = 0.2        # tracker: an unseen joint is extrapolated this long
     max_joint_speed: float = 10.0    # tracker: faster joint updates are outliers
     one_euro_min_cutoff: float = 1.0
-    one_euro_beta: float = 0.3
+    one_euro_beta: float = 20.0           # Hz per m/s (speeds in metres: 0.3 would lag a walk by ~0.1 m)
     filter: bool = True              # One-Euro smoothing
 
     def __post_init__(self):

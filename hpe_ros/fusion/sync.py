@@ -45,10 +45,14 @@ class FrameSynchronizer:
         self.pending: list[Frame] = []
         self.last_heard: dict[str, float] = {}
         self.last_emitted = float("-inf")
+        self.started: float | None = None
         self.counters = SyncCounters()
 
     def alive(self, now: float) -> set[str]:
-        """Cameras heard from within camera_timeout_s of `now` (arrival clock)."""
+        """Cameras heard from within camera_timeout_s of `now` (arrival clock); during the first
+        camera_timeout_s every configured camera is expected, so start-up does not split frames."""
+        if self.started is not None and now - self.started <= self.camera_timeout_s:
+            return set(self.cameras)
         return {c for c, t in self.last_heard.items() if now - t <= self.camera_timeout_s}
 
     def add(self, camera: str, stamp: float, payload: Any, now: float) -> list[Frame]:
@@ -56,6 +60,8 @@ class FrameSynchronizer:
         if camera not in self.cameras:
             raise ValueError(f"unknown camera {camera!r}; expected one of {self.cameras}")
         self.last_heard[camera] = now
+        if self.started is None:
+            self.started = now
         if stamp <= self.last_emitted + 1e-9:
             self.counters.late += 1
             return []

@@ -43,7 +43,7 @@ class TrackerConfig:
     velocity_smoothing: float = 0.3  # EMA factor for per-joint velocity (0..1; higher = more reactive)
     held_confidence_decay: float = 0.5
     one_euro_min_cutoff: float = 1.0
-    one_euro_beta: float = 0.3
+    one_euro_beta: float = 20.0
     one_euro_d_cutoff: float = 1.0
     filter: bool = True              # One-Euro smoothing of joint positions
 

@@ -158,6 +158,11 @@ class _Views:
         return _solve_dlt(self.rows[:, idx], w)
 
 
+def _dot3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Dot product over a last axis of 3 (explicit: numpy's reductions over tiny axes are slow)."""
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
+
+
 def _worst_inlier(err: np.ndarray, inl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """err, inl (C, n) -> worst inlier error (n,) and its camera (n,)."""
     e = np.where(inl, err, -1.0)
@@ -187,8 +192,8 @@ def _pair_hypotheses(views: _Views, idx: np.ndarray, usable: np.ndarray, max_err
     centers = -np.einsum("cji,cj->ci", views.R, views.t)                  # (C, 3)
     da, db = d[ca, cols], d[cb, cols]                                     # (H, n, 3)
     b = centers[cb] - centers[ca]
-    aa, bb_, cc = (da * da).sum(-1), (da * db).sum(-1), (db * db).sum(-1)
-    e1, e2 = (da * b).sum(-1), (db * b).sum(-1)
+    aa, bb_, cc = _dot3(da, da), _dot3(da, db), _dot3(db, db)
+    e1, e2 = _dot3(da, b), _dot3(db, b)
     denom = aa * cc - bb_ * bb_
     valid &= denom > 1e-12 * aa * cc
     denom = np.where(valid, denom, 1.0)
@@ -199,14 +204,18 @@ def _pair_hypotheses(views: _Views, idx: np.ndarray, usable: np.ndarray, max_err
 
     # Score every hypothesis against the same top-k views only (truncated squared error, MSAC): this
     # bounds the work by k, not C; the winner is then checked against all views.
-    Xc = np.matmul(X.transpose(1, 0, 2)[None], views.Rt[top]) + views.t[top][:, :, None, :]  # (k, n, H, 3)
-    z = Xc[..., 2]
-    zs = np.where(z > _MIN_DEPTH, z, 1.0)
-    xy_top, f_top = xy[top, cols][:, :, None, :], views.focal[top][:, :, None, :]           # (k, n, 1, 2)
-    d = (Xc[..., :2] / zs[..., None] - xy_top) * f_top
-    err = np.sqrt((d * d).sum(-1))
-    err = np.where((z > _MIN_DEPTH) & np.isfinite(err), np.minimum(err, max_error_px), max_error_px)
-    cost = np.einsum("kn,knh->nh", w[top, cols], err * err)
+    P = views.P[top]                                                       # (k, n, 3, 4)
+    Xh = X.transpose(1, 2, 0)                                              # (n, 3, H)
+    Xc = np.matmul(P[..., :3], Xh[None]) + P[..., 3:]                      # (k, n, 3, H)
+    z = Xc[:, :, 2]
+    front = z > _MIN_DEPTH
+    zs = np.where(front, z, 1.0)
+    xy_top, f_top = xy[top, cols][..., None], views.focal[top][..., None]   # (k, n, 2, 1)
+    dx = (Xc[:, :, 0] / zs - xy_top[:, :, 0]) * f_top[:, :, 0]
+    dy = (Xc[:, :, 1] / zs - xy_top[:, :, 1]) * f_top[:, :, 1]
+    err2 = dx * dx + dy * dy                                               # (k, n, H)
+    err2 = np.where(front & (err2 < max_error_px ** 2), err2, max_error_px ** 2)
+    cost = (w[top, cols][..., None] * err2).sum(0)                         # (n, H)
     cost = np.where(valid.T, cost, np.inf)
     best = cost.argmin(axis=1)
     X_best = X[best, cols]
@@ -302,28 +311,28 @@ def _gauss_newton(views: _Views, X: np.ndarray, idx: np.ndarray, inl: np.ndarray
     X (n, 3), inl / err (C, n) -> refined X (n, 3) and errors (C, n); a step is kept only where it
     lowers the cost, so refinement never makes a point worse.
     """
-    w2 = (views.weights[:, idx] * inl) ** 2                                  # (C, n)
-    f = views.focal[:, None, :]                                               # (C, 1, 2)
+    w = views.weights[:, idx] * inl                                           # (C, n)
+    w2 = w * w
+    f = views.focal[:, None, :, None]                                         # (C, 1, 2, 1)
     cost = (w2 * np.where(inl, err, 0.0) ** 2).sum(0)
+    C, n = w.shape
     for _ in range(iterations):
-        Xc = np.einsum("cij,nj->cni", views.R, X) + views.t[:, None, :]
+        Xc = np.matmul(X[None], views.Rt) + views.t[:, None, :]              # (C, n, 3)
         z = np.where(Xc[..., 2] > _MIN_DEPTH, Xc[..., 2], np.inf)
         proj = Xc[..., :2] / z[..., None]
-        r = (proj - views.xy[:, idx]) * f                                    # (C, n, 2) px residual
-        # d(proj)/d(Xc) = [[1/z, 0, -x/z^2], [0, 1/z, -y/z^2]]; chain with R.
-        dproj = np.zeros(Xc.shape[:2] + (2, 3))
-        dproj[..., 0, 0] = dproj[..., 1, 1] = 1.0 / z
-        dproj[..., :, 2] = -proj / z[..., None]
-        Jx = np.einsum("cnij,cjk->cnik", dproj * f[..., None], views.R)       # (C, n, 2, 3)
-        r = np.where(np.isfinite(r), r, 0.0)
-        Jx = np.where(np.isfinite(Jx), Jx, 0.0)
-        H = np.einsum("cn,cnia,cnib->nab", w2, Jx, Jx)
-        g = np.einsum("cn,cnia,cni->na", w2, Jx, r)
+        r = (proj - views.xy[:, idx]) * f[..., 0]                             # (C, n, 2) px residual
+        # d(pixel)/dX = f / z * (R[:2] - proj * R[2]) per view.
+        J = (views.R[:, None, :2, :] - proj[..., None] * views.R[:, None, 2:3, :]) * (f / z[..., None, None])
+        r = np.where(np.isfinite(r), r, 0.0) * w[..., None]
+        J = np.where(np.isfinite(J), J, 0.0) * w[..., None, None]
+        Jn = J.transpose(1, 0, 2, 3).reshape(n, 2 * C, 3)
+        H = np.matmul(Jn.transpose(0, 2, 1), Jn)                              # (n, 3, 3)
+        g = np.matmul(Jn.transpose(0, 2, 1), r.transpose(1, 0, 2).reshape(n, 2 * C, 1))
         H += 1e-9 * np.trace(H, axis1=1, axis2=2)[:, None, None] * np.eye(3)   # tiny damping for safety
         ok = np.abs(np.linalg.det(H)) > 0
         step = np.zeros_like(X)
         if ok.any():
-            step[ok] = np.linalg.solve(H[ok], -g[ok][..., None])[..., 0]
+            step[ok] = np.linalg.solve(H[ok], -g[ok])[..., 0]
         X_new = X + step
         err_new, _ = views.errors(X_new, idx)
         cost_new = (w2 * np.where(inl, err_new, 0.0) ** 2).sum(0)

@@ -52,9 +52,11 @@ def _ros_value(v) -> str:
     return yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()
 
 
-def node_command(node: str, params_file: str | Path | None, overrides: dict | None = None) -> list[str]:
+def node_command(node: str, params_file: str | Path | None, overrides: dict | None = None,
+                 name: str | None = None) -> list[str]:
+    """`python -m hpe_ros.ros.<node> --ros-args ...` for node type `node`, named `name` (default: `node`)."""
     module = NODE_MODULES[node][0]
-    cmd = [sys.executable, "-m", module, "--ros-args", "-r", f"__node:={node}"]
+    cmd = [sys.executable, "-m", module, "--ros-args", "-r", f"__node:={name or node}"]
     if params_file:
         cmd += ["--params-file", str(params_file)]
     for k, v in (overrides or {}).items():

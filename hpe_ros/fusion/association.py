@@ -1,0 +1,293 @@
+"""Cross-view association: which 2D detection in each camera belongs to which person.
+
+Steps, all batched over cameras x persons x joints (loops only over priors, cameras and accepted merges):
+
+(a) priors (the tracker's predicted 3D poses) are projected into every camera and matched to that
+    camera's detections by one Hungarian assignment per camera on the median joint distance in pixels;
+(b) the remaining detections are linked by a symmetric epipolar distance in pixels (mean over joints
+    confident in both views), and merged greedily, best pair first, with a union-find that forbids two
+    rows of one camera in a group and checks the newcomer against every member already there;
+(c) the same greedy pass may attach remaining detections to prior-seeded groups (but never merges two
+    prior groups);
+(d) every group's joints are triangulated at once (robust triangulation) and a view whose median
+    reprojection error is far above max_epipolar_px is split off as a singleton.
+
+Why epipolar distance in pixels rather than ray-to-ray distance in metres: detector noise is isotropic
+in pixels, so a pixel gate means the same thing for near and far people and for every camera, and it
+uses the same units as prior_gate_px and the triangulation's max_error_px.
+
+    >>> assoc = associate(rig, points2d, scores, priors=None)   # points2d (C, P, J, 2), scores (C, P, J)
+    >>> assoc.groups          # (G, C) detection row per camera or -1
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from hpe_ros.camera import Rig
+from hpe_ros.fusion.triangulation import _robust_solve
+
+# A detection (or a detection pair, or a prior vs detection) needs this many confident joints to count.
+_MIN_JOINTS = 3
+
+
+@dataclass
+class Association:
+    """Result of `associate` for C cameras.
+
+    groups: (G, C) int, detection row per camera or -1; each detection is in at most one group.
+    prior_index: (G,) int, index into priors the group was seeded from, or -1.
+    """
+
+    groups: np.ndarray
+    prior_index: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    @property
+    def views(self) -> np.ndarray:
+        """(G,) number of cameras in each group."""
+        return (self.groups >= 0).sum(axis=1)
+
+
+# --- geometry ---------------------------------------------------------------------------------------
+
+def _skew(v: np.ndarray) -> np.ndarray:
+    """(..., 3) -> (..., 3, 3) cross-product matrices."""
+    z = np.zeros(v.shape[:-1])
+    return np.stack([z, -v[..., 2], v[..., 1], v[..., 2], z, -v[..., 0], -v[..., 1], v[..., 0], z],
+                    axis=-1).reshape(v.shape[:-1] + (3, 3))
+
+
+def _masked_median(values: np.ndarray, mask: np.ndarray, min_count: int) -> np.ndarray:
+    """Median over the last axis of values where mask; inf where fewer than min_count entries."""
+    v = np.sort(np.where(mask, values, np.inf), axis=-1)
+    k = mask.sum(-1)
+    lo = np.take_along_axis(v, np.maximum((k - 1) // 2, 0)[..., None], -1)[..., 0]
+    hi = np.take_along_axis(v, np.maximum(k // 2, 0)[..., None], -1)[..., 0]
+    return np.where(k >= max(min_count, 1), 0.5 * (lo + hi), np.inf)
+
+
+def epipolar_affinity(rig: Rig, xy: np.ndarray, confident: np.ndarray) -> np.ndarray:
+    """Symmetric point-to-epipolar-line distance between all detections of all camera pairs.
+
+    xy: (C, P, J, 2) undistorted normalised coordinates; confident: (C, P, J) bool ->
+    distance (C, P, C, P) px, mean over joints confident in both detections (at least 3); inf for
+    same-camera pairs and pairs with too few common joints.
+    """
+    C, P, J = confident.shape
+    D = np.full((C, P, C, P), np.inf)
+    if C < 2 or P == 0:
+        return D
+    R = rig.projection_matrices[:, :, :3]
+    t = rig.projection_matrices[:, :, 3]
+    f = np.array([np.sqrt(c.K[0, 0] * c.K[1, 1]) for c in rig.cameras])
+    ia, ib = np.triu_indices(C, 1)
+    # Essential matrices x_b^T E x_a = 0 for each camera pair (a, b): E = [t_ab]x R_ab.
+    R_ab = np.matmul(R[ib], R[ia].transpose(0, 2, 1))
+    t_ab = t[ib] - np.einsum("kij,kj->ki", R_ab, t[ia])
+    E = np.matmul(_skew(t_ab), R_ab)                                                   # (K, 3, 3)
+    h = np.concatenate([xy, np.ones(xy.shape[:-1] + (1,))], axis=-1)                    # (C, P, J, 3)
+    la = np.einsum("kij,kpnj->kpni", E, h[ia])           # epipolar lines in b of a's points (K, P, J, 3)
+    lb = np.einsum("kji,kqnj->kqni", E, h[ib])           # lines in a of b's points
+    num = np.abs(np.einsum("kqni,kpni->kpqn", h[ib], la))                               # (K, P, Q, J)
+    na = np.sqrt(la[..., 0] ** 2 + la[..., 1] ** 2)                                     # (K, P, J)
+    nb = np.sqrt(lb[..., 0] ** 2 + lb[..., 1] ** 2)                                     # (K, Q, J)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dist = 0.5 * num * (f[ib][:, None, None, None] / na[:, :, None, :]
+                            + f[ia][:, None, None, None] / nb[:, None, :, :])
+    both = confident[ia][:, :, None, :] & confident[ib][:, None, :, :]                  # (K, P, Q, J)
+    count = both.sum(-1)
+    mean = np.where(both & np.isfinite(dist), dist, 0.0).sum(-1) / np.maximum(count, 1)
+    mean = np.where(count >= _MIN_JOINTS, mean, np.inf)
+    D[ia, :, ib, :] = mean
+    D[ib, :, ia, :] = mean.transpose(0, 2, 1)
+    return D
+
+
+# --- association ------------------------------------------------------------------------------------
+
+def _match_priors(rig: Rig, points2d: np.ndarray, confident: np.ndarray, active: np.ndarray,
+                  priors: np.ndarray, gate_px: float) -> np.ndarray:
+    """(a): Hungarian assignment of detections to projected priors, per camera.
+
+    -> owner (C, P) int: prior index each detection was assigned to, or -1.
+    """
+    C, P, J = confident.shape
+    owner = np.full((C, P), -1, dtype=np.int64)
+    T = priors.shape[0]
+    if T == 0 or P == 0:
+        return owner
+    proj = rig.project(np.where(np.isfinite(priors), priors, 0.0))                      # (C, T, J, 2)
+    proj_ok = np.isfinite(priors).all(-1)[None] & np.isfinite(proj).all(-1)              # (C, T, J)
+    diff = proj[:, :, None] - points2d[:, None]                                          # (C, T, P, J, 2)
+    dist = np.sqrt((diff ** 2).sum(-1))
+    common = proj_ok[:, :, None] & confident[:, None]
+    cost = _masked_median(dist, common, _MIN_JOINTS)                                     # (C, T, P)
+    cost = np.where(active[:, None, :], cost, np.inf)
+    big = 1e9
+    for c in range(C):
+        if not np.isfinite(cost[c]).any():
+            continue
+        rows, cols = linear_sum_assignment(np.minimum(cost[c], big))
+        keep = cost[c, rows, cols] <= gate_px
+        owner[c, cols[keep]] = rows[keep]
+    return owner
+
+
+def _greedy_groups(affinity: np.ndarray, active: np.ndarray, owner: np.ndarray, max_px: float
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(b)+(c): union-find over detections, merging best-affinity pairs first.
+
+    affinity: (C, P, C, P) px; active: (C, P) bool; owner: (C, P) prior index or -1 ->
+    labels (C, P) int group label per detection (-1 = inactive), prior index per label (C * P,).
+    """
+    C, P = active.shape
+    n = C * P
+    parent = np.arange(n)
+    label_prior = owner.ravel().copy()
+    cam_of = np.repeat(np.arange(C), P)
+    members: dict[int, list[int]] = {i: [i] for i in range(n)}
+    # Prior-seeded detections start in one component per prior.
+    for tp in np.unique(owner[owner >= 0]):
+        nodes = np.flatnonzero(owner.ravel() == tp)
+        root = nodes[0]
+        parent[nodes] = root
+        members[root] = list(nodes)
+        for m in nodes[1:]:
+            members.pop(m, None)
+    A = affinity.reshape(n, n)
+    act = active.ravel()
+    cand = np.triu(A < max_px, 1) & act[:, None] & act[None, :]
+    ia, ib = np.nonzero(cand)
+    order = np.argsort(A[ia, ib], kind="stable")
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for e in order:
+        ra, rb = find(ia[e]), find(ib[e])
+        if ra == rb:
+            continue
+        pa, pb = label_prior[ra], label_prior[rb]
+        if pa >= 0 and pb >= 0:
+            continue  # never merge two prior-seeded groups
+        ma, mb = members[ra], members[rb]
+        if set(cam_of[ma]) & set(cam_of[mb]):
+            continue  # at most one row per camera
+        # The newcomer must agree with every member already in the group (not just the best pair).
+        cross = A[np.ix_(ma, mb)]
+        if not np.all(cross[np.isfinite(cross)] < 2.0 * max_px) or np.isfinite(cross).sum() == 0:
+            continue
+        if cross[np.isfinite(cross)].mean() >= max_px:
+            continue
+        if len(ma) < len(mb):
+            ra, rb, ma, mb = rb, ra, mb, ma
+        parent[rb] = ra
+        ma.extend(mb)
+        members.pop(rb)
+        label_prior[ra] = max(pa, pb)
+    roots = np.array([find(i) for i in range(n)])
+    return np.where(act, roots, -1).reshape(C, P), label_prior
+
+
+def associate(rig: Rig, points2d: np.ndarray, scores: np.ndarray, priors: np.ndarray | None = None,
+              min_views: int = 2, max_epipolar_px: float = 25.0, prior_gate_px: float = 60.0,
+              min_score: float = 0.1) -> Association:
+    """Group the detections of C cameras into people.
+
+    points2d: (C, P, J, 2) px (NaN = missing); scores: (C, P, J) in [0, 1]; priors: (T, J, 3) predicted
+    world poses (NaN joints allowed) or None. Detections with fewer than 3 joints scoring >= min_score
+    are ignored. Groups with fewer than min_views cameras are returned too (single-view people).
+    -> Association(groups (G, C) int, prior_index (G,) int).
+    """
+    points2d = np.asarray(points2d, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    C = len(rig)
+    if points2d.ndim != 4 or points2d.shape[0] != C or points2d.shape[-1] != 2:
+        raise ValueError(f"points2d must be (C, P, J, 2) with C={C} cameras, got {points2d.shape}")
+    if scores.shape != points2d.shape[:3]:
+        raise ValueError(f"scores must be (C, P, J) = {points2d.shape[:3]}, got {scores.shape}")
+    _, P, J, _ = points2d.shape
+    if priors is not None:
+        priors = np.asarray(priors, dtype=np.float64)
+        if priors.ndim != 3 or priors.shape[1:] != (J, 3):
+            raise ValueError(f"priors must be (T, J, 3) with J={J}, got {priors.shape}")
+
+    confident = np.isfinite(points2d).all(-1) & np.isfinite(scores) & (scores >= min_score)
+    active = confident.sum(-1) >= _MIN_JOINTS                                          # (C, P)
+    if C == 0 or not active.any():
+        return Association(np.zeros((0, C), dtype=np.int64), np.zeros(0, dtype=np.int64))
+    pts = np.where(confident[..., None], points2d, np.nan)
+
+    owner = np.full((C, P), -1, dtype=np.int64)
+    if priors is not None and len(priors):
+        owner = _match_priors(rig, pts, confident, active, priors, prior_gate_px)
+
+    xy = rig.undistort_points(np.where(confident[..., None], points2d, 0.0))
+    affinity = epipolar_affinity(rig, xy, confident)
+    labels, label_prior = _greedy_groups(affinity, active, owner, max_epipolar_px)
+
+    groups, prior_index = _labels_to_groups(labels, label_prior, C, P)
+    groups, prior_index = _validate(rig, groups, prior_index, pts, scores, confident, min_score, max_epipolar_px)
+    return _ordered(groups, prior_index)
+
+
+def _labels_to_groups(labels: np.ndarray, label_prior: np.ndarray, C: int, P: int) -> tuple[np.ndarray, np.ndarray]:
+    """Union-find labels (C, P) -> groups (G, C), prior_index (G,)."""
+    roots = np.unique(labels[labels >= 0])
+    groups = np.full((len(roots), C), -1, dtype=np.int64)
+    cams, rows = np.nonzero(labels >= 0)
+    g = np.searchsorted(roots, labels[cams, rows])
+    groups[g, cams] = rows
+    return groups, label_prior[roots].astype(np.int64)
+
+
+def _validate(rig: Rig, groups: np.ndarray, prior_index: np.ndarray, pts: np.ndarray, scores: np.ndarray,
+              confident: np.ndarray, min_score: float, max_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """(d): triangulate all multi-view groups at once; split off views that do not fit their group."""
+    C, P, J, _ = pts.shape
+    multi = np.flatnonzero((groups >= 0).sum(1) >= 2)
+    if multi.size == 0:
+        return groups, prior_index
+    g = groups[multi]                                                                   # (M, C)
+    cam = np.arange(C)[None, :]
+    row = np.maximum(g, 0)
+    present = (g >= 0)[..., None]
+    p2 = np.where(present[..., None], pts[cam, row], np.nan)                            # (M, C, J, 2)
+    sc = np.where(present, np.where(confident[cam, row], scores[cam, row], 0.0), 0.0)  # (M, C, J)
+    M = len(multi)
+    r = _robust_solve(rig, p2.transpose(1, 0, 2, 3).reshape(C, M * J, 2), sc.transpose(1, 0, 2).reshape(C, M * J),
+                      min_views=2, min_score=min_score, max_error_px=max_px, max_removals=None, refine=False)
+    err = r["err"].reshape(C, M, J)                     # error of every view against the robust point
+    have = r["usable"].reshape(C, M, J) & np.isfinite(r["X"]).all(1).reshape(1, M, J)
+    med = _masked_median(err, have, _MIN_JOINTS)                                        # (C, M)
+    inside = g.T >= 0                                                                   # (C, M)
+    bad = (med > max_px) & inside
+    # Too few views left to stand on: the group as a whole is inconsistent, so split all of it.
+    hopeless = bad.any(0) & (inside.sum(0) - bad.sum(0) < 2)
+    bad |= hopeless[None, :] & inside
+    if not bad.any():
+        return groups, prior_index
+    split_g, split_c = np.nonzero(bad.T)
+    singles = np.full((len(split_g), C), -1, dtype=np.int64)
+    singles[np.arange(len(split_g)), split_c] = groups[multi[split_g], split_c]
+    groups = groups.copy()
+    groups[multi[split_g], split_c] = -1
+    keep = (groups >= 0).any(1)
+    return (np.concatenate([groups[keep], singles]),
+            np.concatenate([prior_index[keep], np.full(len(singles), -1, dtype=np.int64)]))
+
+
+def _ordered(groups: np.ndarray, prior_index: np.ndarray) -> Association:
+    """Deterministic order: prior-seeded groups by prior index, then by size (largest first)."""
+    size = (groups >= 0).sum(1)
+    first = np.where(groups >= 0, np.arange(groups.shape[1])[None] * 1000 + groups, 1 << 40).min(1)
+    key = np.lexsort((first, -size, np.where(prior_index >= 0, prior_index, 1 << 30)))
+    return Association(groups[key], prior_index[key])
