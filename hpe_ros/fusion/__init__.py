@@ -1,1 +1,16 @@
-"""hpe_ros.fusion"""
+"""hpe_ros.fusion: multi-view fusion of 2D detections into tracked 3D persons.
+
+triangulation (robust batched DLT) -> association (cross-view grouping) -> tracking (ids, gating,
+bone lengths, One-Euro smoothing) -> orientation (body and joint frames); `pipeline.FusionPipeline`
+runs them per frame for the ROS node and the CLI.
+"""
+from .association import Association, associate
+from .orientation import body_frames, joint_rotations
+from .pipeline import FusedPerson, FusionConfig, FusionPipeline, FusionResult
+from .tracking import Track, Tracker, TrackerConfig
+from .triangulation import Triangulation, triangulate
+
+__all__ = [
+    "triangulate", "Triangulation", "associate", "Association", "Tracker", "TrackerConfig", "Track",
+    "FusionPipeline", "FusionConfig", "FusionResult", "FusedPerson", "body_frames", "joint_rotations",
+]

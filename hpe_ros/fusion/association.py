@@ -4,7 +4,7 @@ Steps, all batched over cameras x persons x joints (loops only over priors, came
 
 (a) priors (the tracker's predicted 3D poses) are projected into every camera and matched to that
     camera's detections by one Hungarian assignment per camera on the median joint distance in pixels;
-(b) the remaining detections are linked by a symmetric epipolar distance in pixels (mean over joints
+(b) the remaining detections are linked by a symmetric epipolar distance in pixels (median over joints
     confident in both views), and merged greedily, best pair first, with a union-find that forbids two
     rows of one camera in a group and checks the newcomer against every member already there;
 (c) the same greedy pass may attach remaining detections to prior-seeded groups (but never merges two
@@ -75,7 +75,7 @@ def epipolar_affinity(rig: Rig, xy: np.ndarray, confident: np.ndarray) -> np.nda
     """Symmetric point-to-epipolar-line distance between all detections of all camera pairs.
 
     xy: (C, P, J, 2) undistorted normalised coordinates; confident: (C, P, J) bool ->
-    distance (C, P, C, P) px, mean over joints confident in both detections (at least 3); inf for
+    distance (C, P, C, P) px, median over joints confident in both detections (at least 3); inf for
     same-camera pairs and pairs with too few common joints.
     """
     C, P, J = confident.shape
@@ -100,9 +100,8 @@ def epipolar_affinity(rig: Rig, xy: np.ndarray, confident: np.ndarray) -> np.nda
         dist = 0.5 * num * (f[ib][:, None, None, None] / na[:, :, None, :]
                             + f[ia][:, None, None, None] / nb[:, None, :, :])
     both = confident[ia][:, :, None, :] & confident[ib][:, None, :, :]                  # (K, P, Q, J)
-    count = both.sum(-1)
-    mean = np.where(both & np.isfinite(dist), dist, 0.0).sum(-1) / np.maximum(count, 1)
-    mean = np.where(count >= _MIN_JOINTS, mean, np.inf)
+    # Median over joints: a few swapped or misplaced joints must not break an otherwise clear match.
+    mean = _masked_median(dist, both & np.isfinite(dist), _MIN_JOINTS)
     D[ia, :, ib, :] = mean
     D[ib, :, ia, :] = mean.transpose(0, 2, 1)
     return D
@@ -181,11 +180,12 @@ def _greedy_groups(affinity: np.ndarray, active: np.ndarray, owner: np.ndarray, 
         ma, mb = members[ra], members[rb]
         if set(cam_of[ma]) & set(cam_of[mb]):
             continue  # at most one row per camera
-        # The newcomer must agree with every member already in the group (not just the best pair).
+        # The newcomer must agree with the members already in the group, not just with the best pair:
+        # at least 2/3 of all cross pairs that share joints must be within the gate (one bad pair of
+        # a large group, e.g. from a few wrong joints, does not block an otherwise clear merge).
         cross = A[np.ix_(ma, mb)]
-        if not np.all(cross[np.isfinite(cross)] < 2.0 * max_px) or np.isfinite(cross).sum() == 0:
-            continue
-        if cross[np.isfinite(cross)].mean() >= max_px:
+        finite = np.isfinite(cross)
+        if 3 * np.count_nonzero(cross < max_px) < 2 * np.count_nonzero(finite):
             continue
         if len(ma) < len(mb):
             ra, rb, ma, mb = rb, ra, mb, ma
@@ -235,7 +235,9 @@ def associate(rig: Rig, points2d: np.ndarray, scores: np.ndarray, priors: np.nda
     labels, label_prior = _greedy_groups(affinity, active, owner, max_epipolar_px)
 
     groups, prior_index = _labels_to_groups(labels, label_prior, C, P)
-    groups, prior_index = _validate(rig, groups, prior_index, pts, scores, confident, min_score, max_epipolar_px)
+    groups, prior_index, poses = _validate(rig, groups, prior_index, pts, scores, confident, min_score,
+                                           max_epipolar_px)
+    groups, prior_index = _reattach(rig, groups, prior_index, poses, pts, confident, max_epipolar_px)
     return _ordered(groups, prior_index)
 
 
@@ -250,12 +252,17 @@ def _labels_to_groups(labels: np.ndarray, label_prior: np.ndarray, C: int, P: in
 
 
 def _validate(rig: Rig, groups: np.ndarray, prior_index: np.ndarray, pts: np.ndarray, scores: np.ndarray,
-              confident: np.ndarray, min_score: float, max_px: float) -> tuple[np.ndarray, np.ndarray]:
-    """(d): triangulate all multi-view groups at once; split off views that do not fit their group."""
+              confident: np.ndarray, min_score: float, max_px: float
+              ) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]:
+    """(d): triangulate all multi-view groups at once; split off views that do not fit their group.
+
+    -> groups, prior_index, and the robust 3D pose (J, 3) of every group that kept >= 2 views, keyed
+    by its row in the returned groups.
+    """
     C, P, J, _ = pts.shape
     multi = np.flatnonzero((groups >= 0).sum(1) >= 2)
     if multi.size == 0:
-        return groups, prior_index
+        return groups, prior_index, {}
     g = groups[multi]                                                                   # (M, C)
     cam = np.arange(C)[None, :]
     row = np.maximum(g, 0)
@@ -273,16 +280,57 @@ def _validate(rig: Rig, groups: np.ndarray, prior_index: np.ndarray, pts: np.nda
     # Too few views left to stand on: the group as a whole is inconsistent, so split all of it.
     hopeless = bad.any(0) & (inside.sum(0) - bad.sum(0) < 2)
     bad |= hopeless[None, :] & inside
+    X = np.where(r["good"][:, None], r["X"], np.nan).reshape(M, J, 3)
+    poses = {int(m): X[i] for i, m in enumerate(multi) if not hopeless[i]}
     if not bad.any():
-        return groups, prior_index
+        return groups, prior_index, poses
     split_g, split_c = np.nonzero(bad.T)
     singles = np.full((len(split_g), C), -1, dtype=np.int64)
     singles[np.arange(len(split_g)), split_c] = groups[multi[split_g], split_c]
     groups = groups.copy()
     groups[multi[split_g], split_c] = -1
-    keep = (groups >= 0).any(1)
+    keep = np.flatnonzero((groups >= 0).any(1))
+    new_row = {int(k): i for i, k in enumerate(keep)}
+    poses = {new_row[k]: v for k, v in poses.items() if k in new_row}
     return (np.concatenate([groups[keep], singles]),
-            np.concatenate([prior_index[keep], np.full(len(singles), -1, dtype=np.int64)]))
+            np.concatenate([prior_index[keep], np.full(len(singles), -1, dtype=np.int64)]), poses)
+
+
+def _reattach(rig: Rig, groups: np.ndarray, prior_index: np.ndarray, poses: dict[int, np.ndarray],
+              pts: np.ndarray, confident: np.ndarray, max_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """Offer every unseeded singleton to the triangulated groups that miss its camera: project each
+    group's 3D pose into that camera and match by Hungarian assignment on the median joint distance.
+    This recovers detections the pairwise greedy pass was too cautious to merge."""
+    if not poses:
+        return groups, prior_index
+    size = (groups >= 0).sum(1)
+    single = np.flatnonzero((size == 1) & (prior_index < 0))
+    if single.size == 0:
+        return groups, prior_index
+    targets = np.array(sorted(poses))
+    X = np.stack([poses[k] for k in targets])                                           # (M, J, 3)
+    ok3 = np.isfinite(X).all(-1)
+    proj = rig.project(np.where(ok3[..., None], X, 0.0))                                 # (C, M, J, 2)
+    s_cam = (groups[single] >= 0).argmax(1)
+    s_row = groups[single, s_cam]
+    det = pts[s_cam, s_row]                                                             # (S, J, 2)
+    d = np.sqrt(((proj[s_cam] - det[:, None]) ** 2).sum(-1))                            # (S, M, J)
+    common = ok3[None] & np.isfinite(proj[s_cam]).all(-1) & confident[s_cam, s_row][:, None, :]
+    cost = _masked_median(d, common, _MIN_JOINTS)                                        # (S, M)
+    cost[groups[targets][:, s_cam].T >= 0] = np.inf                                     # camera already taken
+    groups = groups.copy()
+    used = np.zeros(len(groups), dtype=bool)
+    for c in np.unique(s_cam):
+        rows_s = np.flatnonzero(s_cam == c)
+        sub = cost[rows_s]
+        if not np.isfinite(sub).any():
+            continue
+        ri, ci = linear_sum_assignment(np.minimum(sub, 1e9))
+        for a, b in zip(ri, ci):
+            if sub[a, b] <= max_px:
+                groups[targets[b], c] = s_row[rows_s[a]]
+                used[single[rows_s[a]]] = True
+    return groups[~used], prior_index[~used]
 
 
 def _ordered(groups: np.ndarray, prior_index: np.ndarray) -> Association:

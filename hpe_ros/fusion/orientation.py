@@ -5,7 +5,7 @@ Body frame (REP-155 style, published as TF ``body_<id>``): origin at the hip cen
 = y x z. World up rather than the spine keeps the frame a stable *heading* frame when the person bends or
 sits, which is what a robot planning around people wants; the spine tilt is in the joint frames.
 The facing side comes from the left/right joint labels; only when both the hip and the shoulder lines are
-missing does the nose (horizontal offset from the shoulders / hips) give the forward direction.
+missing does the nose (horizontal offset from the shoulder, hip or ear centre) give the forward direction.
 
 Joint frames: x along the bone to the joint's child (the first bone in the layout with this joint as parent;
 end joints use the bone from their parent). The other axes come from the body frame by the *shortest
@@ -72,10 +72,11 @@ def body_rotations(joints: np.ndarray, layout: str | Layout = "coco17") -> tuple
     left, ok = _normalize(np.nansum(lines, axis=0))
     forward = np.cross(left, _UP)
 
-    # Fallback: nose ahead of the shoulder (or hip) centre.
+    # Fallback: nose ahead of the shoulder (else hip, else ear) centre.
     if layout.has("nose"):
         centre = _midpoint(joints, layout, "left_shoulder", "right_shoulder")
-        centre = np.where(np.isfinite(centre), centre, layout.hip_centre(joints))
+        for other in (layout.hip_centre(joints), _midpoint(joints, layout, "left_ear", "right_ear")):
+            centre = np.where(np.isfinite(centre), centre, other)
         nose_fwd, nose_ok = _normalize(_horizontal(joints[:, layout.index("nose")] - centre))
         use_nose = ~ok & nose_ok
         forward = np.where(use_nose[:, None], nose_fwd, forward)

@@ -225,6 +225,15 @@ class Tracker:
         horizon = max(self.config.joint_hold_s, self.config.death_timeout_s)
         return self._id[live].copy(), self._extrapolate(float(t), horizon)[live]
 
+    def bone_lengths(self, track_id: int) -> np.ndarray:
+        """(B,) running bone-length estimates (m) of a live track, in layout.bones order; NaN until
+        bone_min_samples multi-view samples were seen. KeyError for an unknown or dead id."""
+        slots = np.flatnonzero(self._alive & (self._id == track_id))
+        if slots.size == 0:
+            raise KeyError(f"no live track with id {track_id}")
+        s = slots[0]
+        return np.where(self._bone_n[s] >= self.config.bone_min_samples, self._bone_mean[s], np.nan)
+
     @property
     def num_live(self) -> int:
         return int(self._alive.sum())
