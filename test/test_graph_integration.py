@@ -151,7 +151,9 @@ def test_graph_fuses_people_and_survives_a_camera_dying(ros_context, tmp_path):
         assert (f["joint"] == np.arange(17)).all()
         assert (f["id"] == f["id"][:, :1]).all()  # one id per row
         missing = ~np.isfinite(f["x"])
-        assert (f["confidence"][missing] == 0).all() and (f["views"][~missing] >= 1).all()
+        assert (f["confidence"][missing] == 0).all()
+        # views: 0 for joints the tracker predicts through a short gap, else the cameras that supported it.
+        assert ((f["views"] >= 0) & (f["views"] <= 4)).all() and np.mean(f["views"][~missing] >= 2) > 0.8
         skeleton = json.loads(listener.skeleton[-1])
         assert skeleton["layout"] == "coco17" and len(skeleton["joint_names"]) == 17
         assert any(len(m.markers) for m in listener.markers)

@@ -49,8 +49,11 @@ def graph(ros_context):
     fusion.destroy_node()
 
 
+T0 = time.time()
+
+
 def publish_frame(pubs, rig, stamp, rng, script, cams=None):
-    obs = observe(rig, script.pose(stamp - 1000.0), rng, noise_px=1.0)
+    obs = observe(rig, script.pose(stamp - T0), rng, noise_px=1.0)
     for c, name in enumerate(rig.names):
         if cams is not None and name not in cams:
             continue

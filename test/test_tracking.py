@@ -241,3 +241,15 @@ def test_update_validates_shapes_and_time():
         tracker.update(2.0, np.zeros((1, 16, 3)), np.zeros((1, 16)))
     with pytest.raises(ValueError, match="confidence"):
         tracker.update(2.0, np.zeros((2, 17, 3)), np.zeros((1, 17)))
+
+
+def test_many_people_grow_the_slot_arrays():
+    rng = np.random.default_rng(8)
+    tracker = Tracker(capacity=2)
+    grid = [(x, y) for x in range(4) for y in range(3)]              # 12 people 1 m apart
+    for k in range(5):
+        poses = np.stack([person(x + 0.02 * k, y) for x, y in grid])
+        tracks = tracker.update(k * DT, *observe(poses, rng))
+    assert [tr.id for tr in tracks] == list(range(12))
+    d = pose_distance(np.stack([tr.joints for tr in tracks]), poses)
+    assert (d.argmin(1) == np.arange(12)).all() and d.min(1).max() < 0.03

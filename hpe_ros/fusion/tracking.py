@@ -13,7 +13,7 @@ assignment of the G groups (a few) loops in Python.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -60,10 +60,6 @@ class TrackerConfig:
             raise ValueError("TrackerConfig: birth_hits, min_joints, min_common_joints, bone_memory must be >= 1")
         if not 0 < self.velocity_smoothing <= 1:
             raise ValueError(f"TrackerConfig.velocity_smoothing must be in (0, 1], got {self.velocity_smoothing}")
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
 
 
 @dataclass

@@ -15,7 +15,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from hpe_ros.detect2d import BackendUnavailable, create_backend
 from hpe_ros.ros.base import ManagedNode, run
 from hpe_ros.ros.images import ImageError, compressed_to_numpy, image_to_numpy, to_bgr
-from hpe_ros.ros.params import STRING_ARRAY, declare
+from hpe_ros.ros.params import STRING_ARRAY, declare, value
 from hpe_ros.ros.pointcloud import pose2d_to_cloud, stamp_to_seconds
 from hpe_ros.ros.qos import POSES, SENSOR
 from hpe_ros.skeleton import convert, convert_scores
@@ -47,7 +47,7 @@ class CameraPoseNode(ManagedNode):
         except BackendUnavailable as exc:
             self.get_logger().error(str(exc))
             return TransitionCallbackReturn.FAILURE
-        self.cameras = list(g("cameras"))
+        self.cameras = list(value(self, "cameras"))
         self.get_logger().info(f"2D pose with {self.backend.name} for {self.cameras}")
         return TransitionCallbackReturn.SUCCESS
 

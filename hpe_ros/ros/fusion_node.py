@@ -22,7 +22,7 @@ from hpe_ros.fusion.sync import FrameSynchronizer
 from hpe_ros.resources import DEFAULT_RIG, resolve_path
 from hpe_ros.ros.base import ManagedNode, run
 from hpe_ros.ros.markers import delete_all_markers, skeleton_markers
-from hpe_ros.ros.params import STRING_ARRAY, declare
+from hpe_ros.ros.params import STRING_ARRAY, declare, value
 from hpe_ros.ros.pointcloud import (cloud_to_pose2d, cloud_to_pose3d, human_pose_to_cloud, make_header,
                                     stamp_to_seconds)
 from hpe_ros.ros.qos import LATCHED, POSES, SENSOR
@@ -79,7 +79,7 @@ class FusionNode(ManagedNode):
         except (OSError, ValueError) as exc:
             self.get_logger().error(f"missing or bad calibration, not configured: {exc}")
             return TransitionCallbackReturn.FAILURE
-        cams = list(g("cameras")) or rig.names
+        cams = list(value(self, "cameras")) or rig.names
         unknown = [c for c in cams if c not in rig.names]
         if unknown:
             self.get_logger().error(f"cameras {unknown} are not in {path} (it has {rig.names})")

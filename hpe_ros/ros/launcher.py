@@ -127,11 +127,12 @@ def run_in_process(nodes: list[str], config: dict, duration: float | None = None
                    overrides: dict[str, dict] | None = None) -> None:
     """All nodes on one executor in this process until Ctrl-C or `duration` seconds."""
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
 
     rclpy.init()
     instances = make_nodes(nodes, config, overrides)
-    executor = MultiThreadedExecutor(num_threads=2)
+    # One thread: Python threads would only contend for the GIL, and rclpy's multi-threaded executor costs more.
+    executor = SingleThreadedExecutor()
     for n in instances:
         executor.add_node(n)
         if n.autostart:

@@ -16,7 +16,7 @@ from hpe_ros.lift.placeholder import ApparentSizeLifter
 from hpe_ros.resources import resolve_path
 from hpe_ros.ros.base import ManagedNode, run
 from hpe_ros.ros.camera_info import camera_info_to_intrinsics
-from hpe_ros.ros.params import STRING_ARRAY, declare
+from hpe_ros.ros.params import STRING_ARRAY, declare, value
 from hpe_ros.ros.pointcloud import cloud_to_pose2d, pose3d_to_cloud, stamp_to_seconds
 from hpe_ros.ros.qos import POSES, SENSOR
 
@@ -35,7 +35,7 @@ class LifterNode(ManagedNode):
 
     def on_configure(self, state) -> TransitionCallbackReturn:
         g = lambda n: self.get_parameter(n).value  # noqa: E731
-        self.cameras = list(g("cameras"))
+        self.cameras = list(value(self, "cameras"))
         calib = g("calibration_file")
         if calib:
             try:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.parameter import Parameter
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
 _TYPES = {
@@ -29,12 +31,20 @@ def declare(node, name: str, default: Any, description: str, *, low=None, high=N
             desc.floating_point_range = [FloatingPointRange(from_value=float(low), to_value=float(high), step=0.0)]
         elif isinstance(default, int) and not isinstance(default, bool):
             desc.integer_range = [IntegerRange(from_value=int(low), to_value=int(high), step=1)]
-    node.declare_parameter(name, default, desc)
+    if isinstance(default, list) and not default:
+        # rclpy cannot infer the type of an empty list: declare the type alone (unset until given).
+        node.declare_parameter(name, Parameter.Type(desc.type), desc)
+    else:
+        node.declare_parameter(name, default, desc)
     return value(node, name)
 
 
 def value(node, name: str) -> Any:
-    v = node.get_parameter(name).value
+    """Current value; an unset (type-only) array parameter reads as []."""
+    try:
+        v = node.get_parameter(name).value
+    except ParameterUninitializedException:
+        return []
     return list(v) if isinstance(v, (tuple, list)) or type(v).__name__ == "array" else v
 
 

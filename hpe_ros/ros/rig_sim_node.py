@@ -15,7 +15,7 @@ from hpe_ros.calibration import load_rig
 from hpe_ros.resources import resolve_path
 from hpe_ros.ros.base import ManagedNode, run
 from hpe_ros.ros.camera_info import camera_to_camera_info
-from hpe_ros.ros.params import STRING_ARRAY, declare
+from hpe_ros.ros.params import STRING_ARRAY, declare, value
 from hpe_ros.ros.pointcloud import human_pose_to_cloud, make_header, pose2d_to_cloud
 from hpe_ros.ros.qos import POSES, SENSOR
 from hpe_ros.ros.tf import TFSender, camera_transforms
@@ -56,7 +56,7 @@ class RigSimNode(ManagedNode):
         except (OSError, ValueError) as exc:
             self.get_logger().error(f"cannot load the rig: {exc}")
             return TransitionCallbackReturn.FAILURE
-        wanted = list(g("cameras")) or self.rig.names
+        wanted = list(value(self, "cameras")) or self.rig.names
         unknown = [c for c in wanted if c not in self.rig.names]
         if unknown:
             self.get_logger().error(f"cameras {unknown} are not in the rig {self.rig.names}")

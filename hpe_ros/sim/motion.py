@@ -62,7 +62,7 @@ _KNEE_SWING = 0.45                  # peak extra knee flexion in mid-swing (rad)
 _WALK_RAMP = 0.8                    # s to speed up / slow down
 _MIN_GAP = 0.55                     # m between planned hip centres; walks that come closer are re-planned
 _MARGIN = 0.35                      # m kept from the edge of the area by walk goals
-_PLAN_CHUNK = 30.0                  # s of script planned at a time
+_LOOKAHEAD = 2.0                    # s of script planned beyond the latest instant asked for
 
 
 def motion_types() -> list[str]:
@@ -318,8 +318,12 @@ class MotionScript:
     """Procedural motion of `n_people` people in an `area` (width x, depth y, metres) centred on the origin.
 
     Deterministic from `seed`; `activities` restricts the activity types (default: all of
-    `motion_types()`). `pose(t)` -> (P, 17, 3) COCO-17 joints (world frame, metres) is a pure
-    function of t in seconds. The script repeats after `period` seconds (one jump per period).
+    `motion_types()`; a walk that finds no clear path becomes a pause of under a second, reported
+    as "stand"). `pose(t)` -> (P, 17, 3) COCO-17 joints (world frame, metres) is a pure function
+    of t, seconds since the start (t < 0 gives t = 0). The script repeats after `period` seconds
+    (one jump per period). It is planned on demand a couple of seconds ahead of the latest t asked
+    for (~1 ms per activity), so asking far ahead once costs the planning up to there.
+    Six people need about 4 m x 4 m to walk freely; in 3 m x 3 m they mostly stay put.
     """
 
     layout = COCO17
@@ -353,9 +357,8 @@ class MotionScript:
         yaws = rng.uniform(-np.pi, np.pi, self.n_people)
         self._start = [(ring * math.cos(a), ring * math.sin(a), float(w)) for a, w in zip(angles, yaws)]
         self._queue = [(0.0, p) for p in range(self.n_people)]
-        self._planned_until = 0.0
         self._table = np.zeros((self.n_people, 0, len(_COLUMNS)))
-        self._extend(_PLAN_CHUNK)
+        self._extend(_LOOKAHEAD)
 
     # --- public -----------------------------------------------------------------------------------
     @property
@@ -382,9 +385,8 @@ class MotionScript:
         t = float(t)
         if not math.isfinite(t):
             raise ValueError(f"time must be finite, got {t}")
-        tl = t % self.period
-        while self._planned_until <= tl:
-            self._extend(min(self._planned_until + _PLAN_CHUNK, self.period))
+        tl = max(t, 0.0) % self.period  # before the start: the first instant
+        self._extend(tl + _LOOKAHEAD)  # plans a segment now and then: the cost is spread over frames
         if self.n_people == 0:
             return np.zeros((0, len(_COLUMNS))), np.zeros(0), tl
         idx = np.maximum((self._table[:, :, _COL["start"]] <= tl).sum(axis=1) - 1, 0)
@@ -393,7 +395,8 @@ class MotionScript:
 
     # --- planning ---------------------------------------------------------------------------------
     def _extend(self, until: float):
-        """Plan every person's script up to `until` seconds, earliest decision first."""
+        """Plan every person's script up to `until` seconds, earliest decision first (so the plan
+        never depends on which instants were asked for first)."""
         if until >= self.period:
             until = math.inf  # plan to the end: the last segments run past the period
         while self._queue and self._queue[0][0] < min(until, self.period):
@@ -401,14 +404,16 @@ class MotionScript:
             seg = self._plan(p, start)
             self.people[p].segments.append(seg)
             heapq.heappush(self._queue, (seg.end, p))
-        self._planned_until = until
-        n = max((len(p.segments) for p in self.people), default=0)
-        table = np.zeros((self.n_people, n, len(_COLUMNS)))
-        table[:, :, _COL["start"]] = np.inf  # padding rows are never current
-        for i, person in enumerate(self.people):
-            for j, seg in enumerate(person.segments):
-                table[i, j] = [getattr(seg, c) for c in _COLUMNS[:-1]] + [_KIND_ID[seg.kind]]
-        self._table = table
+            self._append_row(p, seg)
+
+    def _append_row(self, p: int, seg: Segment):
+        n = len(self.people[p].segments)
+        if n > self._table.shape[1]:
+            grown = np.zeros((self.n_people, 2 * n, len(_COLUMNS)))
+            grown[:, :, _COL["start"]] = np.inf  # unused rows are never current
+            grown[:, : self._table.shape[1]] = self._table
+            self._table = grown
+        self._table[p, n - 1] = [getattr(seg, c) for c in _COLUMNS[:-1]] + [_KIND_ID[seg.kind]]
 
     def _state(self, p: int) -> tuple[float, float, float]:
         segs = self.people[p].segments
@@ -445,7 +450,7 @@ class MotionScript:
         return Segment(duration=float(rng.uniform(2.5, 4.5)), side=side, rate=float(rng.uniform(1.5, 2.5)), **here)
 
     def _plan_walk(self, p: int, start: float, x: float, y: float, yaw: float) -> Segment | None:
-        """A walk from (x, y), half the time aimed to pass ~0.65 m beside someone, that keeps
+        """A walk from (x, y), mostly aimed to pass ~0.6 m beside someone, that keeps
         `_MIN_GAP` from everyone's plans; None if no candidate does."""
         rng = self._rng
         half = np.array(self.area) / 2 - _MARGIN
@@ -454,7 +459,7 @@ class MotionScript:
         stride = self.people[p].height * float(rng.uniform(0.7, 0.8))
         candidates = []
         others = [q for q in range(self.n_people) if q != p]
-        if others and rng.random() < 0.5:
+        if others and rng.random() < 0.6:
             q = others[int(rng.integers(len(others)))]
             target = self._position(q, start + 0.5)
             gap = target - here
@@ -462,20 +467,22 @@ class MotionScript:
             if dist > 1.2:
                 along = gap / dist
                 normal = np.array([-along[1], along[0]])
-                lateral = float(rng.uniform(0.6, 0.7))
+                lateral = float(rng.uniform(0.58, 0.68))
                 beside = [target + lateral * normal, target - lateral * normal]
                 via = min(beside, key=lambda v: np.abs(v / half).max())  # the side further from the edge
                 goal = np.clip(via + along * rng.uniform(0.8, 1.5), -half, half)
                 control = np.clip(2 * via - 0.5 * (here + goal), -half, half)  # Bezier through `via`
                 candidates.append((control, goal))
-        for _ in range(10):
-            goal = rng.uniform(-half, half)
+        # Goals away from where the others are heading, reached along gently curved paths.
+        goals = rng.uniform(-half, half, (24, 2))
+        bends = rng.uniform(-0.3, 0.3, 24)
+        ok = np.hypot(*(goals - here).T) >= 1.2
+        for q in others:
+            ok &= np.hypot(*(goals - self._position(q, math.inf)).T) >= 0.8
+        for goal, bend in list(zip(goals[ok], bends[ok]))[:8]:
             span = goal - here
-            dist = float(np.hypot(*span))
-            if dist < 1.2:
-                continue
-            normal = np.array([-span[1], span[0]]) / dist
-            control = np.clip(0.5 * (here + goal) + normal * dist * rng.uniform(-0.3, 0.3), -half, half)
+            normal = np.array([-span[1], span[0]])
+            control = np.clip(0.5 * (here + goal) + normal * bend, -half, half)
             candidates.append((control, goal))
         for control, goal in candidates:
             seg = self._walk_segment(start, here, control, goal, yaw, speed, stride, float(rng.uniform(0, 2 * np.pi)))
