@@ -97,6 +97,8 @@ def summarise(monitor: GraphMonitor, t_start: float) -> dict:
         "dropped": len(set(truth_in_window) - matched_stamps),
         "fusion_node_dropped": int(fusion_diag.get("dropped", 0)),
         "fusion_node_latency_ms_p99": float(fusion_diag.get("latency_ms_p99", "nan")),
+        "stage_latency_ms": {name: {"p50": float(v.get("latency_ms_p50", "nan")), "p99": float(v.get("latency_ms_p99", "nan"))}
+                             for name, v in sorted(monitor.diagnostics.items())},
         "fusion_step_ms": {k.removesuffix("_ms"): float(v) for k, v in fusion_diag.items()
                            if k.endswith("_ms") and not k.startswith("latency")},
     }

@@ -94,14 +94,14 @@ class FusionConfig:
 class FusedPerson:
     """One tracked person: id (persistent), joints (J, 3) world m (NaN = missing), confidence (J,),
     views (J,) cameras per joint (1 = lifted single view, 0 = held), body_pose (4, 4) body->world,
-    joint_rotations (J, 3, 3) joint->world."""
+    joint_rotations (J, 3, 3) joint->world (both None until FusionPipeline.orient ran)."""
 
     id: int
     joints: np.ndarray
     confidence: np.ndarray
     views: np.ndarray
-    body_pose: np.ndarray
-    joint_rotations: np.ndarray
+    body_pose: np.ndarray | None
+    joint_rotations: np.ndarray | None
 
 
 @dataclass
@@ -161,14 +161,15 @@ class FusionPipeline:
 
     # --- one frame -------------------------------------------------------------------------------
     def step(self, stamp: float, points2d: np.ndarray, scores: np.ndarray, lifted: np.ndarray | None = None,
-             lifted_scores: np.ndarray | None = None) -> FusionResult:
+             lifted_scores: np.ndarray | None = None, orientations: bool = True) -> FusionResult:
         """Fuse one synchronised frame.
 
         stamp: s, increasing; points2d: (C, P, J, 2) px; scores: (C, P, J), 0 = missing (a camera without
         data this frame has all-zero scores; P may change between calls, P = 0 allowed); lifted: (C, P, J, 3)
         per-view 3D in each camera's optical frame (m) or None; lifted_scores: (C, P, J) or None (= scores).
         Raises ValueError for shapes that disagree with the rig / layout and for a stamp that is not newer
-        than the previous one; the state is untouched then.
+        than the previous one; the state is untouched then. orientations=False leaves body_pose and
+        joint_rotations None (a live node publishes positions first and calls `orient(result)` after).
         """
         timer = _Timer()
         points2d, scores, lifted, lifted_scores = self._check_inputs(stamp, points2d, scores, lifted, lifted_scores)
@@ -206,14 +207,23 @@ class FusionPipeline:
         self._last_stamp = stamp
         timer.lap("track")
 
-        persons = []
-        if tracks:
-            joints = np.stack([tr.joints for tr in tracks])
+        persons = [FusedPerson(id=tr.id, joints=tr.joints, confidence=tr.confidence, views=tr.views,
+                               body_pose=None, joint_rotations=None) for tr in tracks]
+        result = FusionResult(stamp=stamp, persons=persons, timing_ms=timer.ms, num_joints=J)
+        if orientations:
+            self.orient(result)
+            timer.lap("orient")
+        timer.total()
+        return result
+
+    def orient(self, result: FusionResult) -> FusionResult:
+        """Fill body_pose and joint_rotations of every person of `result` (batched over persons)."""
+        if result.persons:
+            joints = np.stack([p.joints for p in result.persons])
             bodies, rotations = body_frames(joints, self.layout), joint_rotations(joints, self.layout)
-            persons = [FusedPerson(id=tr.id, joints=tr.joints, confidence=tr.confidence, views=tr.views,
-                                   body_pose=bodies[i], joint_rotations=rotations[i]) for i, tr in enumerate(tracks)]
-        timer.lap("orient")
-        return FusionResult(stamp=stamp, persons=persons, timing_ms=timer.total(), num_joints=J)
+            for i, person in enumerate(result.persons):
+                person.body_pose, person.joint_rotations = bodies[i], rotations[i]
+        return result
 
     # --- stages ----------------------------------------------------------------------------------
     def _check_inputs(self, stamp, points2d, scores, lifted, lifted_scores):

@@ -207,8 +207,9 @@ class FusionNode(ManagedNode):
             if lift is not None and lift[0].shape[0] == n:
                 lifted[c, :n], lifted_scores[c, :n] = lift
                 have_lifted = True
-        result = self.pipeline.step(frame.stamp, points2d, scores,
-                                    lifted if have_lifted else None, lifted_scores if have_lifted else None)
+        self.stage("fusion").extra["input_wait_ms"] = f"{(time.time() - frame.stamp) * 1e3:.2f}"
+        result = self.pipeline.step(frame.stamp, points2d, scores, lifted if have_lifted else None,
+                                    lifted_scores if have_lifted else None, orientations=False)
         self._publish(frame, result)
 
     def _publish(self, frame, result) -> None:
@@ -220,6 +221,7 @@ class FusionNode(ManagedNode):
             self.marker_pub.publish(skeleton_markers(points, confidence, ids, self.layout, header,
                                                      lifetime_s=self.get_parameter("marker_lifetime_s").value))
         if self.tf is not None and len(ids):
+            self.pipeline.orient(result)  # after the skeletons went out: orientations only feed TF
             rotations = np.stack([p.joint_rotations for p in result.persons])
             bodies = np.stack([p.body_pose for p in result.persons])
             self.tf.send(skeleton_transforms(points, ids, self.layout, header, rotations, bodies))

@@ -36,7 +36,7 @@ class RigSimNode(ManagedNode):
         p("miss_rate", 0.03, "share of joints the detector misses", low=0.0, high=1.0)
         p("outlier_rate", 0.02, "share of joints detected far off (gross outliers)", low=0.0, high=1.0)
         p("occlusion", True, "hide or corrupt joints occluded by other people")
-        p("stamp_jitter_ms", 1.0, "random per-camera offset of header stamps (unsynchronised triggers)",
+        p("stamp_jitter_ms", 0.5, "random per-camera offset of header stamps (unsynchronised triggers)",
           low=0.0, high=100.0)
         p("time_origin", 0.0, "epoch seconds at which the motion starts (0 = when the node activates)",
           low=0.0, high=1e10)
@@ -83,7 +83,14 @@ class RigSimNode(ManagedNode):
         self.tf = TFSender(self, static=True)
         self.tf.send(camera_transforms(self.rig.subset([int(c) for c in self.cam_idx]), self.world_frame,
                                        self.get_clock().now().to_msg()))
-        self._timer = self.create_timer(1.0 / g("rate_hz"), self._tick)
+        # Frames sit on a trigger grid origin + k / rate_hz (like a hardware-triggered rig), so sim processes
+        # sharing time_origin publish identical stamps. The periodic timer starts on a grid point.
+        self.period = 1.0 / g("rate_hz")
+        self.last_frame = None
+        self._next = None
+        now = self.get_clock().now().nanoseconds * 1e-9
+        delay = self.period - ((now - self.origin) % self.period)
+        self._timer = self.create_timer(delay, self._start_periodic)
         self.start_diagnostics()
         return TransitionCallbackReturn.SUCCESS
 
@@ -99,20 +106,48 @@ class RigSimNode(ManagedNode):
         self.rig = None
         return TransitionCallbackReturn.SUCCESS
 
+    def _start_periodic(self) -> None:
+        self.destroy_timer(self._timer)
+        self._timer = self.create_timer(self.period, self._tick)
+        self._tick()
+
     # --- one frame -----------------------------------------------------------------------------------
     def _tick(self) -> None:
+        k = round((self.get_clock().now().nanoseconds * 1e-9 - self.origin) / self.period)
+        if self.last_frame is not None and k <= self.last_frame:
+            return  # timer fired early twice within one frame slot
+        if self.last_frame is not None and k > self.last_frame + 1:
+            self.stage("sim", "synthetic rig").drop(k - self.last_frame - 1)  # this process fell behind
+        self.last_frame = k
+        # Like a camera, deliver at the trigger: frame k was rendered ahead, at the end of the previous tick.
+        ready = self._next if self._next is not None and self._next[0] == k else self._render(k)
+        _, stamp, poses, infos, truth = ready
+        for pub, msg in zip(self.pose_pubs, poses):  # poses first: they are what the graph waits for
+            pub.publish(msg)
+        published_ms = (self.get_clock().now().nanoseconds * 1e-9 - stamp) * 1e3  # trigger -> 2D out
+        for pub, msg in zip(self.info_pubs, infos):
+            pub.publish(msg)
+        if self.gt_pub is not None:
+            self.gt_pub.publish(truth)
+        self.frames += 1
+        self.stage("sim", "synthetic rig").tick(latency_ms=published_ms)
+        self._next = self._render(k + 1)
+
+    def _render(self, k: int) -> tuple:
+        """Messages of frame k: (k, stamp, pose_2d clouds, camera_infos, ground-truth cloud)."""
         g = lambda n: self.get_parameter(n).value  # noqa: E731
-        now = self.get_clock().now().nanoseconds * 1e-9
-        joints = self.script.pose(now - self.origin)  # (P, J, 3)
+        stamp = self.origin + k * self.period  # the trigger time of frame k: every camera's acquisition stamp
+        joints = self.script.pose(max(0.0, stamp - self.origin))  # (P, J, 3)
         obs = observe(self.rig, joints, self.rng, noise_px=g("noise_px"), miss_rate=g("miss_rate"),
                       outlier_rate=g("outlier_rate"), occlusion=g("occlusion"))
         jitter = self.rng.normal(0.0, g("stamp_jitter_ms") * 1e-3, size=len(self.cam_idx))
-        for k, c in enumerate(self.cam_idx):
-            cam = self.rig[int(c)]
+        headers = [make_header(stamp + float(j), self.rig[int(c)].frame_id) for j, c in zip(jitter, self.cam_idx)]
+        poses, infos = [], []
+        for h, c in zip(headers, self.cam_idx):
             rows = obs.person_ids[c] >= 0
-            header = make_header(now + float(jitter[k]), cam.frame_id)
-            self.pose_pubs[k].publish(pose2d_to_cloud(obs.points2d[c][rows], obs.scores[c][rows], header))
-            self.info_pubs[k].publish(camera_to_camera_info(cam, header))
+            poses.append(pose2d_to_cloud(obs.points2d[c][rows], obs.scores[c][rows], h))
+            infos.append(camera_to_camera_info(self.rig[int(c)], h))
+        truth = None
         if self.gt_pub is not None:
             P, J = joints.shape[:2]
             views = np.zeros((P, J), dtype=np.int32)
@@ -120,10 +155,9 @@ class RigSimNode(ManagedNode):
                 ids = obs.person_ids[c]
                 rows = ids >= 0
                 np.add.at(views, ids[rows], (obs.scores[c][rows] > 0).astype(np.int32))
-            self.gt_pub.publish(human_pose_to_cloud(joints, np.ones((P, J)), np.arange(P, dtype=np.uint32), views,
-                                                    make_header(now, self.world_frame)))
-        self.frames += 1
-        self.stage("sim", "synthetic rig").tick()
+            truth = human_pose_to_cloud(joints, np.ones((P, J)), np.arange(P, dtype=np.uint32), views,
+                                        make_header(stamp, self.world_frame))
+        return k, stamp, poses, infos, truth
 
 
 def main(args=None):
