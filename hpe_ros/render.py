@@ -58,7 +58,7 @@ def render_scene(path: str | Path, rig: Rig, layout: Layout, fused: np.ndarray, 
         ax3.text(*cam.center, cam.name, fontsize=8)
     if ground_truth is not None:
         for person in ground_truth:
-            _bones(ax3, person, layout, (0.6, 0.6, 0.6), 3, ls="--", lw=1.0)
+            _bones(ax3, person, layout, (0.45, 0.45, 0.45), 3, ls="--", lw=1.2, zorder=5)
     for person, i in zip(fused, ids):
         _bones(ax3, person, layout, id_colour(i), 3, lw=2.0)
         ok = np.all(np.isfinite(person), axis=1)
@@ -66,11 +66,11 @@ def render_scene(path: str | Path, rig: Rig, layout: Layout, fused: np.ndarray, 
         if ok.any():
             ax3.text(*(person[ok].max(axis=0) * [1, 1, 1.05]), f"id {int(i)}", color=id_colour(i), fontsize=9)
     span = np.concatenate([rig.centers, np.zeros((1, 3))])
-    lo, hi = span.min(axis=0), span.max(axis=0)
-    mid, half = (lo + hi) / 2, (hi - lo).max() / 2 + 0.3
-    ax3.set(xlim=(mid[0] - half, mid[0] + half), ylim=(mid[1] - half, mid[1] + half), zlim=(0, 2 * half),
+    lo, hi = span.min(axis=0) - 0.3, span.max(axis=0) + 0.3
+    lo[2] = 0.0  # the floor
+    ax3.set(xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]), zlim=(lo[2], hi[2]),
             xlabel="x (m)", ylabel="y (m)", zlabel="z (m)", title="3D skeletons (grey dashed: ground truth)")
-    ax3.set_box_aspect((1, 1, 1))
+    ax3.set_box_aspect(tuple(hi - lo))  # metres look the same along every axis
 
     cam = rig[view_camera]
     ax2 = fig.add_subplot(1, 2, 2)

@@ -117,7 +117,7 @@ class FusionNode(ManagedNode):
             if g("use_lifter"):
                 self._subs.append(self.create_subscription(
                     PointCloud2, f"/{c}/pose_3d", lambda m, c=c: self._on_pose3d(c, m), SENSOR))
-        self._poll_timer = self.create_timer(0.005, self._poll)
+        self._poll_timer = self.create_timer(0.01, self._poll)  # frames waiting for a slow camera
         self.fused = 0
         self.start_diagnostics()
         return TransitionCallbackReturn.SUCCESS

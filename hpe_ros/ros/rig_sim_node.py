@@ -84,19 +84,20 @@ class RigSimNode(ManagedNode):
         self.tf.send(camera_transforms(self.rig.subset([int(c) for c in self.cam_idx]), self.world_frame,
                                        self.get_clock().now().to_msg()))
         # Frames sit on a trigger grid origin + k / rate_hz (like a hardware-triggered rig), so sim processes
-        # sharing time_origin publish identical stamps. The periodic timer starts on a grid point.
+        # sharing time_origin publish identical stamps. Each tick arms a timer for the next grid point, so a
+        # late wake-up never shifts the frames that follow.
         self.period = 1.0 / g("rate_hz")
         self.last_frame = None
         self._next = None
-        now = self.get_clock().now().nanoseconds * 1e-9
-        delay = self.period - ((now - self.origin) % self.period)
-        self._timer = self.create_timer(delay, self._start_periodic)
+        self._timer = self._render_timer = None
+        self._arm()
         self.start_diagnostics()
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         self.destroy_timer(self._timer)
         self._timer = None
+        self._drop_render_timer()
         for pub in self.pose_pubs + self.info_pubs + ([self.gt_pub] if self.gt_pub else []):
             self.destroy_publisher(pub)
         self.stop_diagnostics()
@@ -106,10 +107,28 @@ class RigSimNode(ManagedNode):
         self.rig = None
         return TransitionCallbackReturn.SUCCESS
 
-    def _start_periodic(self) -> None:
-        self.destroy_timer(self._timer)
-        self._timer = self.create_timer(self.period, self._tick)
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+        now = self.get_clock().now().nanoseconds * 1e-9
+        delay = self.period - ((now - self.origin) % self.period)
+        self._timer = self.create_timer(max(delay, 1e-4), self._on_timer)
+
+    def _on_timer(self) -> None:
         self._tick()
+        self._arm()
+        # Render the next frame mid-period, when the consumers of this one are done with the CPU.
+        self._drop_render_timer()
+        self._render_timer = self.create_timer(0.5 * self.period, self._prerender)
+
+    def _prerender(self) -> None:
+        self._drop_render_timer()
+        self._next = self._render(self.last_frame + 1)
+
+    def _drop_render_timer(self) -> None:
+        if self._render_timer is not None:
+            self.destroy_timer(self._render_timer)
+            self._render_timer = None
 
     # --- one frame -----------------------------------------------------------------------------------
     def _tick(self) -> None:
@@ -131,7 +150,6 @@ class RigSimNode(ManagedNode):
             self.gt_pub.publish(truth)
         self.frames += 1
         self.stage("sim", "synthetic rig").tick(latency_ms=published_ms)
-        self._next = self._render(k + 1)
 
     def _render(self, k: int) -> tuple:
         """Messages of frame k: (k, stamp, pose_2d clouds, camera_infos, ground-truth cloud)."""
