@@ -9,7 +9,7 @@ import numpy as np
 from hpe_ros.camera import Camera, Rig, look_at
 
 # Standing COCO-17 person, 1.75 m, local frame: x forward, y left, z up (metres).
-_TEMPLATE = np.array([
+TEMPLATE = np.array([
     [0.09, 0.00, 1.63],                       # nose
     [0.07, 0.03, 1.67], [0.07, -0.03, 1.67],  # eyes
     [0.00, 0.08, 1.64], [0.00, -0.08, 1.64],  # ears
@@ -20,6 +20,12 @@ _TEMPLATE = np.array([
     [0.03, 0.11, 0.51], [0.03, -0.11, 0.51],  # knees
     [0.00, 0.11, 0.08], [0.00, -0.11, 0.08],  # ankles
 ])
+
+
+def person(x: float, y: float, yaw: float = 0.0) -> np.ndarray:
+    """(17, 3) template person turned by yaw about z, hips above (x, y)."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    return TEMPLATE @ np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]).T + [x, y, 0.0]
 
 
 def ring_rig(n: int = 8, radius: float = 4.0, height: float = 2.5, f: float = 500.0,
@@ -37,7 +43,7 @@ def ring_rig(n: int = 8, radius: float = 4.0, height: float = 2.5, f: float = 50
 def random_person(rng: np.random.Generator, position=None, yaw=None) -> np.ndarray:
     """One standing person (17, 3): height 1.6-1.9 m, jittered limbs, random yaw and position."""
     scale = rng.uniform(1.6, 1.9) / 1.75
-    joints = _TEMPLATE * scale + rng.normal(0, 0.03, _TEMPLATE.shape) * [1, 1, 0.5]
+    joints = TEMPLATE * scale + rng.normal(0, 0.03, TEMPLATE.shape) * [1, 1, 0.5]
     yaw = rng.uniform(-np.pi, np.pi) if yaw is None else yaw
     c, s = np.cos(yaw), np.sin(yaw)
     Rz = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])

@@ -13,18 +13,9 @@ from hpe_ros.fusion import FusionConfig, FusionPipeline, FusionResult
 from hpe_ros.fusion.tracking import pose_distance
 from hpe_ros.skeleton import COCO17
 
+from fusion_scenes import person
+
 DT = 1 / 30
-TEMPLATE = np.array([  # standing COCO-17 person facing +x, feet at z = 0
-    [0.10, 0.00, 1.60], [0.08, 0.03, 1.65], [0.08, -0.03, 1.65], [0.00, 0.07, 1.62], [0.00, -0.07, 1.62],
-    [0.00, 0.20, 1.45], [0.00, -0.20, 1.45], [0.00, 0.25, 1.15], [0.00, -0.25, 1.15],
-    [0.05, 0.27, 0.90], [0.05, -0.27, 0.90], [0.00, 0.12, 0.95], [0.00, -0.12, 0.95],
-    [0.02, 0.12, 0.50], [0.02, -0.12, 0.50], [0.00, 0.12, 0.08], [0.00, -0.12, 0.08],
-])
-
-
-def person(x, y, yaw=0.0):
-    c, s = np.cos(yaw), np.sin(yaw)
-    return TEMPLATE @ np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]).T + [x, y, 0.0]
 
 
 def ring_rig(n=4, radius=5.0):

@@ -155,3 +155,27 @@ def test_camera_pose_node_with_mediapipe_survives_malformed_images(ros_context):
     executor.shutdown()
     tester.destroy_node()
     node.destroy_node()
+
+
+@pytest.mark.parametrize("node_name", ["rig_sim_node", "lifter_node", "fusion_node"])
+def test_lifecycle_deactivate_and_reactivate(ros_context, node_name):
+    """deactivate releases publishers/subscriptions/timers; activate makes them again; cleanup works."""
+    import importlib
+
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from hpe_ros.ros.launcher import NODE_MODULES
+
+    module, cls = NODE_MODULES[node_name]
+    overrides = [Parameter("calibration_file", value="example_rig.toml")]
+    node = getattr(importlib.import_module(module), cls)(context=ros_context, parameter_overrides=overrides)
+    assert node.bring_up()
+    active_entities = len(node._owned)
+    assert active_entities > 0
+    assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    assert node._owned == []
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    assert len(node._owned) == active_entities
+    assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    node.destroy_node()

@@ -6,22 +6,9 @@ from hpe_ros.fusion.filters import ConstantVelocityFilter, OneEuroFilter
 from hpe_ros.fusion.tracking import Tracker, TrackerConfig, pose_distance
 from hpe_ros.skeleton import COCO17
 
+from fusion_scenes import TEMPLATE, person
+
 DT = 1 / 30
-
-# A standing COCO-17 person facing +x (left = +y), feet at z = 0.
-TEMPLATE = np.array([
-    [0.10, 0.00, 1.60], [0.08, 0.03, 1.65], [0.08, -0.03, 1.65], [0.00, 0.07, 1.62], [0.00, -0.07, 1.62],
-    [0.00, 0.20, 1.45], [0.00, -0.20, 1.45], [0.00, 0.25, 1.15], [0.00, -0.25, 1.15],
-    [0.05, 0.27, 0.90], [0.05, -0.27, 0.90], [0.00, 0.12, 0.95], [0.00, -0.12, 0.95],
-    [0.02, 0.12, 0.50], [0.02, -0.12, 0.50], [0.00, 0.12, 0.08], [0.00, -0.12, 0.08],
-])
-
-
-def person(x, y, yaw=0.0):
-    """(17, 3) template turned by yaw about z and placed with its hips above (x, y)."""
-    c, s = np.cos(yaw), np.sin(yaw)
-    R = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
-    return TEMPLATE @ R.T + [x, y, 0.0]
 
 
 def observe(poses, rng, noise=0.01, miss=0.05):

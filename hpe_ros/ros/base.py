@@ -9,6 +9,9 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.publisher import Publisher
+from rclpy.subscription import Subscription
+from rclpy.timer import Timer
 
 from hpe_ros.ros.diagnostics import StageStats, diagnostic_array
 from hpe_ros.ros.params import declare
@@ -27,6 +30,7 @@ class ManagedNode(LifecycleNode):
         self._diag_pub = None
         self._diag_timer = None
         self._said: dict[str, float] = {}
+        self._owned: list = []
 
     # --- logging ---------------------------------------------------------------------------------
     def problem(self, key: str, message: str, every_s: float = 5.0) -> None:
@@ -35,6 +39,28 @@ class ManagedNode(LifecycleNode):
         if now - self._said.get(key, -1e9) >= every_s:
             self._said[key] = now
             self.get_logger().warning(message)
+
+    # --- entities that live while the node is active ------------------------------------------------
+    def own_publisher(self, *args, **kwargs):
+        return self._own(self.create_publisher(*args, **kwargs))
+
+    def own_subscription(self, *args, **kwargs):
+        return self._own(self.create_subscription(*args, **kwargs))
+
+    def own_timer(self, *args, **kwargs):
+        return self._own(self.create_timer(*args, **kwargs))
+
+    def _own(self, entity):
+        self._owned.append(entity)
+        return entity
+
+    def release_owned(self) -> None:
+        """Destroy every publisher, subscription and timer made with own_* (on deactivate)."""
+        destroy = {Publisher: self.destroy_publisher, Subscription: self.destroy_subscription,
+                   Timer: self.destroy_timer}
+        for entity in reversed(self._owned):
+            next(f for cls, f in destroy.items() if isinstance(entity, cls))(entity)
+        self._owned = []
 
     # --- diagnostics -----------------------------------------------------------------------------
     def stage(self, name: str, hardware_id: str = "") -> StageStats:

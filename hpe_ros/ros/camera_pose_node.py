@@ -35,7 +35,6 @@ class CameraPoseNode(ManagedNode):
         d("max_rate_hz", 100.0, "upper bound on processing rate (the newest frame is always taken)",
           low=1.0, high=1000.0)
         self.backend = None
-        self._subs = []
 
     def on_configure(self, state) -> TransitionCallbackReturn:
         g = lambda n: self.get_parameter(n).value  # noqa: E731
@@ -57,21 +56,16 @@ class CameraPoseNode(ManagedNode):
         suffix = g("image_topic") + ("/compressed" if g("transport") == "compressed" else "")
         self.latest: dict[str, object] = {}
         self.info: dict[str, CameraInfo] = {}
-        self.pubs = {c: self.create_publisher(PointCloud2, f"/{c}/pose_2d", POSES) for c in self.cameras}
+        self.pubs = {c: self.own_publisher(PointCloud2, f"/{c}/pose_2d", POSES) for c in self.cameras}
         for c in self.cameras:
-            self._subs.append(self.create_subscription(msg_type, f"/{c}/{suffix}",
-                                                       lambda m, c=c: self._on_image(c, m), SENSOR))
-            self._subs.append(self.create_subscription(CameraInfo, f"/{c}/camera_info",
-                                                       lambda m, c=c: self.info.__setitem__(c, m), SENSOR))
-        self._timer = self.create_timer(1.0 / g("max_rate_hz"), self._process)
+            self.own_subscription(msg_type, f"/{c}/{suffix}", lambda m, c=c: self._on_image(c, m), SENSOR)
+            self.own_subscription(CameraInfo, f"/{c}/camera_info", lambda m, c=c: self.info.__setitem__(c, m), SENSOR)
+        self.own_timer(1.0 / g("max_rate_hz"), self._process)
         self.start_diagnostics()
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
-        for s in self._subs:
-            self.destroy_subscription(s)
-        self._subs = []
-        self.destroy_timer(self._timer)
+        self.release_owned()
         self.stop_diagnostics()
         return TransitionCallbackReturn.SUCCESS
 

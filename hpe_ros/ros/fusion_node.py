@@ -67,7 +67,6 @@ class FusionNode(ManagedNode):
         d("marker_lifetime_s", 0.5, "RViz marker lifetime", low=0.0, high=60.0)
         for f in dataclasses.fields(FusionConfig):
             d(f"fusion.{f.name}", f.default, _CONFIG_HELP.get(f.name, f"fusion setting {f.name}"))
-        self._subs = []
         self.pipeline = None
 
     # --- lifecycle -----------------------------------------------------------------------------------
@@ -103,31 +102,26 @@ class FusionNode(ManagedNode):
         self.sync = FrameSynchronizer(cams, g("sync_slop_s"), g("sync_wait_s"), g("camera_timeout_s"))
         self.lifted: dict[str, dict[float, tuple]] = {c: {} for c in cams}
         out = g("output_topic")
-        self.pose_pub = self.create_publisher(PointCloud2, out, POSES)
-        self.marker_pub = self.create_publisher(MarkerArray, out + "/markers", POSES) if g("publish_markers") else None
-        skeleton_pub = self.create_publisher(String, out + "/skeleton", LATCHED)
+        self.pose_pub = self.own_publisher(PointCloud2, out, POSES)
+        self.marker_pub = self.own_publisher(MarkerArray, out + "/markers", POSES) if g("publish_markers") else None
+        skeleton_pub = self.own_publisher(String, out + "/skeleton", LATCHED)
         skeleton_pub.publish(String(data=json.dumps({**self.layout.to_dict(), "world_frame": self.world_frame})))
-        self._skeleton_pub = skeleton_pub
         self.tf = TFSender(self) if g("publish_tf") else None
         self.static_tf = TFSender(self, static=True)
         self.static_tf.send(camera_transforms(self.rig, self.world_frame, self.get_clock().now().to_msg()))
         for c in cams:
-            self._subs.append(self.create_subscription(
-                PointCloud2, f"/{c}/pose_2d", lambda m, c=c: self._on_pose2d(c, m), SENSOR))
+            self.own_subscription(PointCloud2, f"/{c}/pose_2d", lambda m, c=c: self._on_pose2d(c, m), SENSOR)
             if g("use_lifter"):
-                self._subs.append(self.create_subscription(
-                    PointCloud2, f"/{c}/pose_3d", lambda m, c=c: self._on_pose3d(c, m), SENSOR))
-        self._poll_timer = self.create_timer(0.01, self._poll)  # frames waiting for a slow camera
+                self.own_subscription(PointCloud2, f"/{c}/pose_3d", lambda m, c=c: self._on_pose3d(c, m), SENSOR)
+        self.own_timer(0.01, self._poll)  # hands on frames still waiting for a slow camera
         self.fused = 0
         self.start_diagnostics()
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         self._clear_markers()
-        for s in self._subs:
-            self.destroy_subscription(s)
-        self._subs = []
-        self.destroy_timer(self._poll_timer)
+        self.release_owned()
+        self.marker_pub = None
         self.stop_diagnostics()
         return TransitionCallbackReturn.SUCCESS
 

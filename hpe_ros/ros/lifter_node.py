@@ -31,7 +31,6 @@ class LifterNode(ManagedNode):
         declare(self, "model", "apparent_size_placeholder", "lifter model (only the placeholder until issue 5)")
         declare(self, "torso_m", 0.5, "placeholder: reference shoulder-to-hip length", low=0.2, high=1.0)
         self.intrinsics: dict[str, object] = {}
-        self._subs = []
 
     def on_configure(self, state) -> TransitionCallbackReturn:
         g = lambda n: self.get_parameter(n).value  # noqa: E731
@@ -57,21 +56,15 @@ class LifterNode(ManagedNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
-        self.pubs = {c: self.create_publisher(PointCloud2, f"/{c}/pose_3d", POSES) for c in self.cameras}
+        self.pubs = {c: self.own_publisher(PointCloud2, f"/{c}/pose_3d", POSES) for c in self.cameras}
         for c in self.cameras:
-            self._subs.append(self.create_subscription(
-                PointCloud2, f"/{c}/pose_2d", lambda m, c=c: self._on_pose2d(c, m), SENSOR))
-            self._subs.append(self.create_subscription(
-                CameraInfo, f"/{c}/camera_info", lambda m, c=c: self._on_info(c, m), SENSOR))
+            self.own_subscription(PointCloud2, f"/{c}/pose_2d", lambda m, c=c: self._on_pose2d(c, m), SENSOR)
+            self.own_subscription(CameraInfo, f"/{c}/camera_info", lambda m, c=c: self._on_info(c, m), SENSOR)
         self.start_diagnostics()
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
-        for s in self._subs:
-            self.destroy_subscription(s)
-        self._subs = []
-        for p in self.pubs.values():
-            self.destroy_publisher(p)
+        self.release_owned()
         self.stop_diagnostics()
         return TransitionCallbackReturn.SUCCESS
 

@@ -74,9 +74,9 @@ class RigSimNode(ManagedNode):
         self.pose_pubs, self.info_pubs = [], []
         for c in self.cam_idx:
             name = self.rig[int(c)].name
-            self.pose_pubs.append(self.create_publisher(PointCloud2, f"/{name}/pose_2d", POSES))
-            self.info_pubs.append(self.create_publisher(CameraInfo, f"/{name}/camera_info", SENSOR))
-        self.gt_pub = (self.create_publisher(PointCloud2, g("ground_truth_topic"), POSES)
+            self.pose_pubs.append(self.own_publisher(PointCloud2, f"/{name}/pose_2d", POSES))
+            self.info_pubs.append(self.own_publisher(CameraInfo, f"/{name}/camera_info", SENSOR))
+        self.gt_pub = (self.own_publisher(PointCloud2, g("ground_truth_topic"), POSES)
                        if g("publish_ground_truth") else None)
         origin = g("time_origin")
         self.origin = origin if origin > 0 else self.get_clock().now().nanoseconds * 1e-9
@@ -98,8 +98,7 @@ class RigSimNode(ManagedNode):
         self.destroy_timer(self._timer)
         self._timer = None
         self._drop_render_timer()
-        for pub in self.pose_pubs + self.info_pubs + ([self.gt_pub] if self.gt_pub else []):
-            self.destroy_publisher(pub)
+        self.release_owned()
         self.stop_diagnostics()
         return TransitionCallbackReturn.SUCCESS
 
