@@ -41,19 +41,21 @@ class GraphMonitor:
         from sensor_msgs.msg import PointCloud2
 
         from hpe_ros.ros.diagnostics import read_status_values
-        from hpe_ros.ros.pointcloud import cloud_to_human_pose, cloud_to_pose2d
-        from hpe_ros.ros.qos import POSES
+        from hpe_ros.ros.pointcloud import cloud_to_human_pose, cloud_to_pose2d, stamp_to_seconds
+        from hpe_ros.ros.qos import SENSOR
 
         self.node = Node("hpe_ros_demo_monitor", context=context)
         self.fused: list[tuple[float, object]] = []  # (arrival wall time, HumanPoses)
         self.truth: dict[int, object] = {}  # stamp in ns -> HumanPoses
-        self.view2d = None
         self.diagnostics: dict[str, dict[str, str]] = {}
         self.node.create_subscription(PointCloud2, "/human_pose_3d",
-                                      lambda m: self.fused.append((time.time(), cloud_to_human_pose(m))), POSES)
-        self.node.create_subscription(PointCloud2, GT_TOPIC, self._on_truth, POSES)
+                                      lambda m: self.fused.append((time.time(), cloud_to_human_pose(m))), SENSOR)
+        # Best effort, as a controller would subscribe: a lost sample is a drop, never a late retransmit.
+        self.node.create_subscription(PointCloud2, GT_TOPIC, self._on_truth, SENSOR)
+        self.view2d: dict[int, tuple] = {}  # stamp in ns -> (points2d, scores) of the view camera
         self.node.create_subscription(PointCloud2, f"/{view_camera}/pose_2d",
-                                      lambda m: setattr(self, "view2d", cloud_to_pose2d(m)), POSES)
+                                      lambda m: self.view2d.__setitem__(round(stamp_to_seconds(m.header.stamp) * 1e9),
+                                                                        cloud_to_pose2d(m)), SENSOR)
         self.node.create_subscription(DiagnosticArray, "/diagnostics",
                                       lambda m: self.diagnostics.update(read_status_values(m)), 10)
         self._decode_truth = cloud_to_human_pose
@@ -63,11 +65,19 @@ class GraphMonitor:
         self.truth[round(poses.stamp * 1e9)] = poses
 
     def truth_near(self, stamp: float, tolerance_s: float = 0.008):
-        if not self.truth:
-            return None
-        keys = np.fromiter(self.truth.keys(), dtype=np.int64)
-        k = keys[np.argmin(np.abs(keys - round(stamp * 1e9)))]
-        return self.truth[int(k)] if abs(k * 1e-9 - stamp) <= tolerance_s else None
+        return _nearest(self.truth, stamp, tolerance_s)
+
+    def view_near(self, stamp: float, tolerance_s: float = 0.008):
+        return _nearest(self.view2d, stamp, tolerance_s)
+
+
+def _nearest(by_stamp_ns: dict, stamp: float, tolerance_s: float):
+    """The entry whose stamp (ns keys) is nearest `stamp` (s), or None if none is within tolerance."""
+    if not by_stamp_ns:
+        return None
+    keys = np.fromiter(by_stamp_ns.keys(), dtype=np.int64)
+    k = keys[np.argmin(np.abs(keys - round(stamp * 1e9)))]
+    return by_stamp_ns[int(k)] if abs(k * 1e-9 - stamp) <= tolerance_s else None
 
 
 def summarise(monitor: GraphMonitor, t_start: float) -> dict:
@@ -175,7 +185,8 @@ def run_demo(out_dir: str | Path = "demo_out", duration: float = 10.0, cameras: 
     layout = get_layout("coco17")
     last = monitor.fused[-1][1] if monitor.fused else None
     gt = monitor.truth_near(last.stamp) if last is not None else None
-    view = monitor.view2d or (np.zeros((0, layout.num_joints, 2)), np.zeros((0, layout.num_joints)))
+    view = (monitor.view_near(last.stamp) if last is not None else None) or \
+        (np.zeros((0, layout.num_joints, 2)), np.zeros((0, layout.num_joints)))
     render_scene(out / "skeletons.png", rig, layout,
                  last.points if last is not None else np.zeros((0, layout.num_joints, 3)),
                  last.ids if last is not None else np.zeros(0, int), gt.points if gt is not None else None,
