@@ -23,7 +23,7 @@ from rclpy.node import Node  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import PointCloud2, PointField  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
-from visualization_msgs.msg import MarkerArray  # noqa: E402
+from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from hpe_ros.metrics import PoseScorer  # noqa: E402
 from hpe_ros.resources import DEFAULT_CONFIG, config_path  # noqa: E402
@@ -179,6 +179,13 @@ def test_graph_fuses_people_and_survives_a_camera_dying(ros_context, tmp_path):
         fusion_diag = next(v for k, v in listener.diagnostics.items() if k.endswith(": fusion"))
         assert fusion_diag["cameras_in_frame"] == "3"
         assert any(k.endswith(": cam3") for k in listener.diagnostics)
+
+        # --- the fusion node stops cleanly and clears its RViz markers -------------------------------
+        procs["fusion"].send_signal(signal.SIGINT)
+        cleared = listener.spin(5.0, until=lambda: any(m.action == Marker.DELETEALL
+                                                        for ma in listener.markers for m in ma.markers))
+        assert cleared, "no DELETEALL marker after the fusion node was stopped"
+        assert procs["fusion"].wait(5) == 0
     finally:
         listener.close()
         stop(procs.values())

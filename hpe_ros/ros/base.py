@@ -8,6 +8,7 @@ import time
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.publisher import Publisher
 from rclpy.subscription import Subscription
@@ -108,7 +109,9 @@ class ManagedNode(LifecycleNode):
 
 def run(node_factory, args=None) -> None:
     """Process entry point shared by every node: init, optional autostart, spin, clean exit on SIGINT/SIGTERM."""
-    rclpy.init(args=args)
+    # Our own SIGINT/SIGTERM handling: rclpy's would invalidate the context before the node could say
+    # goodbye (e.g. clear its RViz markers).
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = node_factory()
     executor = SingleThreadedExecutor()
     executor.add_node(node)
@@ -116,6 +119,7 @@ def run(node_factory, args=None) -> None:
     def _terminate(signum, frame):
         raise KeyboardInterrupt
 
+    signal.signal(signal.SIGINT, _terminate)
     signal.signal(signal.SIGTERM, _terminate)
     try:
         if node.autostart:
@@ -129,6 +133,7 @@ def run(node_factory, args=None) -> None:
     finally:
         try:
             node.before_exit()
+            time.sleep(0.1)  # let DDS deliver the farewell messages before the node goes
         except Exception as exc:  # exiting anyway; say why the farewell failed
             node.get_logger().warning(f"during exit: {exc}")
         executor.shutdown(timeout_sec=0.5)
