@@ -9,12 +9,12 @@ import gc
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from hpe_ros.io.atomic import write_text_atomic
 from hpe_ros.resources import DEFAULT_CONFIG, config_path
 
 GT_TOPIC = "/rig_sim/ground_truth"
@@ -22,14 +22,7 @@ GT_TOPIC = "/rig_sim/ground_truth"
 
 def write_json_atomic(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_text_atomic(path, json.dumps(data, indent=2))
 
 
 class GraphMonitor:

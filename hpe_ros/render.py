@@ -1,13 +1,12 @@
 """Pictures people would rather look at than read: 3D skeletons with camera frusta, and one camera's view."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from hpe_ros.camera import Camera, Rig
+from hpe_ros.io.atomic import atomic_path
 from hpe_ros.skeleton import Layout
 
 _PALETTE = np.array([[0.12, 0.47, 0.71], [1.0, 0.5, 0.05], [0.17, 0.63, 0.17], [0.84, 0.15, 0.16],
@@ -90,13 +89,9 @@ def render_scene(path: str | Path, rig: Rig, layout: Layout, fused: np.ndarray, 
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

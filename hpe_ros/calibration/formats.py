@@ -45,18 +45,18 @@ in the target folder and rename it over the target, so a failed save never leave
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import yaml
+
+from hpe_ros.io.atomic import write_text_atomic
 
 from hpe_ros.camera import Camera, Rig, rodrigues, rotation_to_rvec
 from hpe_ros.calibration.validate import (
@@ -577,19 +577,7 @@ def _parse_yaml(text: str, path: Path):
 
 
 def _write_atomically(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to a temp file beside `path`, then rename it over `path` (never half-written)."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        fail(str(path), f"folder {str(path.parent)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, (path.stat().st_mode & 0o777) if path.exists() else 0o644)  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Write `text` beside `path`, then rename it over `path` (never half-written)."""
+    if not Path(path).parent.is_dir():
+        fail(str(path), f"folder {str(Path(path).parent)!r} does not exist")
+    write_text_atomic(path, text)

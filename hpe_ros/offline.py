@@ -1,0 +1,322 @@
+"""Offline triangulation of OpenPose JSON folders, with the live node's fusion (`hpe-ros triangulate`).
+
+The Pose2Sim workflow: one folder of OpenPose JSON files per camera, a calibration TOML, and out comes
+a TRC for OpenSim (one person) or a JSON of tracked skeletons (several). The frames run, in frame
+order, through the same `FusionPipeline` as `fusion_node` (association, robust triangulation, tracking
+with ids and One-Euro smoothing), stamped frame / fps.
+
+    >>> result = triangulate_folders("calib.toml", ["pose/cam1_json", "pose/cam2_json"], "body25", fps=30)
+    >>> result.ids, result.points.shape          # (N,) track ids, (T, N, J, 3) m, NaN = absent
+    >>> write_outputs(result, "out/walk")        # out/walk.trc (one id) or out/walk.json, out/walk.report.json
+    >>> print(format_report(result.report))
+
+Layouts: the pipeline runs in the files' own layout (body25, body25b, coco17, halpe26 all work; the
+tracker and orientation only need named hips and shoulders), so no joint is lost to a conversion;
+BODY_25's neck and mid-hip are triangulated from their own detections, not averaged.
+
+Reprojection report: each fused person (joints seen by >= 1 view this frame) is projected into every
+camera and matched to that camera's detections (Hungarian on the median pixel distance, gated at
+REPORT_MATCH_GATE_PX); the errors of the matched detections' joints with 2D score > REPORT_MIN_SCORE
+give per-camera median / mean / 90th percentile and the count above REPORT_OUTLIER_PX. The points are
+the tracked, smoothed output, so the numbers include the filter's lag as well as calibration and
+detection errors.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from .calibration import load_rig
+from .camera import Rig
+from .fusion import FusionConfig, FusionPipeline
+from .io.atomic import write_text_atomic
+from .io.openpose import OpenPoseFolder, frame_union
+from .io.skeleton_json import SkeletonFrame, write_skeleton_json
+from .io.trc import write_trc, zup_to_yup
+from .skeleton import Layout, get_layout
+
+log = logging.getLogger(__name__)
+
+REPORT_MIN_SCORE = 0.3       # 2D joints below this score are left out of the reprojection report
+REPORT_OUTLIER_PX = 20.0     # errors above this are counted separately
+REPORT_MATCH_GATE_PX = 50.0  # a fused person and a detection further apart (median px) are not a match
+FORMATS = ("auto", "trc", "json")
+
+
+@dataclass
+class OfflineResult:
+    """Tracked persons over the frames of a folder set.
+
+    frame_indices (T,) source frame numbers; ids (N,) every track id that appeared, sorted;
+    points (T, N, J, 3) world m (NaN = absent / missing joint); confidence, views (T, N, J);
+    report: the summary written to OUT.report.json (see `reprojection_report`).
+    """
+
+    layout: Layout
+    fps: float
+    camera_names: list[str]
+    frame_indices: np.ndarray
+    ids: np.ndarray
+    points: np.ndarray
+    confidence: np.ndarray
+    views: np.ndarray
+    report: dict = field(default_factory=dict)
+
+    @property
+    def present(self) -> np.ndarray:
+        """(T, N) whether each id was output in each frame."""
+        return np.isfinite(self.points).all(-1).any(-1)
+
+    def frames_per_id(self) -> dict[int, int]:
+        return {int(i): int(n) for i, n in zip(self.ids, self.present.sum(0))}
+
+    def longest_lived_id(self) -> int | None:
+        """The id output in the most frames (the smallest such id on a tie); None without any."""
+        if len(self.ids) == 0:
+            return None
+        return int(self.ids[int(np.argmax(self.present.sum(0)))])
+
+    def track(self, person_id: int) -> np.ndarray:
+        """(T, J, 3) one person's joints over all frames (NaN where absent)."""
+        k = np.flatnonzero(self.ids == person_id)
+        if k.size == 0:
+            raise KeyError(f"no person id {person_id}; ids: {self.ids.tolist()}")
+        return self.points[:, k[0]]
+
+
+# --- reprojection report -------------------------------------------------------------------------
+class _ReprojectionStats:
+    """Per-camera reprojection errors of fused persons against their matched 2D detections."""
+
+    def __init__(self, rig: Rig):
+        self.rig = rig
+        self.errors: list[list[np.ndarray]] = [[] for _ in rig]
+        self.detections = np.zeros(len(rig), dtype=np.int64)
+        self.matched = np.zeros(len(rig), dtype=np.int64)
+
+    def add(self, points3d: np.ndarray, valid: np.ndarray, detections: list[tuple[np.ndarray, np.ndarray]]):
+        """points3d (P, J, 3), valid (P, J); detections[c] = (points (D, J, 2), scores (D, J))."""
+        for c, (cam, (det, sc)) in enumerate(zip(self.rig, detections)):
+            self.detections[c] += len(det)
+            if len(det) == 0 or len(points3d) == 0:
+                continue
+            proj = cam.project(points3d)                                       # (P, J, 2)
+            dist = np.linalg.norm(proj[:, None] - det[None], axis=-1)         # (P, D, J)
+            ok = valid[:, None] & (sc >= REPORT_MIN_SCORE)[None] & np.isfinite(dist)
+            n_ok = ok.sum(-1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows (no common joints) -> NaN
+                cost = np.nanmedian(np.where(ok, dist, np.nan), axis=-1)
+            cost = np.where(n_ok >= 3, cost, np.inf)
+            finite = np.isfinite(cost)
+            if not finite.any():
+                continue
+            rows, cols = linear_sum_assignment(np.where(finite, cost, 1e9))
+            for p, d in zip(rows, cols):
+                if cost[p, d] <= REPORT_MATCH_GATE_PX:
+                    self.matched[c] += 1
+                    self.errors[c].append(dist[p, d][ok[p, d]])
+
+    def summary(self) -> list[dict]:
+        out = []
+        for c, cam in enumerate(self.rig):
+            e = np.concatenate(self.errors[c]) if self.errors[c] else np.zeros(0)
+            row = {"camera": cam.name, "detections": int(self.detections[c]), "matched": int(self.matched[c]),
+                   "joints": int(e.size)}
+            if e.size:
+                over = int((e > REPORT_OUTLIER_PX).sum())
+                row.update(median_px=round(float(np.median(e)), 3), mean_px=round(float(e.mean()), 3),
+                           p90_px=round(float(np.percentile(e, 90)), 3), over_20px=over,
+                           over_20px_pct=round(100.0 * over / e.size, 2))
+            else:
+                row.update(median_px=None, mean_px=None, p90_px=None, over_20px=0, over_20px_pct=None)
+            out.append(row)
+        return out
+
+
+def format_report(report: dict) -> str:
+    """The reprojection part of a report as a small text table (one row per camera)."""
+    rows = report.get("reprojection", {}).get("cameras", [])
+    f = lambda v: "-" if v is None else f"{v:.2f}"
+    lines = [f"{'camera':<12} {'joints':>7} {'median px':>10} {'mean px':>8} {'p90 px':>7} {'>20 px':>14}"]
+    for r in rows:
+        over = f"{r['over_20px']} ({f(r['over_20px_pct'])}%)" if r["joints"] else "-"
+        lines.append(f"{r['camera']:<12} {r['joints']:>7} {f(r['median_px']):>10} {f(r['mean_px']):>8} "
+                     f"{f(r['p90_px']):>7} {over:>14}")
+    run = report.get("processing", {})
+    if run:
+        lines.append(f"{report.get('frames', 0)} frames, person ids {report.get('person_ids', [])}, "
+                     f"{run.get('seconds', 0):.2f} s ({run.get('frames_per_s', 0):.0f} frames/s)")
+    return "\n".join(lines)
+
+
+# --- the run -------------------------------------------------------------------------------------
+def _tokens(name: str) -> set[str]:
+    return {t.lower() for t in re.split(r"[^A-Za-z0-9]+", name) if t}
+
+
+def _check_folder_order(camera_names: list[str], dirs: list[Path]):
+    """Warn when every folder names exactly one camera and the order differs from the calibration's."""
+    owner = []
+    for d in dirs:
+        hits = [i for i, n in enumerate(camera_names) if n.lower() in _tokens(d.name) | {d.name.lower()}]
+        if len(hits) != 1:
+            return
+        owner.append(hits[0])
+    if len(set(owner)) == len(owner) and owner != list(range(len(owner))):
+        log.warning("keypoint folders %s look like cameras %s, but the calibration's order is %s; folders "
+                    "are paired with cameras by position", [d.name for d in dirs],
+                    [camera_names[i] for i in owner], camera_names)
+
+
+def triangulate_folders(calib_path: str | os.PathLike, keypoint_dirs: Sequence[str | os.PathLike],
+                        layout: str | Layout = "body25", fps: float = 30.0, progress: bool = True,
+                        config: FusionConfig | None = None) -> OfflineResult:
+    """Fuse OpenPose JSON folders (one per camera, in the calibration file's camera order) frame by frame.
+
+    Every frame index present in any folder is one step (stamp = index / fps); a camera lacking it,
+    or with an empty file, contributes no detections. Raises ValueError (CalibrationError for the
+    calibration) with a message naming the file for bad input; nothing is written here.
+    """
+    from tqdm import tqdm
+
+    if not (fps > 0 and np.isfinite(fps)):
+        raise ValueError(f"fps must be > 0, got {fps}")
+    layout = get_layout(layout)
+    rig = load_rig(calib_path)
+    dirs = [Path(d) for d in keypoint_dirs]
+    if len(dirs) != len(rig):
+        raise ValueError(f"{calib_path}: the calibration has {len(rig)} cameras ({', '.join(rig.names)}) but "
+                         f"{len(dirs)} keypoint folders were given; give one folder per camera, in the "
+                         "calibration file's order")
+    _check_folder_order(rig.names, dirs)
+    folders = [OpenPoseFolder(d, layout) for d in dirs]
+    frames = frame_union(folders)
+    pipe = FusionPipeline(rig, layout, config)
+    stats = _ReprojectionStats(rig)
+    C, J = len(rig), layout.num_joints
+
+    per_frame: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    fusion_ms = 0.0
+    t0 = time.perf_counter()
+    for index in tqdm(frames, desc="triangulate", unit="frame", disable=not progress, leave=False):
+        dets = [f.get(index) for f in folders]
+        P = max(len(d[0]) for d in dets)
+        points2d, scores = np.full((C, P, J, 2), np.nan), np.zeros((C, P, J))
+        for c, (pts, sc) in enumerate(dets):
+            points2d[c, :len(pts)], scores[c, :len(pts)] = pts, sc
+        result = pipe.step(index / fps, points2d, scores, orientations=False)
+        fusion_ms += result.timing_ms.get("total", 0.0)
+        points, confidence, ids, views = result.as_arrays()
+        per_frame.append((ids, points, confidence, views))
+        stats.add(points, np.isfinite(points).all(-1) & (views >= 1), dets)
+    seconds = time.perf_counter() - t0
+
+    all_ids = np.array(sorted({int(i) for ids, *_ in per_frame for i in ids}), dtype=np.int64)
+    col = {int(i): k for k, i in enumerate(all_ids)}
+    T, N = len(frames), len(all_ids)
+    points = np.full((T, N, J, 3), np.nan)
+    confidence, views = np.zeros((T, N, J)), np.zeros((T, N, J), dtype=np.int64)
+    for t, (ids, pts, conf, v) in enumerate(per_frame):
+        k = [col[int(i)] for i in ids]
+        points[t, k], confidence[t, k], views[t, k] = pts, conf, v
+
+    out = OfflineResult(layout=layout, fps=float(fps), camera_names=rig.names,
+                        frame_indices=np.asarray(frames, dtype=np.int64), ids=all_ids, points=points,
+                        confidence=confidence, views=views)
+    out.report = {
+        "calibration": str(calib_path),
+        "layout": layout.name,
+        "fps": float(fps),
+        "frames": T,
+        "frame_range": [int(frames[0]), int(frames[-1])] if frames else None,
+        "person_ids": all_ids.tolist(),
+        "frames_per_id": {str(k): v for k, v in out.frames_per_id().items()},
+        "processing": {"seconds": round(seconds, 3), "frames_per_s": round(T / seconds, 1) if seconds > 0 else None,
+                       "fusion_ms_per_frame": round(fusion_ms / T, 3) if T else None},
+        "inputs": [{"camera": name, "folder": str(f.folder), "files": len(f), "frames_without_people": f.empty_frames,
+                    "frames_without_file": f.missing_frames} for name, f in zip(rig.names, folders)],
+        "reprojection": {"min_score": REPORT_MIN_SCORE, "outlier_px": REPORT_OUTLIER_PX,
+                         "match_gate_px": REPORT_MATCH_GATE_PX, "cameras": stats.summary()},
+    }
+    return out
+
+
+# --- outputs -------------------------------------------------------------------------------------
+def output_paths(out: str | os.PathLike, fmt: str = "auto") -> tuple[Path, Path, str]:
+    """OUT -> (output stem, report path, format fixed by OUT's suffix or `fmt`).
+
+    OUT may end in .trc or .json (that suffix then picks the format under "auto", and must agree with
+    an explicit `fmt`), or have no such suffix (the format's suffix is added). The report is
+    <stem>.report.json. Raises ValueError for a suffix that contradicts `fmt`.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    out = Path(out)
+    suffix = out.suffix.lower()
+    stem = out.with_name(out.name[: -len(suffix)]) if suffix in (".trc", ".json") else out
+    if suffix in (".trc", ".json"):
+        implied = suffix[1:]
+        if fmt != "auto" and fmt != implied:
+            raise ValueError(f"--out {out} ends in {suffix} but --format is {fmt}")
+        fmt = implied
+    if not stem.name:
+        raise ValueError(f"--out {out}: no file name")
+    return stem, stem.with_name(stem.name + ".report.json"), fmt
+
+
+def write_outputs(result: OfflineResult, out: str | os.PathLike, fmt: str = "auto", y_up: bool = False) -> dict:
+    """Write the TRC or JSON output and OUT.report.json (each atomically; folders created as needed).
+
+    Format: "trc" -> the longest-lived id, trimmed to the frames from its first to its last appearance;
+    "json" -> every id; "auto" -> TRC when exactly one id appeared, else JSON (or what OUT's suffix says).
+    Returns {"output", "report", "format", "person_id"}; ValueError when a TRC is asked for and no
+    person was tracked (nothing is written then).
+    """
+    stem, report_path, fmt = output_paths(out, fmt)
+    if fmt == "auto":
+        fmt = "trc" if len(result.ids) == 1 else "json"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    info = {"format": fmt, "person_id": None, "up_axis": "y" if y_up else "z"}
+    if fmt == "trc":
+        pid = result.longest_lived_id()
+        if pid is None:
+            raise ValueError("no person was tracked in any frame: there is no TRC to write "
+                             "(check the calibration and the keypoint folders' camera order)")
+        if len(result.ids) > 1:
+            log.warning("%d person ids %s; the TRC holds the longest-lived id %d (--format json keeps all)",
+                        len(result.ids), result.ids.tolist(), pid)
+        track = result.track(pid)
+        seen = np.flatnonzero(np.isfinite(track).all(-1).any(-1))
+        span = slice(seen[0], seen[-1] + 1)
+        path = write_trc(stem.with_name(stem.name + ".trc"), track[span], result.layout.joint_names, result.fps,
+                         frame_numbers=result.frame_indices[span], y_up=y_up)
+        info.update(person_id=pid, frames=int(seen[-1] - seen[0] + 1))
+    else:
+        present = result.present
+        frames = [SkeletonFrame(index=int(idx), ids=result.ids[present[t]], points=result.points[t, present[t]],
+                                confidence=result.confidence[t, present[t]])
+                  for t, idx in enumerate(result.frame_indices)]
+        if y_up:
+            frames = [SkeletonFrame(f.index, f.ids, zup_to_yup(f.points), f.confidence) for f in frames]
+        path = write_skeleton_json(stem.with_name(stem.name + ".json"), result.layout, result.fps, frames,
+                                   up_axis=info["up_axis"])
+    info["output"] = str(path)
+    result.report["output"] = dict(info)
+    write_text_atomic(report_path, json.dumps(result.report, indent=2, allow_nan=False) + "\n")
+    info["report"] = str(report_path)
+    return info
+
+
+__all__ = ["OfflineResult", "triangulate_folders", "write_outputs", "output_paths", "format_report",
+           "REPORT_MIN_SCORE", "REPORT_OUTLIER_PX"]
