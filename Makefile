@@ -21,5 +21,18 @@ demo: venv
 test: venv
 	$(PY) -m pytest -q test
 
+# Fusion benchmarks (JSON on stdout, markdown table on stderr). aniposelib (with opencv-contrib, jax,
+# numba) lives in its own .venv-bench so it never touches .venv; hpe_ros is installed there without deps.
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed: setup.py setup.cfg
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install aniposelib tqdm pyyaml matplotlib
+	$(BENCH_VENV)/bin/pip install --no-deps -e .
+	touch $@
+
+bench: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python benchmarks/bench_fusion.py --markdown
+	$(BENCH_VENV)/bin/python benchmarks/bench_triangulation.py
+
 clean:
-	rm -rf $(VENV) demo_out build *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) demo_out build *.egg-info

@@ -10,7 +10,13 @@ Steps, all batched over cameras x persons x joints (loops only over priors, came
 (c) the same greedy pass may attach remaining detections to prior-seeded groups (but never merges two
     prior groups);
 (d) every group's joints are triangulated at once (robust triangulation) and a view whose median
-    reprojection error is far above max_epipolar_px is split off as a singleton.
+    reprojection error is far above max_epipolar_px is split off as a singleton; that triangulation is
+    returned with the groups (`Association.points` where `triangulated`), so a caller that triangulates
+    with the same settings (`max_error_px`, `refine`) need not solve unchanged groups again.
+
+Cost: (a) is linear in cameras; (b) only scores pairs with at least one detection that no prior claimed
+(two prior-seeded groups never merge), so once people are tracked it touches the few new detections,
+not all C^2 P^2 pairs.
 
 Why epipolar distance in pixels rather than ray-to-ray distance in metres: detector noise is isotropic
 in pixels, so a pixel gate means the same thing for near and far people and for every camera, and it
@@ -27,7 +33,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from hpe_ros.camera import Rig
-from hpe_ros.fusion.triangulation import _robust_solve
+from hpe_ros.fusion.geometry import RigConstants, rig_constants
+from hpe_ros.fusion.triangulation import _result, _robust_solve
 
 # A detection (or a detection pair, or a prior vs detection) needs this many confident joints to count.
 _MIN_JOINTS = 3
@@ -39,10 +46,19 @@ class Association:
 
     groups: (G, C) int, detection row per camera or -1; each detection is in at most one group.
     prior_index: (G,) int, index into priors the group was seeded from, or -1.
+    points: (G, J, 3) world m, confidence (G, J), joint_views (G, J) int: the validation's robust
+    triangulation of each group (what `triangulate` returns for the group's views with associate's
+    max_error_px / refine and min_views=2); valid only where `triangulated` (G,) is True, i.e. for
+    multi-view groups whose views did not change after validation (NaN / 0 elsewhere). None when no
+    group was triangulated.
     """
 
     groups: np.ndarray
     prior_index: np.ndarray
+    points: np.ndarray | None = None
+    confidence: np.ndarray | None = None
+    joint_views: np.ndarray | None = None
+    triangulated: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.groups)
@@ -54,13 +70,6 @@ class Association:
 
 
 # --- geometry ---------------------------------------------------------------------------------------
-
-def _skew(v: np.ndarray) -> np.ndarray:
-    """(..., 3) -> (..., 3, 3) cross-product matrices."""
-    z = np.zeros(v.shape[:-1])
-    return np.stack([z, -v[..., 2], v[..., 1], v[..., 2], z, -v[..., 0], -v[..., 1], v[..., 0], z],
-                    axis=-1).reshape(v.shape[:-1] + (3, 3))
-
 
 def _masked_median(values: np.ndarray, mask: np.ndarray, min_count: int) -> np.ndarray:
     """Median over the last axis of values where mask; inf where fewer than min_count entries."""
@@ -78,21 +87,68 @@ def epipolar_affinity(rig: Rig, xy: np.ndarray, confident: np.ndarray) -> np.nda
     distance (C, P, C, P) px, median over joints confident in both detections (at least 3); inf for
     same-camera pairs and pairs with too few common joints.
     """
+    C, P, _ = confident.shape
+    return _affinity_all(rig_constants(rig), xy, confident).reshape(C, P, C, P)
+
+
+def _affinity_from(rc: RigConstants, xy: np.ndarray, confident: np.ndarray, active: np.ndarray,
+                   source: np.ndarray) -> np.ndarray:
+    """`epipolar_affinity` restricted to pairs with at least one detection in `source`.
+
+    xy (C, P, J, 2), confident (C, P, J), active / source (C, P) bool -> (C * P, C * P) px, symmetric,
+    inf for every pair not computed (both outside source, inactive, same camera, < 3 common joints).
+    The association only merges a pair if one side is not yet owned by a track prior, so with priors
+    this touches the few new detections times all detections: linear in cameras, not quadratic.
+    """
+    C, P, J = confident.shape
+    n = C * P
+    src = np.flatnonzero((source & active).ravel())
+    tgt = np.flatnonzero(active.ravel())
+    if src.size == 0 or tgt.size < 2:
+        return np.full((n, n), np.inf)
+    if 2 * src.size > tgt.size:
+        # Most detections are new (no priors yet): the camera-pair formulation is cheaper.
+        return _affinity_all(rc, xy, confident)
+    cam = np.repeat(np.arange(C), P)
+    flat = xy.reshape(n, J, 2)
+    conf = confident.reshape(n, J)
+    h = np.empty((n, J, 3))
+    h[..., :2] = flat
+    h[..., 2] = 1.0
+    hs, ht = h[src], h[tgt]
+    cs, ct = cam[src], cam[tgt]
+    # Each source's epipolar lines in every camera: l = E[cs, c] x_s (rows: x_s^T E^T).
+    Ls = np.matmul(hs[:, None], rc.ET[cs])                                             # (S, C, J, 3)
+    ns = np.sqrt(Ls[..., 0] ** 2 + Ls[..., 1] ** 2)                                     # (S, C, J)
+    Lst = Ls[:, ct]                                                                     # (S, T, J, 3)
+    num = np.abs(Lst[..., 0] * ht[None, :, :, 0] + Lst[..., 1] * ht[None, :, :, 1] + Lst[..., 2])
+    # Each target's lines in the sources' cameras (only their lengths are needed).
+    ucams, cs_pos = np.unique(cs, return_inverse=True)
+    Lt = np.matmul(ht[:, None], rc.ET[ct][:, ucams])                                   # (T, U, J, 3)
+    nt = np.sqrt(Lt[..., 0] ** 2 + Lt[..., 1] ** 2).transpose(1, 0, 2)[cs_pos]         # (S, T, J)
+    f = rc.f_geo
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dist = 0.5 * num * (f[ct][None, :, None] / ns[:, ct] + f[cs][:, None, None] / nt)
+    both = conf[src][:, None, :] & conf[tgt][None, :, :] & (cs[:, None] != ct[None, :])[..., None]
+    med = _masked_median(dist, both & np.isfinite(dist), _MIN_JOINTS)                  # (S, T)
+    D = np.full((n, n), np.inf)
+    D[src[:, None], tgt[None, :]] = med
+    return np.minimum(D, D.T)
+
+
+def _affinity_all(rc: RigConstants, xy: np.ndarray, confident: np.ndarray) -> np.ndarray:
+    """All pairs, by camera pair (K = C (C - 1) / 2 blocks of P x P) -> (C * P, C * P)."""
     C, P, J = confident.shape
     D = np.full((C, P, C, P), np.inf)
     if C < 2 or P == 0:
-        return D
-    R = rig.projection_matrices[:, :, :3]
-    t = rig.projection_matrices[:, :, 3]
-    f = np.array([np.sqrt(c.K[0, 0] * c.K[1, 1]) for c in rig.cameras])
+        return D.reshape(C * P, C * P)
     ia, ib = np.triu_indices(C, 1)
-    # Essential matrices x_b^T E x_a = 0 for each camera pair (a, b): E = [t_ab]x R_ab.
-    R_ab = np.matmul(R[ib], R[ia].transpose(0, 2, 1))
-    t_ab = t[ib] - np.einsum("kij,kj->ki", R_ab, t[ia])
-    E = np.matmul(_skew(t_ab), R_ab)                                                   # (K, 3, 3)
-    h = np.concatenate([xy, np.ones(xy.shape[:-1] + (1,))], axis=-1)                    # (C, P, J, 3)
-    # matmul rather than einsum: several times faster for these small batched products.
-    la = np.matmul(h[ia], E.transpose(0, 2, 1)[:, None])  # epipolar lines in b of a's points (K, P, J, 3)
+    E = rc.E[ia, ib]                                                                    # (K, 3, 3)
+    f = rc.f_geo
+    h = np.empty(xy.shape[:-1] + (3,))
+    h[..., :2] = xy
+    h[..., 2] = 1.0
+    la = np.matmul(h[ia], rc.ET[ia, ib][:, None])         # epipolar lines in b of a's points (K, P, J, 3)
     lb = np.matmul(h[ib], E[:, None])                     # lines in a of b's points (K, Q, J, 3)
     num = np.abs(np.matmul(la.transpose(0, 2, 1, 3), h[ib].transpose(0, 2, 3, 1)))       # (K, J, P, Q)
     num = num.transpose(0, 2, 3, 1)                                                     # (K, P, Q, J)
@@ -103,15 +159,15 @@ def epipolar_affinity(rig: Rig, xy: np.ndarray, confident: np.ndarray) -> np.nda
                             + f[ia][:, None, None, None] / nb[:, None, :, :])
     both = confident[ia][:, :, None, :] & confident[ib][:, None, :, :]                  # (K, P, Q, J)
     # Median over joints: a few swapped or misplaced joints must not break an otherwise clear match.
-    mean = _masked_median(dist, both & np.isfinite(dist), _MIN_JOINTS)
-    D[ia, :, ib, :] = mean
-    D[ib, :, ia, :] = mean.transpose(0, 2, 1)
-    return D
+    med = _masked_median(dist, both & np.isfinite(dist), _MIN_JOINTS)
+    D[ia, :, ib, :] = med
+    D[ib, :, ia, :] = med.transpose(0, 2, 1)
+    return D.reshape(C * P, C * P)
 
 
 # --- association ------------------------------------------------------------------------------------
 
-def _match_priors(rig: Rig, points2d: np.ndarray, confident: np.ndarray, active: np.ndarray,
+def _match_priors(rc: RigConstants, points2d: np.ndarray, confident: np.ndarray, active: np.ndarray,
                   priors: np.ndarray, gate_px: float) -> np.ndarray:
     """(a): Hungarian assignment of detections to projected priors, per camera.
 
@@ -122,10 +178,12 @@ def _match_priors(rig: Rig, points2d: np.ndarray, confident: np.ndarray, active:
     T = priors.shape[0]
     if T == 0 or P == 0:
         return owner
-    proj = rig.project(np.where(np.isfinite(priors), priors, 0.0))                      # (C, T, J, 2)
-    proj_ok = np.isfinite(priors).all(-1)[None] & np.isfinite(proj).all(-1)              # (C, T, J)
-    diff = proj[:, :, None] - points2d[:, None]                                          # (C, T, P, J, 2)
-    dist = np.sqrt((diff ** 2).sum(-1))
+    finite = np.isfinite(priors).all(-1)                                                 # (T, J)
+    proj = rc.project(np.where(finite[..., None], priors, 0.0))                          # (C, T, J, 2)
+    proj_ok = finite[None] & np.isfinite(proj[..., 0]) & np.isfinite(proj[..., 1])       # (C, T, J)
+    du = proj[:, :, None, :, 0] - points2d[:, None, :, :, 0]                             # (C, T, P, J)
+    dv = proj[:, :, None, :, 1] - points2d[:, None, :, :, 1]
+    dist = np.sqrt(du * du + dv * dv)
     common = proj_ok[:, :, None] & confident[:, None]
     cost = _masked_median(dist, common, _MIN_JOINTS)                                     # (C, T, P)
     cost = np.where(active[:, None, :], cost, np.inf)
@@ -143,7 +201,7 @@ def _greedy_groups(affinity: np.ndarray, active: np.ndarray, owner: np.ndarray, 
                    ) -> tuple[np.ndarray, np.ndarray]:
     """(b)+(c): union-find over detections, merging best-affinity pairs first.
 
-    affinity: (C, P, C, P) px; active: (C, P) bool; owner: (C, P) prior index or -1 ->
+    affinity: (C * P, C * P) px; active: (C, P) bool; owner: (C, P) prior index or -1 ->
     labels (C, P) int group label per detection (-1 = inactive), prior index per label (C * P,).
     """
     C, P = active.shape
@@ -165,8 +223,9 @@ def _greedy_groups(affinity: np.ndarray, active: np.ndarray, owner: np.ndarray, 
         members[root] = nodes
     A = affinity.reshape(n, n)
     act = active.ravel()
-    cand = np.triu(A < max_px, 1) & act[:, None] & act[None, :]
-    ia, ib = np.nonzero(cand)
+    ia, ib = np.nonzero(A < max_px)
+    keep = (ia < ib) & act[ia] & act[ib]
+    ia, ib = ia[keep], ib[keep]
     order = np.argsort(A[ia, ib], kind="stable")
 
     def find(i: int) -> int:
@@ -203,13 +262,15 @@ def _greedy_groups(affinity: np.ndarray, active: np.ndarray, owner: np.ndarray, 
 
 def associate(rig: Rig, points2d: np.ndarray, scores: np.ndarray, priors: np.ndarray | None = None,
               min_views: int = 2, max_epipolar_px: float = 25.0, prior_gate_px: float = 60.0,
-              min_score: float = 0.1) -> Association:
+              min_score: float = 0.1, max_error_px: float | None = None, refine: bool = False) -> Association:
     """Group the detections of C cameras into people.
 
     points2d: (C, P, J, 2) px (NaN = missing); scores: (C, P, J) in [0, 1]; priors: (T, J, 3) predicted
     world poses (NaN joints allowed) or None. Detections with fewer than 3 joints scoring >= min_score
     are ignored. Groups with fewer than min_views cameras are returned too (single-view people).
-    -> Association(groups (G, C) int, prior_index (G,) int).
+    max_error_px (default max_epipolar_px) and refine are the validation's triangulation settings: pass
+    the ones the caller triangulates with, and the returned points can stand in for that triangulation.
+    -> Association(groups (G, C) int, prior_index (G,) int, and the validation's triangulation).
     """
     points2d = np.asarray(points2d, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
@@ -223,26 +284,33 @@ def associate(rig: Rig, points2d: np.ndarray, scores: np.ndarray, priors: np.nda
         priors = np.asarray(priors, dtype=np.float64)
         if priors.ndim != 3 or priors.shape[1:] != (J, 3):
             raise ValueError(f"priors must be (T, J, 3) with J={J}, got {priors.shape}")
+    max_error_px = max_epipolar_px if max_error_px is None else float(max_error_px)
 
     confident = np.isfinite(points2d).all(-1) & np.isfinite(scores) & (scores >= min_score)
     active = confident.sum(-1) >= _MIN_JOINTS                                          # (C, P)
     if C == 0 or not active.any():
         return Association(np.zeros((0, C), dtype=np.int64), np.zeros(0, dtype=np.int64))
     pts = np.where(confident[..., None], points2d, np.nan)
+    rc = rig_constants(rig)
 
     owner = np.full((C, P), -1, dtype=np.int64)
     if priors is not None and len(priors):
-        owner = _match_priors(rig, pts, confident, active, priors, prior_gate_px)
+        owner = _match_priors(rc, pts, confident, active, priors, prior_gate_px)
 
-    xy = rig.undistort_points(np.where(confident[..., None], points2d, 0.0))
-    affinity = epipolar_affinity(rig, xy, confident)
+    # Only pairs with a detection no prior claimed can merge (two prior-seeded groups never do).
+    free = active & (owner < 0)
+    if free.any():
+        xy = rc.undistort(np.where(confident[..., None], points2d, 0.0))
+        affinity = _affinity_from(rc, xy, confident, active, free)
+    else:
+        affinity = np.full((C * P, C * P), np.inf)
     labels, label_prior = _greedy_groups(affinity, active, owner, max_epipolar_px)
 
     groups, prior_index = _labels_to_groups(labels, label_prior, C, P)
-    groups, prior_index, poses = _validate(rig, groups, prior_index, pts, scores, confident, min_score,
-                                           max_epipolar_px)
-    groups, prior_index = _reattach(rig, groups, prior_index, poses, pts, confident, max_epipolar_px)
-    return _ordered(groups, prior_index)
+    groups, prior_index, tri = _validate(rig, groups, prior_index, pts, scores, confident, min_score,
+                                         max_epipolar_px, max_error_px, refine)
+    groups, prior_index, tri = _reattach(rc, groups, prior_index, tri, pts, confident, max_epipolar_px)
+    return _ordered(groups, prior_index, tri)
 
 
 def _labels_to_groups(labels: np.ndarray, label_prior: np.ndarray, C: int, P: int) -> tuple[np.ndarray, np.ndarray]:
@@ -255,18 +323,42 @@ def _labels_to_groups(labels: np.ndarray, label_prior: np.ndarray, C: int, P: in
     return groups, label_prior[roots].astype(np.int64)
 
 
+class _GroupPoses:
+    """Per-group triangulation carried through validation and re-attachment: points (G, J, 3),
+    confidence (G, J), views (G, J), fit (G,) bool (the rows are the triangulation of the group's
+    current views) and robust (G,) bool (a trustworthy 3D pose for re-attachment, even if stale)."""
+
+    def __init__(self, points, confidence, views, fit, robust):
+        self.points, self.confidence, self.views, self.fit, self.robust = points, confidence, views, fit, robust
+
+    @classmethod
+    def empty(cls, G: int, J: int) -> "_GroupPoses":
+        return cls(np.full((G, J, 3), np.nan), np.zeros((G, J)), np.zeros((G, J), dtype=np.int64),
+                   np.zeros(G, dtype=bool), np.zeros(G, dtype=bool))
+
+    def take(self, idx: np.ndarray) -> "_GroupPoses":
+        return _GroupPoses(self.points[idx], self.confidence[idx], self.views[idx], self.fit[idx], self.robust[idx])
+
+    def append_empty(self, n: int) -> "_GroupPoses":
+        e = _GroupPoses.empty(n, self.points.shape[1])
+        return _GroupPoses(*(np.concatenate([a, b]) for a, b in
+                             zip((self.points, self.confidence, self.views, self.fit, self.robust),
+                                 (e.points, e.confidence, e.views, e.fit, e.robust))))
+
+
 def _validate(rig: Rig, groups: np.ndarray, prior_index: np.ndarray, pts: np.ndarray, scores: np.ndarray,
-              confident: np.ndarray, min_score: float, max_px: float
-              ) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]:
+              confident: np.ndarray, min_score: float, max_px: float, max_error_px: float, refine: bool
+              ) -> tuple[np.ndarray, np.ndarray, _GroupPoses]:
     """(d): triangulate all multi-view groups at once; split off views that do not fit their group.
 
-    -> groups, prior_index, and the robust 3D pose (J, 3) of every group that kept >= 2 views, keyed
-    by its row in the returned groups.
+    -> groups, prior_index, and the per-group poses: `fit` for groups that kept all their views (the
+    triangulation stands), `robust` for every group that kept >= 2 views.
     """
     C, P, J, _ = pts.shape
     multi = np.flatnonzero((groups >= 0).sum(1) >= 2)
+    tri = _GroupPoses.empty(len(groups), J)
     if multi.size == 0:
-        return groups, prior_index, {}
+        return groups, prior_index, tri
     g = groups[multi]                                                                   # (M, C)
     cam = np.arange(C)[None, :]
     row = np.maximum(g, 0)
@@ -274,54 +366,80 @@ def _validate(rig: Rig, groups: np.ndarray, prior_index: np.ndarray, pts: np.nda
     p2 = np.where(present[..., None], pts[cam, row], np.nan)                            # (M, C, J, 2)
     sc = np.where(present, np.where(confident[cam, row], scores[cam, row], 0.0), 0.0)  # (M, C, J)
     M = len(multi)
-    r = _robust_solve(rig, p2.transpose(1, 0, 2, 3).reshape(C, M * J, 2), sc.transpose(1, 0, 2).reshape(C, M * J),
-                      min_views=2, min_score=min_score, max_error_px=max_px, max_removals=None, refine=False)
-    err = r["err"].reshape(C, M, J)                     # error of every view against the robust point
-    have = r["usable"].reshape(C, M, J) & np.isfinite(r["X"]).all(1).reshape(1, M, J)
-    med = _masked_median(err, have, _MIN_JOINTS)                                        # (C, M)
+    p2 = p2.transpose(1, 0, 2, 3).reshape(C, M * J, 2)
+    sc = sc.transpose(1, 0, 2).reshape(C, M * J)
     inside = g.T >= 0                                                                   # (C, M)
-    bad = (med > max_px) & inside
-    # Too few views left to stand on: the group as a whole is inconsistent, so split all of it.
-    hopeless = bad.any(0) & (inside.sum(0) - bad.sum(0) < 2)
-    bad |= hopeless[None, :] & inside
-    X = np.where(r["good"][:, None], r["X"], np.nan).reshape(M, J, 3)
-    poses = {int(m): X[i] for i, m in enumerate(multi) if not hopeless[i]}
+
+    def split(r, cols):
+        """Views (C, m) whose median error against the robust points is above max_px, and the groups
+        (m,) that are hopeless (fewer than 2 views would stay)."""
+        m = len(cols)
+        err = r["err"].reshape(C, m, J)                 # error of every view against the robust point
+        have = r["usable"].reshape(C, m, J) & np.isfinite(r["X"]).all(1).reshape(1, m, J)
+        med = _masked_median(err, have, _MIN_JOINTS)                                    # (C, m)
+        bad = (med > max_px) & inside[:, cols]
+        # Too few views left to stand on: the group as a whole is inconsistent, so split all of it.
+        hopeless = bad.any(0) & (inside[:, cols].sum(0) - bad.sum(0) < 2)
+        return bad | (hopeless[None, :] & inside[:, cols]), hopeless
+
+    r = _robust_solve(rig, p2, sc, min_views=2, min_score=min_score, max_error_px=max_error_px,
+                      max_removals=None, refine=refine)
+    bad, hopeless = split(r, np.arange(M))
+    res = _result(r)
+    tri.points[multi] = res.points.reshape(M, J, 3)
+    tri.confidence[multi] = res.confidence.reshape(M, J)
+    tri.views[multi] = res.views.reshape(M, J)
+    if max_error_px < max_px and bad.any():
+        # A solve stricter than the association gate leaves a view that is merely poor (many joints
+        # between the two thresholds) looking worse than it is: confirm the split with a solve at the
+        # gate itself, as if validating alone. Only the groups that would lose views pay for it.
+        cols = np.flatnonzero(bad.any(0))
+        jj = (cols[:, None] * J + np.arange(J)[None]).ravel()
+        r2 = _robust_solve(rig, p2[:, jj], sc[:, jj], min_views=2, min_score=min_score, max_error_px=max_px,
+                           max_removals=None, refine=False)
+        bad[:, cols], hopeless[cols] = split(r2, cols)
+    tri.robust[multi] = ~hopeless
+    tri.fit[multi] = ~bad.any(0)
     if not bad.any():
-        return groups, prior_index, poses
+        return groups, prior_index, tri
     split_g, split_c = np.nonzero(bad.T)
     singles = np.full((len(split_g), C), -1, dtype=np.int64)
     singles[np.arange(len(split_g)), split_c] = groups[multi[split_g], split_c]
     groups = groups.copy()
     groups[multi[split_g], split_c] = -1
     keep = np.flatnonzero((groups >= 0).any(1))
-    new_row = {int(k): i for i, k in enumerate(keep)}
-    poses = {new_row[k]: v for k, v in poses.items() if k in new_row}
     return (np.concatenate([groups[keep], singles]),
-            np.concatenate([prior_index[keep], np.full(len(singles), -1, dtype=np.int64)]), poses)
+            np.concatenate([prior_index[keep], np.full(len(singles), -1, dtype=np.int64)]),
+            tri.take(keep).append_empty(len(singles)))
 
 
-def _reattach(rig: Rig, groups: np.ndarray, prior_index: np.ndarray, poses: dict[int, np.ndarray],
-              pts: np.ndarray, confident: np.ndarray, max_px: float) -> tuple[np.ndarray, np.ndarray]:
+def _reattach(rc: RigConstants, groups: np.ndarray, prior_index: np.ndarray, tri: _GroupPoses,
+              pts: np.ndarray, confident: np.ndarray, max_px: float
+              ) -> tuple[np.ndarray, np.ndarray, _GroupPoses]:
     """Offer every unseeded singleton to the triangulated groups that miss its camera: project each
     group's 3D pose into that camera and match by Hungarian assignment on the median joint distance.
     This recovers detections the pairwise greedy pass was too cautious to merge."""
-    if not poses:
-        return groups, prior_index
+    if not tri.robust.any():
+        return groups, prior_index, tri
     size = (groups >= 0).sum(1)
     single = np.flatnonzero((size == 1) & (prior_index < 0))
     if single.size == 0:
-        return groups, prior_index
-    targets = np.array(sorted(poses))
-    X = np.stack([poses[k] for k in targets])                                           # (M, J, 3)
+        return groups, prior_index, tri
+    targets = np.flatnonzero(tri.robust)
+    X = tri.points[targets]                                                             # (M, J, 3)
     ok3 = np.isfinite(X).all(-1)
-    proj = rig.project(np.where(ok3[..., None], X, 0.0))                                 # (C, M, J, 2)
+    proj = rc.project(np.where(ok3[..., None], X, 0.0))                                 # (C, M, J, 2)
     s_cam = (groups[single] >= 0).argmax(1)
     s_row = groups[single, s_cam]
     det = pts[s_cam, s_row]                                                             # (S, J, 2)
-    d = np.sqrt(((proj[s_cam] - det[:, None]) ** 2).sum(-1))                            # (S, M, J)
-    common = ok3[None] & np.isfinite(proj[s_cam]).all(-1) & confident[s_cam, s_row][:, None, :]
+    ps = proj[s_cam]                                                                    # (S, M, J, 2)
+    du, dv = ps[..., 0] - det[:, None, :, 0], ps[..., 1] - det[:, None, :, 1]
+    d = np.sqrt(du * du + dv * dv)                                                      # (S, M, J)
+    common = ok3[None] & np.isfinite(ps[..., 0]) & np.isfinite(ps[..., 1]) & confident[s_cam, s_row][:, None, :]
     cost = _masked_median(d, common, _MIN_JOINTS)                                        # (S, M)
     cost[groups[targets][:, s_cam].T >= 0] = np.inf                                     # camera already taken
+    if not (cost <= max_px).any():
+        return groups, prior_index, tri
     groups = groups.copy()
     used = np.zeros(len(groups), dtype=bool)
     for c in np.unique(s_cam):
@@ -333,13 +451,17 @@ def _reattach(rig: Rig, groups: np.ndarray, prior_index: np.ndarray, poses: dict
         for a, b in zip(ri, ci):
             if sub[a, b] <= max_px:
                 groups[targets[b], c] = s_row[rows_s[a]]
+                tri.fit[targets[b]] = False                                              # gained a view
                 used[single[rows_s[a]]] = True
-    return groups[~used], prior_index[~used]
+    return groups[~used], prior_index[~used], tri.take(~used)
 
 
-def _ordered(groups: np.ndarray, prior_index: np.ndarray) -> Association:
+def _ordered(groups: np.ndarray, prior_index: np.ndarray, tri: _GroupPoses) -> Association:
     """Deterministic order: prior-seeded groups by prior index, then by size (largest first)."""
     size = (groups >= 0).sum(1)
     first = np.where(groups >= 0, np.arange(groups.shape[1])[None] * 1000 + groups, 1 << 40).min(1)
     key = np.lexsort((first, -size, np.where(prior_index >= 0, prior_index, 1 << 30)))
-    return Association(groups[key], prior_index[key])
+    fit = tri.fit[key]
+    return Association(groups[key], prior_index[key], points=np.where(fit[:, None, None], tri.points[key], np.nan),
+                       confidence=np.where(fit[:, None], tri.confidence[key], 0.0),
+                       joint_views=np.where(fit[:, None], tri.views[key], 0), triangulated=fit)

@@ -9,6 +9,12 @@ Shared by the ROS fusion node and the offline CLI, so both behave the same:
 One step: predict tracks -> associate detections across views (track predictions as priors) ->
 triangulate every group's joints in one batched call -> fill single-view groups / joints from per-view
 lifted 3D poses -> tracker update (ids, gating, bone lengths, smoothing) -> body and joint orientations.
+
+The association validates its groups by triangulating them with the pipeline's own triangulation
+settings, so the triangulation stage reuses those points and re-solves only the groups the association
+changed afterwards (a view split off or re-attached). Per-rig constants (essential matrices, stacked
+intrinsics) are computed once per rig (`fusion.geometry`), and with tracks alive the epipolar matching
+only runs for detections no track prior claimed: time per frame grows about linearly with cameras.
 """
 from __future__ import annotations
 
@@ -153,6 +159,7 @@ class FusionPipeline:
         self._t = np.stack([c.t for c in rig])   # (C, 3)
         self.tracker = Tracker(self.config.tracker_config(), self.layout)
         self._last_stamp: float | None = None
+        self.last_association = None  # the last step's Association (None when nothing was detected)
 
     def reset(self):
         """Forget all tracks and the last stamp (ids keep counting up)."""
@@ -181,17 +188,22 @@ class FusionPipeline:
         track_ids, priors = self.tracker.predict(stamp)
         timer.lap("predict")
 
+        assoc = None
         if P == 0 or not (scores >= cfg.min_score).any():
             groups, prior_index = np.zeros((0, C), dtype=np.int64), np.zeros(0, dtype=np.int64)
         else:
+            # The association's validation triangulates every group with the same settings as the
+            # triangulation stage below, which then only re-solves the groups association changed after.
             assoc = associate(self.rig, points2d, scores, priors if len(track_ids) else None,
                               min_views=cfg.min_views, max_epipolar_px=cfg.max_epipolar_px,
-                              prior_gate_px=cfg.prior_gate_px, min_score=cfg.min_score)
+                              prior_gate_px=cfg.prior_gate_px, min_score=cfg.min_score,
+                              max_error_px=cfg.max_error_px, refine=cfg.refine)
             groups = np.asarray(assoc.groups, dtype=np.int64).reshape(-1, C)
             prior_index = np.asarray(assoc.prior_index, dtype=np.int64).reshape(-1)
+        self.last_association = assoc
         timer.lap("associate")
 
-        poses, confidence, views, cams = self._triangulate_groups(points2d, scores, groups)
+        poses, confidence, views, cams = self._triangulate_groups(points2d, scores, groups, assoc)
         timer.lap("triangulate")
 
         if lifted is not None and cfg.use_single_view and len(groups):
@@ -264,20 +276,37 @@ class FusionPipeline:
         rows = np.maximum(groups.T, 0)                                   # (C, G)
         return values[np.arange(len(self.rig))[:, None], rows]
 
-    def _triangulate_groups(self, points2d, scores, groups):
-        """All groups' joints in one triangulation call -> poses (G, J, 3), confidence, views (G, J), cams (G,)."""
+    def _triangulate_groups(self, points2d, scores, groups, assoc=None):
+        """Every multi-view group's joints -> poses (G, J, 3), confidence, views (G, J), cams (G,).
+
+        Groups the association already triangulated with these settings (`assoc.triangulated`) are taken
+        from it; the others are solved in one batched call. Single-view groups stay NaN here.
+        """
         C, J, G = len(self.rig), self.layout.num_joints, len(groups)
         if G == 0:
             return np.zeros((0, J, 3)), np.zeros((0, J)), np.zeros((0, J), dtype=np.int64), np.zeros(0, dtype=np.int64)
+        cfg = self.config
         member = (groups >= 0).T                                         # (C, G)
-        pts = self._gather(points2d, groups)                             # (C, G, J, 2)
         sc = self._gather(scores, groups) * member[..., None]            # (C, G, J)
-        tri = triangulate(self.rig, pts.reshape(C, G * J, 2), sc.reshape(C, G * J), min_views=self.config.min_views,
-                          min_score=self.config.min_score, max_error_px=self.config.max_error_px,
-                          refine=self.config.refine)
-        poses = tri.points.reshape(G, J, 3).copy()
-        return (poses, tri.confidence.reshape(G, J).copy(), tri.views.reshape(G, J).astype(np.int64),
-                (member & (sc >= self.config.min_score).any(-1)).sum(0))
+        cams = (member & (sc >= cfg.min_score).any(-1)).sum(0)
+        poses = np.full((G, J, 3), np.nan)
+        confidence = np.zeros((G, J))
+        views = np.zeros((G, J), dtype=np.int64)
+        todo = cams >= 2
+        if assoc is not None and assoc.triangulated is not None and cfg.min_views == 2:
+            done = assoc.triangulated & todo
+            poses[done], confidence[done], views[done] = assoc.points[done], assoc.confidence[done], assoc.joint_views[done]
+            todo &= ~done
+        idx = np.flatnonzero(todo)
+        if idx.size:
+            n = idx.size
+            pts = self._gather(points2d, groups[idx])                    # (C, n, J, 2)
+            tri = triangulate(self.rig, pts.reshape(C, n * J, 2), sc[:, idx].reshape(C, n * J), min_views=cfg.min_views,
+                              min_score=cfg.min_score, max_error_px=cfg.max_error_px, refine=cfg.refine)
+            poses[idx] = tri.points.reshape(n, J, 3)
+            confidence[idx] = tri.confidence.reshape(n, J)
+            views[idx] = tri.views.reshape(n, J)
+        return poses, confidence, views, cams
 
     def _fill_from_lifted(self, poses, confidence, views, groups, lifted, lifted_scores):
         """Fill joints the triangulation lacks from the best view's lifted pose, in place.

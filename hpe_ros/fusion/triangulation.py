@@ -28,6 +28,7 @@ from itertools import combinations
 import numpy as np
 
 from hpe_ros.camera import Rig
+from hpe_ros.fusion.geometry import RigConstants, rig_constants
 
 # A point's robust restart uses the pairs among its best-scored views; 8 views -> 28 pairs keeps
 # the hypothesis count bounded for 32-camera rigs while covering small rigs completely.
@@ -89,13 +90,24 @@ def _solve_affine(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
     C, N = weights.shape
     A = (rows * weights[:, :, None, None]).transpose(1, 0, 2, 3).reshape(N, 2 * C, 4)
     M = np.matmul(A.transpose(0, 2, 1), A)
-    a0, a1, a2, b = M[:, :3, 0], M[:, :3, 1], M[:, :3, 2], -M[:, :3, 3]
-    c12 = np.cross(a1, a2)
-    det = (a0 * c12).sum(-1)
-    X = np.stack([(b * c12).sum(-1), (a0 * np.cross(b, a2)).sum(-1), (a0 * np.cross(a1, b)).sum(-1)], axis=-1)
-    scale = np.abs(M[:, :3, :3]).max(axis=(1, 2)) ** 3
-    ok = (np.abs(det) > 1e-12 * scale) & (np.count_nonzero(weights > 0, axis=0) >= 2)
-    X = X / np.where(ok, det, 1.0)[:, None]
+    # M[:3, :3] X = -M[:3, 3], solved by Cramer's rule with M symmetric (cofactors written out: numpy's
+    # cross / det on (N, 3) arrays cost more in call overhead than in arithmetic).
+    m00, m01, m02, m11, m12, m22 = M[:, 0, 0], M[:, 0, 1], M[:, 0, 2], M[:, 1, 1], M[:, 1, 2], M[:, 2, 2]
+    b0, b1, b2 = -M[:, 0, 3], -M[:, 1, 3], -M[:, 2, 3]
+    c00 = m11 * m22 - m12 * m12
+    c01 = m02 * m12 - m01 * m22
+    c02 = m01 * m12 - m02 * m11
+    c11 = m00 * m22 - m02 * m02
+    c12 = m01 * m02 - m00 * m12
+    c22 = m00 * m11 - m01 * m01
+    det = m00 * c00 + m01 * c01 + m02 * c02
+    X = np.empty((N, 3))
+    X[:, 0] = c00 * b0 + c01 * b1 + c02 * b2
+    X[:, 1] = c01 * b0 + c11 * b1 + c12 * b2
+    X[:, 2] = c02 * b0 + c12 * b1 + c22 * b2
+    scale = np.abs(M[:, :3, :3]).reshape(N, 9).max(axis=1) ** 3
+    ok = (np.abs(det) > 1e-12 * scale) & (np.count_nonzero(weights, axis=0) >= 2)
+    X /= np.where(ok, det, 1.0)[:, None]
     X[~ok] = np.nan
     return X
 
@@ -126,11 +138,12 @@ def triangulate_normalized(P: np.ndarray, xy: np.ndarray, weights: np.ndarray) -
 class _Views:
     """Per-frame constants shared by the solver stages (all (C, N, ...) arrays)."""
 
-    def __init__(self, rig: Rig, xy: np.ndarray, weights: np.ndarray):
-        self.P = rig.projection_matrices                     # (C, 3, 4)
-        self.R, self.t = self.P[:, :, :3], self.P[:, :, 3]
-        self.Rt = self.R.transpose(0, 2, 1)                  # X @ R^T batched as matmul (einsum is slow)
-        self.focal = np.stack([c.K[[0, 1], [0, 1]] for c in rig.cameras]) if len(rig) else np.zeros((0, 2))
+    def __init__(self, rc: RigConstants, xy: np.ndarray, weights: np.ndarray):
+        self.P = rc.P                                        # (C, 3, 4)
+        self.R, self.t = rc.R, rc.t
+        self.Rt = rc.Rt                                      # X @ R^T batched as matmul (einsum is slow)
+        self.focal = rc.focal
+        self.centers = rc.centers
         # Rows scaled by focal length so the algebraic error is in pixel units times depth: cameras with
         # different focal lengths then weigh as their pixel noise does.
         self.rows = _dlt_rows(self.P, xy) * self.focal.mean(axis=1)[:, None, None, None]
@@ -158,6 +171,16 @@ class _Views:
         return _solve_dlt(self.rows[:, idx], w)
 
 
+_PAIRS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _pairs(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (a < b) of k views, cached."""
+    if k not in _PAIRS:
+        _PAIRS[k] = tuple(np.array(list(combinations(range(k), 2)), dtype=np.int64).reshape(-1, 2).T)
+    return _PAIRS[k]
+
+
 def _dot3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Dot product over a last axis of 3 (explicit: numpy's reductions over tiny axes are slow)."""
     return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
@@ -180,7 +203,7 @@ def _pair_hypotheses(views: _Views, idx: np.ndarray, usable: np.ndarray, max_err
     w = views.weights[:, idx] * usable
     k = min(C, _MAX_HYPOTHESIS_VIEWS)
     top = np.argsort(-w, axis=0, kind="stable")[:k]                       # (k, n) best-scored views
-    pa, pb = np.array(list(combinations(range(k), 2))).T                  # (H,) each
+    pa, pb = _pairs(k)                                                    # (H,) each
     ca, cb = top[pa], top[pb]                                             # (H, n) camera indices
     cols = np.arange(n)
     valid = (w[ca, cols] > 0) & (w[cb, cols] > 0)
@@ -189,7 +212,7 @@ def _pair_hypotheses(views: _Views, idx: np.ndarray, usable: np.ndarray, max_err
     xy = views.xy[:, idx]
     d_cam = np.concatenate([xy, np.ones(xy.shape[:-1] + (1,))], axis=-1)  # (C, n, 3)
     d = np.matmul(d_cam, views.R)                                         # R^T d: world directions
-    centers = -np.einsum("cji,cj->ci", views.R, views.t)                  # (C, 3)
+    centers = views.centers                                               # (C, 3)
     da, db = d[ca, cols], d[cb, cols]                                     # (H, n, 3)
     b = centers[cb] - centers[ca]
     aa, bb_, cc = _dot3(da, da), _dot3(da, db), _dot3(db, db)
@@ -242,9 +265,10 @@ def _robust_solve(rig: Rig, points2d: np.ndarray, scores: np.ndarray, min_views:
     finite = np.isfinite(points2d).all(-1) & np.isfinite(scores)
     usable = finite & (scores > 0) & (scores >= min_score)
     weights = np.where(usable, np.minimum(scores, 1.0), 0.0)
-    xy = rig.undistort_points(np.where(finite[..., None], points2d, 0.0)) if C else np.zeros((0, N, 2))
-    xy = np.where(usable[..., None], xy, 0.0)
-    views = _Views(rig, xy, weights)
+    rc = rig_constants(rig)
+    xy = rc.undistort(np.where(usable[..., None], points2d, 0.0)) if C else np.zeros((0, N, 2))
+    xy[~usable] = 0.0
+    views = _Views(rc, xy, weights)
     max_removals = C if max_removals is None else int(max_removals)
 
     solvable = usable.sum(0) >= min_views
@@ -356,6 +380,11 @@ def triangulate(rig: Rig, points2d: np.ndarray, scores: np.ndarray, min_views: i
     -> Triangulation with points (N, 3), reprojection_error (N,), views (N,), inliers (C, N), confidence (N,).
     """
     r = _robust_solve(rig, points2d, scores, min_views, min_score, max_error_px, max_removals, refine)
+    return _result(r, sigma_px)
+
+
+def _result(r: dict, sigma_px: float = 8.0) -> Triangulation:
+    """`_robust_solve`'s arrays -> Triangulation (shared with association, which reuses its solve)."""
     good, inl, err = r["good"], r["inl"] & r["good"][None], r["err"]
     n_views = inl.sum(0)
     denom = np.maximum(n_views, 1)
