@@ -87,7 +87,8 @@ class Listener:
 
 def start(node: str, name: str, overrides: dict, log_path) -> subprocess.Popen:
     log = open(log_path, "w")
-    return subprocess.Popen(node_command(node, config_path(DEFAULT_CONFIG), overrides, name=name),
+    return subprocess.Popen(node_command(node, config_path(DEFAULT_CONFIG), overrides, name=name,
+                                         workdir=log_path.parent),
                             stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
 
 
@@ -163,6 +164,9 @@ def test_graph_fuses_people_and_survives_a_camera_dying(ros_context, tmp_path):
         assert before["scored_frames"] > 60, before
         assert before["mpjpe_mm"] < 40.0, before
         assert before["id_switches"] == 0, before
+        # All four cameras agree on the people (the two sim processes replay the same motion).
+        views = np.concatenate([decode_independently(m)["views"].ravel() for t, m in listener.poses if t >= t0])
+        assert np.mean(views == 4) > 0.3, np.bincount(views)
         rate_before = sum(1 for t, _ in listener.poses if t >= t0) / 4.0
         assert rate_before > 20.0
 

@@ -5,6 +5,7 @@ import importlib
 import time
 
 import pytest
+import yaml
 
 from hpe_ros.resources import DEFAULT_CONFIG, config_path, share_dir
 from hpe_ros.ros.launcher import NODE_MODULES, graph, load_config, node_command, node_parameters
@@ -48,11 +49,36 @@ def test_bad_parameter_file_is_refused_with_its_name(tmp_path):
         load_config(bad)
 
 
-def test_node_command_is_what_ros2_run_would_start():
-    cmd = node_command("fusion_node", "/p.yaml", {"cameras": ["a", "b"], "fusion.min_views": 3})
+def test_node_command_is_what_ros2_run_would_start(tmp_path):
+    cmd = node_command("fusion_node", "/p.yaml", {"cameras": ["a", "b"], "fusion.min_views": 3}, workdir=tmp_path)
     assert cmd[1:3] == ["-m", "hpe_ros.ros.fusion_node"]
+    overrides = tmp_path / "fusion_node.overrides.yaml"
     assert cmd[3:] == ["--ros-args", "-r", "__node:=fusion_node", "--params-file", "/p.yaml",
-                       "-p", "cameras:=[a, b]", "-p", "fusion.min_views:=3"]
+                       "--params-file", str(overrides)]
+    assert yaml.safe_load(overrides.read_text()) == {
+        "fusion_node": {"ros__parameters": {"cameras": ["a", "b"], "fusion.min_views": 3}}}
+
+
+def test_overrides_beat_the_config_file_and_renamed_nodes_keep_their_section(ros_context, tmp_path):
+    """What the node process actually sees: its own section of the config, then the overrides on top."""
+    import rclpy
+
+    from hpe_ros.ros.rig_sim_node import RigSimNode
+
+    cmd = node_command("rig_sim_node", config_path(DEFAULT_CONFIG), {"seed": 3}, name="second_sim",
+                       workdir=tmp_path)
+    args = cmd[cmd.index("--ros-args"):]
+    context = rclpy.context.Context()
+    rclpy.init(args=args, context=context)
+    try:
+        node = RigSimNode(context=context)
+        assert node.get_name() == "second_sim"
+        assert node.get_parameter("seed").value == 3  # the config file says 0
+        config = node_parameters(load_config(config_path(DEFAULT_CONFIG)), "rig_sim_node")
+        assert node.get_parameter("noise_px").value == config["noise_px"]
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
 
 
 def test_launch_file_declares_the_graph():

@@ -207,7 +207,9 @@ class FusionPipeline:
         timer.lap("triangulate")
 
         if lifted is not None and cfg.use_single_view and len(groups):
+            duplicate = self._single_views_of_triangulated_people(points2d, scores, groups, poses, cams)
             self._fill_from_lifted(poses, confidence, views, groups, lifted, lifted_scores)
+            poses[duplicate], confidence[duplicate], views[duplicate] = np.nan, 0.0, 0
         else:
             poses[cams < 2] = np.nan  # single-view groups cannot be placed without a lifted pose
             confidence[cams < 2] = 0.0
@@ -308,6 +310,33 @@ class FusionPipeline:
             views[idx] = tri.views.reshape(n, J)
         return poses, confidence, views, cams
 
+    def _single_views_of_triangulated_people(self, points2d, scores, groups, poses, cams, min_iou=0.3):
+        """(G,) bool: single-view groups whose detection overlaps a triangulated person in that camera.
+
+        Association leaves a view on its own when it does not fit (an occluded or outlier-ridden
+        detection of someone the other cameras already triangulated). Lifted and placed on its own it
+        would become a second track of that person, so it is dropped: a detection box that overlaps the
+        projection of a multi-view group's pose (IoU > min_iou) in its camera is a duplicate.
+        """
+        duplicate = np.zeros(len(groups), dtype=bool)
+        single, multi = np.flatnonzero(cams == 1), np.flatnonzero(cams >= 2)
+        if single.size == 0 or multi.size == 0:
+            return duplicate
+        cam = (groups[single] >= 0).argmax(1)                                   # (S,)
+        det = points2d[cam, groups[single, cam]]                                # (S, J, 2)
+        det_ok = (scores[cam, groups[single, cam]] >= self.config.min_score) & np.isfinite(det).all(-1)
+        proj = self.rig.project(poses[multi])[cam]                              # (S, M, J, 2)
+        proj_ok = np.isfinite(proj).all(-1)
+        box_d = _boxes(det, det_ok)[:, None]                                    # (S, 1, 4)
+        box_p = _boxes(proj, proj_ok)                                           # (S, M, 4)
+        lo, hi = np.maximum(box_d[..., :2], box_p[..., :2]), np.minimum(box_d[..., 2:], box_p[..., 2:])
+        inter = np.prod(np.clip(hi - lo, 0, None), axis=-1)
+        area = lambda b: np.prod(np.clip(b[..., 2:] - b[..., :2], 0, None), axis=-1)  # noqa: E731
+        with np.errstate(invalid="ignore", divide="ignore"):
+            iou = inter / (area(box_d) + area(box_p) - inter)
+        duplicate[single] = np.nan_to_num(iou, nan=0.0).max(1) > min_iou
+        return duplicate
+
     def _fill_from_lifted(self, poses, confidence, views, groups, lifted, lifted_scores):
         """Fill joints the triangulation lacks from the best view's lifted pose, in place.
 
@@ -333,3 +362,12 @@ class FusionPipeline:
         poses[fill] = (world + offset[:, None])[fill]
         confidence[fill] = SINGLE_VIEW_CONFIDENCE * sc[fill]
         views[fill] = 1
+
+
+def _boxes(points: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Bounding boxes (..., 4) = (u0, v0, u1, v1) of points (..., J, 2) where ok (..., J); NaN if none."""
+    big = np.where(ok[..., None], points, np.inf)
+    small = np.where(ok[..., None], points, -np.inf)
+    box = np.concatenate([big.min(-2), small.max(-2)], axis=-1)
+    box[~ok.any(-1)] = np.nan
+    return box

@@ -62,6 +62,8 @@ class FusionNode(ManagedNode):
         d("camera_timeout_s", 0.5, "a camera silent this long is not waited for", low=0.01, high=60.0)
         d("max_age_s", 0.5, "frames older than this when they arrive are dropped as stale", low=0.01, high=60.0)
         d("use_lifter", True, "subscribe to /<cam>/pose_3d and use lifted poses where views are missing")
+        d("lifter_wait_s", 0.010, "how long a complete frame may wait for its lifted poses (0 = never wait)",
+          low=0.0, high=1.0)
         d("publish_markers", True, "publish RViz markers")
         d("publish_tf", True, "broadcast body_<id> and <joint>_<id> frames (needs tf2_ros)")
         d("marker_lifetime_s", 0.5, "RViz marker lifetime", low=0.0, high=60.0)
@@ -113,8 +115,10 @@ class FusionNode(ManagedNode):
             self.own_subscription(PointCloud2, f"/{c}/pose_2d", lambda m, c=c: self._on_pose2d(c, m), SENSOR)
             if g("use_lifter"):
                 self.own_subscription(PointCloud2, f"/{c}/pose_3d", lambda m, c=c: self._on_pose3d(c, m), SENSOR)
-        self.own_timer(0.01, self._poll)  # hands on frames still waiting for a slow camera
+        self.own_timer(0.005, self._poll)  # hands on frames still waiting for a slow camera or the lifter
         self.fused = 0
+        self._held = None  # (frame, deadline): a complete frame waiting for its lifted poses
+        self._last_lift = float("-inf")
         self.start_diagnostics()
         return TransitionCallbackReturn.SUCCESS
 
@@ -172,18 +176,45 @@ class FusionNode(ManagedNode):
         store[stamp_to_seconds(msg.header.stamp)] = (points3d, scores)
         while len(store) > 10:  # keep a few frames: the lifter may run behind the 2D stream
             store.pop(next(iter(store)))
+        self._last_lift = time.time()
+        if self._held is not None and self._lifts_complete(self._held[0]):
+            self._release_held()
 
     def _poll(self) -> None:
-        self._fuse(self.sync.poll(time.time()))
+        now = time.time()
+        if self._held is not None and now >= self._held[1]:
+            self._release_held()
+        self._fuse(self.sync.poll(now))
 
     # --- fusion --------------------------------------------------------------------------------------
+    def _lifts_complete(self, frame) -> bool:
+        """Every camera of `frame` that saw someone has its lifted poses for that stamp."""
+        return all(frame.stamps[c] in self.lifted[c] for c, (pts, _) in frame.items.items() if len(pts))
+
     def _fuse(self, frames) -> None:
+        """Fuse frames in order; a frame whose lifted poses are not in yet may wait up to lifter_wait_s
+        (only while the lifter is alive), so people seen by one camera keep their 3D."""
+        g = lambda n: self.get_parameter(n).value  # noqa: E731
         for frame in frames:
-            try:
-                self._fuse_one(frame)
-            except ValueError as exc:  # e.g. a stamp that went backwards: drop the frame, keep running
-                self.stage("fusion").error(str(exc))
-                self.problem("fuse", f"dropped a frame: {exc}")
+            if self._held is not None:  # a newer frame is ready: the held one goes with what it has
+                self._release_held()
+            now = time.time()
+            wait = g("lifter_wait_s") if g("use_lifter") else 0.0
+            if wait > 0 and now - self._last_lift <= g("camera_timeout_s") and not self._lifts_complete(frame):
+                self._held = (frame, now + wait)
+            else:
+                self._fuse_safely(frame)
+
+    def _release_held(self) -> None:
+        frame, self._held = self._held[0], None
+        self._fuse_safely(frame)
+
+    def _fuse_safely(self, frame) -> None:
+        try:
+            self._fuse_one(frame)
+        except ValueError as exc:  # e.g. a stamp that went backwards: drop the frame, keep running
+            self.stage("fusion").error(str(exc))
+            self.problem("fuse", f"dropped a frame: {exc}")
 
     def _fuse_one(self, frame) -> None:
         J = self.layout.num_joints

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,19 +49,28 @@ def node_parameters(config: dict, node: str) -> dict:
     return params
 
 
-def _ros_value(v) -> str:
-    return yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()
-
-
 def node_command(node: str, params_file: str | Path | None, overrides: dict | None = None,
-                 name: str | None = None) -> list[str]:
-    """`python -m hpe_ros.ros.<node> --ros-args ...` for node type `node`, named `name` (default: `node`)."""
+                 name: str | None = None, workdir: str | Path | None = None) -> list[str]:
+    """`python -m hpe_ros.ros.<node> --ros-args ...` for node type `node`, named `name` (default: `node`).
+
+    Overrides go into a second parameter file (in `workdir`, a temp folder by default) under the node's
+    name: ROS applies later files over earlier ones, whereas `-p` loses against a node's own section of
+    the first file. A renamed node also gets its type's section of `params_file` there.
+    """
+    name = name or node
     module = NODE_MODULES[node][0]
-    cmd = [sys.executable, "-m", module, "--ros-args", "-r", f"__node:={name or node}"]
+    cmd = [sys.executable, "-m", module, "--ros-args", "-r", f"__node:={name}"]
+    extra = {}
     if params_file:
         cmd += ["--params-file", str(params_file)]
-    for k, v in (overrides or {}).items():
-        cmd += ["-p", f"{k}:={_ros_value(v)}"]
+        if name != node:
+            extra.update(load_config(params_file).get(node, {}).get("ros__parameters", {}))
+    extra.update(overrides or {})
+    if extra:
+        folder = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="hpe_ros_"))
+        path = folder / f"{name}.overrides.yaml"
+        path.write_text(yaml.safe_dump({name: {"ros__parameters": extra}}, default_flow_style=False))
+        cmd += ["--params-file", str(path)]
     return cmd
 
 
@@ -71,6 +81,7 @@ class ProcessGraph:
                  env: dict | None = None, log_dir: str | Path | None = None):
         self.procs: dict[str, subprocess.Popen] = {}
         self._logs = []
+        self._workdir = tempfile.TemporaryDirectory(prefix="hpe_ros_graph_")  # override files, removed on stop
         overrides = overrides or {}
         for node in nodes:
             out = None
@@ -78,7 +89,8 @@ class ProcessGraph:
                 Path(log_dir).mkdir(parents=True, exist_ok=True)
                 out = open(Path(log_dir) / f"{node}.log", "w")
                 self._logs.append(out)
-            self.procs[node] = subprocess.Popen(node_command(node, params_file, overrides.get(node)),
+            self.procs[node] = subprocess.Popen(node_command(node, params_file, overrides.get(node),
+                                                             workdir=self._workdir.name),
                                                 env={**os.environ, **(env or {})}, stdout=out,
                                                 stderr=subprocess.STDOUT if out else None)
 
@@ -98,6 +110,7 @@ class ProcessGraph:
                 p.wait()
         for f in self._logs:
             f.close()
+        self._workdir.cleanup()
         return {n: p.returncode for n, p in self.procs.items()}
 
     def __enter__(self):
