@@ -52,3 +52,22 @@ def test_duplicate_single_view_detection_does_not_make_a_second_track():
     for t, truth, px, sc, lifted in frames(rig, np.random.default_rng(2), n=30, duplicate_row=True):
         seen |= {p.id for p in pipe.step(t, px, sc, lifted, sc).persons}
     assert len(seen) == 2, seen
+
+
+def test_prepare_flags_single_view_people_and_leaves_tracks_alone():
+    rig = ring_rig(4)
+    pipe = FusionPipeline(rig)
+    frame_list = list(frames(rig, np.random.default_rng(3), n=6))
+    for t, truth, px, sc, lifted in frame_list[:5]:
+        pipe.step(t, px, sc, lifted, sc)
+    t, truth, px, sc, lifted = frame_list[5]
+    before = pipe.tracker.predict(t)
+    prepared = pipe.prepare(t, px, sc)
+    assert prepared.needs_lifted                     # person B is in cam0 only
+    after = pipe.tracker.predict(t)
+    np.testing.assert_array_equal(before[0], after[0])
+    np.testing.assert_allclose(before[1], after[1])
+    result = pipe.finish(prepared, lifted, sc)
+    assert len(result.persons) == 2
+    both_seen = pipe.prepare(t + DT, px[:, :1], sc[:, :1])  # only A, seen by every camera
+    assert not both_seen.needs_lifted

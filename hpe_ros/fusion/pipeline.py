@@ -129,6 +129,33 @@ class FusionResult:
                 np.stack([p.views for p in self.persons]).astype(np.int64))
 
 
+@dataclass
+class PreparedFrame:
+    """A frame after association and triangulation (FusionPipeline.prepare), before tracking.
+
+    groups (G, C) detection rows; poses (G, J, 3), confidence, views (G, J); cams (G,) cameras per group;
+    duplicate (G,) single-view groups that repeat a triangulated person.
+    """
+
+    stamp: float
+    points2d: np.ndarray
+    scores: np.ndarray
+    groups: np.ndarray
+    prior_index: np.ndarray
+    poses: np.ndarray
+    confidence: np.ndarray
+    views: np.ndarray
+    cams: np.ndarray
+    duplicate: np.ndarray
+    use_single_view: bool
+    timer: "_Timer"
+
+    @property
+    def needs_lifted(self) -> bool:
+        """Someone was seen by one camera only: without lifted poses they would be dropped."""
+        return bool(self.use_single_view and np.any((self.cams == 1) & ~self.duplicate))
+
+
 class _Timer:
     """Accumulates per-stage wall time in milliseconds."""
 
@@ -169,7 +196,7 @@ class FusionPipeline:
     # --- one frame -------------------------------------------------------------------------------
     def step(self, stamp: float, points2d: np.ndarray, scores: np.ndarray, lifted: np.ndarray | None = None,
              lifted_scores: np.ndarray | None = None, orientations: bool = True) -> FusionResult:
-        """Fuse one synchronised frame.
+        """Fuse one synchronised frame: `finish(prepare(stamp, points2d, scores), lifted, ...)`.
 
         stamp: s, increasing; points2d: (C, P, J, 2) px; scores: (C, P, J), 0 = missing (a camera without
         data this frame has all-zero scores; P may change between calls, P = 0 allowed); lifted: (C, P, J, 3)
@@ -178,8 +205,16 @@ class FusionPipeline:
         than the previous one; the state is untouched then. orientations=False leaves body_pose and
         joint_rotations None (a live node publishes positions first and calls `orient(result)` after).
         """
+        return self.finish(self.prepare(stamp, points2d, scores), lifted, lifted_scores, orientations)
+
+    def prepare(self, stamp: float, points2d: np.ndarray, scores: np.ndarray) -> PreparedFrame:
+        """The 2D part of a step, without touching the tracks: association and triangulation.
+
+        A live node calls this as soon as a frame's 2D is in, and waits for lifted poses only when
+        `needs_lifted` says a person was seen by one camera alone. Inputs as in `step`.
+        """
         timer = _Timer()
-        points2d, scores, lifted, lifted_scores = self._check_inputs(stamp, points2d, scores, lifted, lifted_scores)
+        points2d, scores = self._check_inputs(stamp, points2d, scores)
         stamp = float(stamp)
         cfg = self.config
         C, P, J = scores.shape
@@ -205,9 +240,22 @@ class FusionPipeline:
 
         poses, confidence, views, cams = self._triangulate_groups(points2d, scores, groups, assoc)
         timer.lap("triangulate")
+        duplicate = (self._single_views_of_triangulated_people(points2d, scores, groups, poses, cams)
+                     if len(groups) else np.zeros(0, dtype=bool))
+        return PreparedFrame(stamp, points2d, scores, groups, prior_index, poses, confidence, views, cams,
+                             duplicate, cfg.use_single_view, timer)
 
+    def finish(self, frame: PreparedFrame, lifted: np.ndarray | None = None,
+               lifted_scores: np.ndarray | None = None, orientations: bool = True) -> FusionResult:
+        """The rest of a step: lifted poses where views are missing, tracking, (orientations)."""
+        cfg = self.config
+        timer = frame.timer
+        if self._last_stamp is not None and frame.stamp <= self._last_stamp:
+            raise ValueError(f"stamp went backwards (or repeated): {frame.stamp:.6f} <= previous {self._last_stamp:.6f}")
+        lifted, lifted_scores = self._check_lifted(frame.scores, lifted, lifted_scores)
+        poses, confidence, views, cams = frame.poses, frame.confidence, frame.views, frame.cams
+        groups, duplicate = frame.groups, frame.duplicate
         if lifted is not None and cfg.use_single_view and len(groups):
-            duplicate = self._single_views_of_triangulated_people(points2d, scores, groups, poses, cams)
             self._fill_from_lifted(poses, confidence, views, groups, lifted, lifted_scores)
             poses[duplicate], confidence[duplicate], views[duplicate] = np.nan, 0.0, 0
         else:
@@ -217,13 +265,15 @@ class FusionPipeline:
         keep = np.isfinite(poses).all(-1).any(-1)
         timer.lap("single_view")
 
-        tracks = self.tracker.update(stamp, poses[keep], confidence[keep], views[keep], prior_index[keep])
-        self._last_stamp = stamp
+        tracks = self.tracker.update(frame.stamp, poses[keep], confidence[keep], views[keep],
+                                     frame.prior_index[keep])
+        self._last_stamp = frame.stamp
         timer.lap("track")
 
         persons = [FusedPerson(id=tr.id, joints=tr.joints, confidence=tr.confidence, views=tr.views,
                                body_pose=None, joint_rotations=None) for tr in tracks]
-        result = FusionResult(stamp=stamp, persons=persons, timing_ms=timer.ms, num_joints=J)
+        result = FusionResult(stamp=frame.stamp, persons=persons, timing_ms=timer.ms,
+                              num_joints=frame.scores.shape[2])
         if orientations:
             self.orient(result)
             timer.lap("orient")
@@ -240,7 +290,7 @@ class FusionPipeline:
         return result
 
     # --- stages ----------------------------------------------------------------------------------
-    def _check_inputs(self, stamp, points2d, scores, lifted, lifted_scores):
+    def _check_inputs(self, stamp, points2d, scores):
         C, J = len(self.rig), self.layout.num_joints
         stamp = float(stamp)
         if not np.isfinite(stamp):
@@ -259,19 +309,24 @@ class FusionPipeline:
         finite = np.isfinite(points2d).all(-1)
         scores = np.where(finite & np.isfinite(scores), np.clip(scores, 0.0, 1.0), 0.0)
         points2d = np.where(finite[..., None], points2d, np.nan)
+        return points2d, scores
+
+    def _check_lifted(self, scores, lifted, lifted_scores):
+        """Validate lifted (C, P, J, 3) / lifted_scores (C, P, J) against the frame's scores (C, P, J)."""
+        C, P, J = scores.shape
         if lifted is None:
             if lifted_scores is not None:
                 raise ValueError("lifted_scores given without lifted")
-            return points2d, scores, None, None
+            return None, None
         lifted = np.asarray(lifted, dtype=np.float64)
         if lifted.shape != (C, P, J, 3):
-            raise ValueError(f"lifted must be {(C, P, J, 3)} to match points2d {points2d.shape}, got {lifted.shape}")
+            raise ValueError(f"lifted must be {(C, P, J, 3)} to match scores {scores.shape}, got {lifted.shape}")
         lifted_scores = scores if lifted_scores is None else np.asarray(lifted_scores, dtype=np.float64)
         if lifted_scores.shape != (C, P, J):
-            raise ValueError(f"lifted_scores must be {(C, P, J)} to match points2d {points2d.shape}, "
+            raise ValueError(f"lifted_scores must be {(C, P, J)} to match scores {scores.shape}, "
                              f"got {lifted_scores.shape}")
         ok = np.isfinite(lifted).all(-1) & np.isfinite(lifted_scores)
-        return points2d, scores, lifted, np.where(ok, np.clip(lifted_scores, 0.0, 1.0), 0.0)
+        return lifted, np.where(ok, np.clip(lifted_scores, 0.0, 1.0), 0.0)
 
     def _gather(self, values: np.ndarray, groups: np.ndarray) -> np.ndarray:
         """Per-camera rows of each group: values (C, P, ...) , groups (G, C) -> (C, G, ...) (row 0 where -1)."""

@@ -117,7 +117,7 @@ class FusionNode(ManagedNode):
                 self.own_subscription(PointCloud2, f"/{c}/pose_3d", lambda m, c=c: self._on_pose3d(c, m), SENSOR)
         self.own_timer(0.005, self._poll)  # hands on frames still waiting for a slow camera or the lifter
         self.fused = 0
-        self._held = None  # (frame, deadline): a complete frame waiting for its lifted poses
+        self._held = None  # (frame, prepared, deadline): a frame waiting for its lifted poses
         self._last_lift = float("-inf")
         self.start_diagnostics()
         return TransitionCallbackReturn.SUCCESS
@@ -182,7 +182,7 @@ class FusionNode(ManagedNode):
 
     def _poll(self) -> None:
         now = time.time()
-        if self._held is not None and now >= self._held[1]:
+        if self._held is not None and now >= self._held[2]:
             self._release_held()
         self._fuse(self.sync.poll(now))
 
@@ -192,49 +192,64 @@ class FusionNode(ManagedNode):
         return all(frame.stamps[c] in self.lifted[c] for c, (pts, _) in frame.items.items() if len(pts))
 
     def _fuse(self, frames) -> None:
-        """Fuse frames in order; a frame whose lifted poses are not in yet may wait up to lifter_wait_s
-        (only while the lifter is alive), so people seen by one camera keep their 3D."""
+        """Fuse frames in order. Association and triangulation run at once; a frame with someone seen by
+        one camera only may wait up to lifter_wait_s (while the lifter is alive) for its lifted poses."""
         g = lambda n: self.get_parameter(n).value  # noqa: E731
         for frame in frames:
             if self._held is not None:  # a newer frame is ready: the held one goes with what it has
                 self._release_held()
+            try:
+                self.stage("fusion").extra["input_wait_ms"] = f"{(time.time() - frame.stamp) * 1e3:.2f}"
+                prepared = self.pipeline.prepare(frame.stamp, *self._arrays_2d(frame))
+            except ValueError as exc:  # e.g. a stamp that went backwards: drop the frame, keep running
+                self._dropped_frame(exc)
+                continue
             now = time.time()
             wait = g("lifter_wait_s") if g("use_lifter") else 0.0
-            if wait > 0 and now - self._last_lift <= g("camera_timeout_s") and not self._lifts_complete(frame):
-                self._held = (frame, now + wait)
+            if (wait > 0 and prepared.needs_lifted and now - self._last_lift <= g("camera_timeout_s")
+                    and not self._lifts_complete(frame)):
+                self._held = (frame, prepared, now + wait)
             else:
-                self._fuse_safely(frame)
+                self._finish(frame, prepared)
 
     def _release_held(self) -> None:
-        frame, self._held = self._held[0], None
-        self._fuse_safely(frame)
+        (frame, prepared, _), self._held = self._held, None
+        self._finish(frame, prepared)
 
-    def _fuse_safely(self, frame) -> None:
-        try:
-            self._fuse_one(frame)
-        except ValueError as exc:  # e.g. a stamp that went backwards: drop the frame, keep running
-            self.stage("fusion").error(str(exc))
-            self.problem("fuse", f"dropped a frame: {exc}")
+    def _dropped_frame(self, exc: Exception) -> None:
+        self.stage("fusion").error(str(exc))
+        self.problem("fuse", f"dropped a frame: {exc}")
 
-    def _fuse_one(self, frame) -> None:
-        J = self.layout.num_joints
-        C = len(self.rig)
+    def _arrays_2d(self, frame) -> tuple[np.ndarray, np.ndarray]:
+        """The frame's detections as points2d (C, P, J, 2), scores (C, P, J) in rig order (zeros = no data)."""
+        J, C = self.layout.num_joints, len(self.rig)
         P = max((v[0].shape[0] for v in frame.items.values()), default=0)
-        points2d = np.full((C, P, J, 2), np.nan)
-        scores = np.zeros((C, P, J))
-        lifted = np.full((C, P, J, 3), np.nan)
-        lifted_scores = np.zeros((C, P, J))
-        have_lifted = False
+        points2d, scores = np.full((C, P, J, 2), np.nan), np.zeros((C, P, J))
         for cam, (pts, sc) in frame.items.items():
             c, n = self.cam_index[cam], pts.shape[0]
             points2d[c, :n], scores[c, :n] = pts, sc
+        return points2d, scores
+
+    def _arrays_lifted(self, frame, shape) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Lifted poses (C, P, J, 3) and scores for the frame's stamps, or (None, None) if none arrived."""
+        C, P, J = shape
+        lifted, lifted_scores = np.full((C, P, J, 3), np.nan), np.zeros((C, P, J))
+        have = False
+        for cam, (pts, _) in frame.items.items():
             lift = self.lifted[cam].get(frame.stamps[cam])
-            if lift is not None and lift[0].shape[0] == n:
+            if lift is not None and lift[0].shape[0] == pts.shape[0]:
+                c, n = self.cam_index[cam], pts.shape[0]
                 lifted[c, :n], lifted_scores[c, :n] = lift
-                have_lifted = True
-        self.stage("fusion").extra["input_wait_ms"] = f"{(time.time() - frame.stamp) * 1e3:.2f}"
-        result = self.pipeline.step(frame.stamp, points2d, scores, lifted if have_lifted else None,
-                                    lifted_scores if have_lifted else None, orientations=False)
+                have = True
+        return (lifted, lifted_scores) if have else (None, None)
+
+    def _finish(self, frame, prepared) -> None:
+        try:
+            lifted, lifted_scores = self._arrays_lifted(frame, prepared.scores.shape)
+            result = self.pipeline.finish(prepared, lifted, lifted_scores, orientations=False)
+        except ValueError as exc:
+            self._dropped_frame(exc)
+            return
         self._publish(frame, result)
 
     def _publish(self, frame, result) -> None:
