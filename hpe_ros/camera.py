@@ -67,9 +67,12 @@ def distort_normalized(xy: np.ndarray, dist: np.ndarray) -> np.ndarray:
     return np.stack([xd, yd], axis=-1)
 
 
-def undistort_normalized(xy_d: np.ndarray, dist: np.ndarray, iterations: int = 10) -> np.ndarray:
-    """Invert `distort_normalized` by fixed-point iteration (as cv2.undistortPoints does)."""
-    if not np.any(dist):
+def undistort_normalized(xy_d: np.ndarray, dist, iterations: int = 10) -> np.ndarray:
+    """Invert `distort_normalized` by fixed-point iteration (as cv2.undistortPoints does).
+
+    dist: the 8 coefficients, each a number or an array broadcasting with xy_d[..., 0] (per camera).
+    """
+    if not any(np.any(d) for d in dist):
         return xy_d
     k1, k2, p1, p2, k3, k4, k5, k6 = dist
     x, y = xy_d[..., 0].copy(), xy_d[..., 1].copy()

@@ -19,7 +19,7 @@ import weakref
 
 import numpy as np
 
-from ..camera import Rig
+from ..camera import Rig, undistort_normalized
 
 _UNDISTORT_ITERATIONS = 10  # as Camera.undistort_points (cv2.undistortPoints' default)
 
@@ -80,17 +80,10 @@ class RigConstants:
         cx, cy, sk = self._per_camera(self.cx, n), self._per_camera(self.cy, n), self._per_camera(self.skew, n)
         y0 = (px[..., 1] - cy) / fy
         x0 = (px[..., 0] - cx - sk * y0) / fx
-        if self.has_distortion:
-            k1, k2, p1, p2, k3, k4, k5, k6 = (self._per_camera(d, n) for d in self.dist.T)
-            x, y = x0, y0
-            for _ in range(_UNDISTORT_ITERATIONS):
-                r2 = x * x + y * y
-                icdist = (1 + r2 * (k4 + r2 * (k5 + r2 * k6))) / (1 + r2 * (k1 + r2 * (k2 + r2 * k3)))
-                dx = 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
-                dy = p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
-                x = (x0 - dx) * icdist
-                y = (y0 - dy) * icdist
-            x0, y0 = x, y
+        if self.has_distortion:  # the same fixed-point inversion as Camera, coefficients per camera
+            xy = undistort_normalized(np.stack([x0, y0], axis=-1), [self._per_camera(d, n) for d in self.dist.T],
+                                      _UNDISTORT_ITERATIONS)
+            x0, y0 = xy[..., 0], xy[..., 1]
         out = np.empty(px.shape)
         out[..., 0], out[..., 1] = x0, y0
         return out

@@ -86,6 +86,11 @@ class ManagedNode(LifecycleNode):
             self._diag_pub.publish(diagnostic_array(self.stats.values(), self.get_clock().now().to_msg()))
 
     # --- lifecycle defaults ------------------------------------------------------------------------
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self.release_owned()
+        self.stop_diagnostics()
+        return TransitionCallbackReturn.SUCCESS
+
     def on_shutdown(self, state) -> TransitionCallbackReturn:
         return TransitionCallbackReturn.SUCCESS
 

@@ -64,11 +64,6 @@ class CameraPoseNode(ManagedNode):
         self.start_diagnostics()
         return TransitionCallbackReturn.SUCCESS
 
-    def on_deactivate(self, state) -> TransitionCallbackReturn:
-        self.release_owned()
-        self.stop_diagnostics()
-        return TransitionCallbackReturn.SUCCESS
-
     def on_cleanup(self, state) -> TransitionCallbackReturn:
         if self.backend is not None and hasattr(self.backend, "close"):
             self.backend.close()

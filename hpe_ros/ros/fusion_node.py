@@ -124,10 +124,8 @@ class FusionNode(ManagedNode):
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         self._clear_markers()
-        self.release_owned()
         self.marker_pub = None
-        self.stop_diagnostics()
-        return TransitionCallbackReturn.SUCCESS
+        return super().on_deactivate(state)
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
         self.pipeline = None

@@ -63,11 +63,6 @@ class LifterNode(ManagedNode):
         self.start_diagnostics()
         return TransitionCallbackReturn.SUCCESS
 
-    def on_deactivate(self, state) -> TransitionCallbackReturn:
-        self.release_owned()
-        self.stop_diagnostics()
-        return TransitionCallbackReturn.SUCCESS
-
     def _on_info(self, cam: str, msg: CameraInfo) -> None:
         if self.get_parameter("calibration_file").value:
             return  # the calibration file wins over live camera_info

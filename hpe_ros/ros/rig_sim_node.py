@@ -98,9 +98,7 @@ class RigSimNode(ManagedNode):
         self.destroy_timer(self._timer)
         self._timer = None
         self._drop_render_timer()
-        self.release_owned()
-        self.stop_diagnostics()
-        return TransitionCallbackReturn.SUCCESS
+        return super().on_deactivate(state)
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
         self.rig = None
