@@ -46,13 +46,8 @@ def frames(n_cameras: int, people: int, n_frames: int, seed: int = 0):
         truth = script.pose(k / 30)
         obs = observe(rig, truth, rng, noise_px=2.0, outlier_rate=0.1)
         # Known identities (association is not what this benchmark measures): rows -> true person order.
-        C, P, J = obs.scores.shape
-        pts = np.full((C, len(truth), J, 2), np.nan)
-        sc = np.zeros((C, len(truth), J))
-        for c in range(C):
-            rows = obs.person_ids[c] >= 0
-            pts[c, obs.person_ids[c][rows]] = obs.points2d[c][rows]
-            sc[c, obs.person_ids[c][rows]] = obs.scores[c][rows]
+        pts, sc = obs.by_person(len(truth))
+        C = len(rig)
         yield rig, truth, pts.reshape(C, -1, 2), sc.reshape(C, -1)
 
 

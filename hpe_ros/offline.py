@@ -39,6 +39,7 @@ from scipy.optimize import linear_sum_assignment
 from .calibration import load_rig
 from .camera import Rig
 from .fusion import FusionConfig, FusionPipeline
+from .fusion.pipeline import stack_views
 from .io.atomic import write_text_atomic
 from .io.openpose import OpenPoseFolder, frame_union
 from .io.skeleton_json import SkeletonFrame, write_skeleton_json
@@ -204,17 +205,14 @@ def triangulate_folders(calib_path: str | os.PathLike, keypoint_dirs: Sequence[s
     frames = frame_union(folders)
     pipe = FusionPipeline(rig, layout, config)
     stats = _ReprojectionStats(rig)
-    C, J = len(rig), layout.num_joints
+    J = layout.num_joints
 
     per_frame: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     fusion_ms = 0.0
     t0 = time.perf_counter()
     for index in tqdm(frames, desc="triangulate", unit="frame", disable=not progress, leave=False):
         dets = [f.get(index) for f in folders]
-        P = max(len(d[0]) for d in dets)
-        points2d, scores = np.full((C, P, J, 2), np.nan), np.zeros((C, P, J))
-        for c, (pts, sc) in enumerate(dets):
-            points2d[c, :len(pts)], scores[c, :len(pts)] = pts, sc
+        points2d, scores = stack_views(dets, J)
         result = pipe.step(index / fps, points2d, scores, orientations=False)
         fusion_ms += result.timing_ms.get("total", 0.0)
         points, confidence, ids, views = result.as_arrays()

@@ -59,6 +59,17 @@ class _BatchedState:
             valid &= valid_mask
         return t, x, valid
 
+    def _commit(self, t, x, valid, x_new, rate_field: str, rate_new) -> np.ndarray:
+        """Store one update: valid elements seen before take (x_new, rate_new); first sightings start at x
+        with rate 0; invalid elements keep their state. Returns a copy of the estimate (..., D)."""
+        first = (valid & ~self.initialised)[..., None]
+        step = (valid & self.initialised)[..., None]
+        self.x_hat = np.where(step, x_new, np.where(first, x, self.x_hat))
+        setattr(self, rate_field, np.where(step, rate_new, np.where(first, 0.0, getattr(self, rate_field))))
+        self.t_prev = np.where(valid, t, self.t_prev)
+        self.initialised |= valid
+        return self.x_hat.copy()
+
     def reset(self, mask: np.ndarray | None = None):
         """Forget the state of elements where `mask` (element shape) is True (all when None)."""
         if self.shape is None:
@@ -111,8 +122,6 @@ class OneEuroFilter(_BatchedState):
         Returns (..., D) filtered values (last estimate for invalid elements, NaN if never seen).
         """
         t, x, valid = self._inputs(t, x, valid_mask)
-        first = valid & ~self.initialised
-        step = valid & self.initialised
         dt = np.maximum(t - self.t_prev, _MIN_DT)
 
         with np.errstate(invalid="ignore"):
@@ -121,11 +130,7 @@ class OneEuroFilter(_BatchedState):
             cutoff = self.min_cutoff + self.beta * np.linalg.norm(dx_hat, axis=-1)
             x_hat = self.x_hat + _smoothing_factor(dt, cutoff)[..., None] * (x - self.x_hat)
 
-        self.x_hat = np.where(step[..., None], x_hat, np.where(first[..., None], x, self.x_hat))
-        self.dx_hat = np.where(step[..., None], dx_hat, np.where(first[..., None], 0.0, self.dx_hat))
-        self.t_prev = np.where(valid, t, self.t_prev)
-        self.initialised |= valid
-        return self.x_hat.copy()
+        return self._commit(t, x, valid, x_hat, "dx_hat", dx_hat)
 
     @property
     def velocity(self) -> np.ndarray:
@@ -158,8 +163,6 @@ class ConstantVelocityFilter(_BatchedState):
     def __call__(self, t: float | np.ndarray, x: np.ndarray, valid_mask: np.ndarray | None = None) -> np.ndarray:
         """Same contract as OneEuroFilter.__call__: (..., D) in, (..., D) filtered out."""
         t, x, valid = self._inputs(t, x, valid_mask)
-        first = valid & ~self.initialised
-        step = valid & self.initialised
         dt = np.maximum(t - self.t_prev, _MIN_DT)[..., None]
 
         with np.errstate(invalid="ignore"):
@@ -168,11 +171,7 @@ class ConstantVelocityFilter(_BatchedState):
             x_hat = predicted + self.alpha * residual
             v_hat = self.v_hat + (self.beta / dt) * residual
 
-        self.x_hat = np.where(step[..., None], x_hat, np.where(first[..., None], x, self.x_hat))
-        self.v_hat = np.where(step[..., None], v_hat, np.where(first[..., None], 0.0, self.v_hat))
-        self.t_prev = np.where(valid, t, self.t_prev)
-        self.initialised |= valid
-        return self.x_hat.copy()
+        return self._commit(t, x, valid, x_hat, "v_hat", v_hat)
 
     @property
     def velocity(self) -> np.ndarray:

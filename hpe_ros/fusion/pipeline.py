@@ -129,6 +129,17 @@ class FusionResult:
                 np.stack([p.views for p in self.persons]).astype(np.int64))
 
 
+def stack_views(views: list[tuple[np.ndarray, np.ndarray] | None], num_joints: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-camera detections (points (P_c, J, 2), scores (P_c, J)), None = no data, in rig order ->
+    points2d (C, P, J, 2) NaN-padded and scores (C, P, J) zero-padded, P = max P_c: what `step` takes."""
+    P = max((len(v[0]) for v in views if v is not None), default=0)
+    points2d, scores = np.full((len(views), P, num_joints, 2), np.nan), np.zeros((len(views), P, num_joints))
+    for c, v in enumerate(views):
+        if v is not None:
+            points2d[c, :len(v[0])], scores[c, :len(v[0])] = v
+    return points2d, scores
+
+
 @dataclass
 class PreparedFrame:
     """A frame after association and triangulation (FusionPipeline.prepare), before tracking.

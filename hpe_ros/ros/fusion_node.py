@@ -18,6 +18,7 @@ from visualization_msgs.msg import MarkerArray
 
 from hpe_ros.calibration import load_rig
 from hpe_ros.fusion import FusionConfig, FusionPipeline
+from hpe_ros.fusion.pipeline import stack_views
 from hpe_ros.fusion.sync import FrameSynchronizer
 from hpe_ros.resources import DEFAULT_RIG, resolve_path
 from hpe_ros.ros.base import ManagedNode, run
@@ -220,13 +221,7 @@ class FusionNode(ManagedNode):
 
     def _arrays_2d(self, frame) -> tuple[np.ndarray, np.ndarray]:
         """The frame's detections as points2d (C, P, J, 2), scores (C, P, J) in rig order (zeros = no data)."""
-        J, C = self.layout.num_joints, len(self.rig)
-        P = max((v[0].shape[0] for v in frame.items.values()), default=0)
-        points2d, scores = np.full((C, P, J, 2), np.nan), np.zeros((C, P, J))
-        for cam, (pts, sc) in frame.items.items():
-            c, n = self.cam_index[cam], pts.shape[0]
-            points2d[c, :n], scores[c, :n] = pts, sc
-        return points2d, scores
+        return stack_views([frame.items.get(cam) for cam in self.rig.names], self.layout.num_joints)
 
     def _arrays_lifted(self, frame, shape) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Lifted poses (C, P, J, 3) and scores for the frame's stamps, or (None, None) if none arrived."""
