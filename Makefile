@@ -7,10 +7,17 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
 .PHONY: venv demo test bench clean
 
+# mediapipe 0.10.14 breaks with protobuf >= 5 and onnx >= 1.18 needs protobuf >= 6: pin the pair that both accept.
+TEST_PINS := 'onnx==1.17.0' 'protobuf>=4.25.3,<5'
+
 $(VENV)/.installed: setup.py setup.cfg
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip >/dev/null
-	$(PY) -m pip install -e '.[ros,test]'
+	$(PY) -m pip install -e '.[ros,test,onnx,torch]' $(TEST_PINS)
+	# mediapipe 0.10.14 bundles BlazePose; its declared deps (jax, opencv-contrib) are not needed for pose and
+	# opencv-contrib would shadow opencv-python-headless, so install it alone plus what pose really imports.
+	$(PY) -m pip install --no-deps mediapipe==0.10.14
+	$(PY) -m pip install absl-py attrs flatbuffers
 	touch $@
 
 venv: $(VENV)/.installed

@@ -14,6 +14,7 @@ ROS_WHEELS = [
     "ros-std-msgs",
     "ros-diagnostic-msgs",
     "ros-lifecycle-msgs",
+    "ros-std-srvs",
 ]
 
 setup(
@@ -38,7 +39,7 @@ setup(
         "mediapipe": ["mediapipe==0.10.14"],
         "torch": ["torch==2.13.0"],
         "tensorrt": ["tensorrt"],
-        "test": ["pytest", "pytest-timeout"],
+        "test": ["pytest", "pytest-timeout", "scikit-image"],
     },
     zip_safe=True,
     maintainer="hpe_ros developers",
