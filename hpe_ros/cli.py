@@ -6,6 +6,10 @@
     hpe-ros triangulate --calib CALIB.toml --keypoints DIR_CAM1 DIR_CAM2 ... --out OUT
                         [--layout body25|body25b|coco17|halpe26] [--fps 30] [--format trc|json|auto] [--y-up]
                                                        OpenPose JSON folders -> OUT.trc or OUT.json + OUT.report.json
+    hpe-ros process --videos CAM1.mp4 CAM2.mp4 ... --calib CALIB.toml --out OUT.json
+                    [--backend onnxruntime --model rtmpose-m --detector rtmdet-nano] [--save-2d DIR]
+                                                       2D inference on synchronised videos, fused into 3D skeletons
+    hpe-ros models list | fetch NAME | build-engine NAME   model manifests (models/*.toml), downloads, TensorRT engines
 """
 from __future__ import annotations
 
@@ -69,6 +73,66 @@ def _cmd_triangulate(a) -> int:
     return 0
 
 
+def _backend_from_args(a):
+    from hpe_ros.detect2d import create_backend
+
+    if a.backend == "mediapipe":
+        return create_backend("mediapipe", model_complexity=a.model_complexity)
+    return create_backend(a.backend, model=a.model, model_file_path=a.model_file or "", detector=a.detector,
+                          detector_file_path=a.detector_file or "", engine_file_path=a.engine_file or "",
+                          enable_fp16=not a.fp32, topdown={"detect_every": a.detect_every})
+
+
+def _cmd_process(a) -> int:
+    import logging
+
+    from hpe_ros.detect2d import BackendUnavailable
+    from hpe_ros.offline import format_report, output_paths, write_outputs
+    from hpe_ros.videos import process_videos
+
+    logging.basicConfig(level=logging.WARNING, format="hpe-ros process: %(message)s")
+    try:
+        output_paths(a.out, a.format)
+        backend = _backend_from_args(a)
+        result = process_videos(a.videos, a.calib, backend, a.layout, a.fps, a.save_2d, a.max_frames,
+                                progress=not a.no_progress)
+        print(format_report(result.report), flush=True)
+        written = write_outputs(result, a.out, a.format, a.y_up)
+    except (ValueError, OSError, BackendUnavailable) as exc:
+        print(f"hpe-ros process: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {written['output']} ({len(result.ids)} person id(s), 2D by {result.report['backend']}) and "
+          f"{written['report']}" + (f"; 2D keypoints in {a.save_2d}" if a.save_2d else ""), flush=True)
+    return 0
+
+
+def _cmd_models(a) -> int:
+    from hpe_ros.detect2d.fetch import FetchError, build_engine_for, fetch_model
+    from hpe_ros.detect2d.manifest import list_manifests, resolve_model_file
+
+    try:
+        if a.action == "list":
+            for m in list_manifests():
+                local = resolve_model_file(m)
+                where = str(local) if local else ("not downloaded" if m.url else "no published download")
+                print(f"{m.name:<14} {m.kind:<9} {m.output:<8} {m.layout or '-':<8} "
+                      f"{m.input_size[0]}x{m.input_size[1]:<5} {where}")
+            return 0
+        if not a.name:
+            print(f"hpe-ros models {a.action}: give a model name (see `hpe-ros models list`)", file=sys.stderr)
+            return 2
+        if a.action == "fetch":
+            path = fetch_model(a.name, dest_dir=a.dir, progress=not a.no_progress, force=a.force)
+        else:
+            path = build_engine_for(a.name, enable_fp16=not a.fp32, max_batch=a.max_batch,
+                                    engine_path=a.engine_file or None)
+    except (FetchError, ValueError, OSError, RuntimeError) as exc:  # BackendUnavailable is a RuntimeError
+        print(f"hpe-ros models {a.action}: error: {exc}", file=sys.stderr)
+        return 2
+    print(path, flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="hpe-ros", description="multi-camera 3D human pose estimation for ROS 2")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -103,6 +167,41 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "((x, y, z) -> (y, z, x)); default keeps the z-up world")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=_cmd_triangulate)
+
+    p = sub.add_parser("process", help="2D inference on synchronised videos, fused into 3D skeletons")
+    p.add_argument("--videos", required=True, nargs="+", metavar="VIDEO",
+                   help="one video per camera, in the calibration file's camera order, frame i of each at the same time")
+    p.add_argument("--calib", required=True, help="calibration file (anipose/Pose2Sim TOML, rig YAML, OpenCV)")
+    p.add_argument("--out", required=True, help="output path (.json / .trc or a stem); report in OUT.report.json")
+    p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "tensorrt", "torch", "mediapipe"])
+    p.add_argument("--model", default="rtmpose-m", help="pose model: manifest name or .toml path")
+    p.add_argument("--model-file", help="pose network file (default: the manifest's downloaded file)")
+    p.add_argument("--detector", default="", help="person detector manifest (default: none = one person per frame)")
+    p.add_argument("--detector-file", help="detector network file")
+    p.add_argument("--engine-file", help="tensorrt: engine path (default: the engine cache)")
+    p.add_argument("--fp32", action="store_true", help="tensorrt: build without FP16")
+    p.add_argument("--detect-every", type=int, default=1, help="run the detector every N frames")
+    p.add_argument("--model-complexity", type=int, default=1, help="mediapipe: 0, 1 or 2")
+    p.add_argument("--layout", default="coco17", choices=["coco17", "halpe26", "body25", "body25b"],
+                   help="layout of the output skeletons and saved 2D keypoints")
+    p.add_argument("--fps", type=float, default=None, help="frame rate (default: the videos' own)")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    p.add_argument("--save-2d", metavar="DIR", help="also write the 2D keypoints as OpenPose JSON folders in DIR")
+    p.add_argument("--format", default="auto", choices=["auto", "trc", "json"])
+    p.add_argument("--y-up", action="store_true", help="y-up output as Pose2Sim/OpenSim expect")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_process)
+
+    m = sub.add_parser("models", help="model manifests: list, fetch (download + verify), build-engine (TensorRT)")
+    m.add_argument("action", choices=["list", "fetch", "build-engine"])
+    m.add_argument("name", nargs="?", default="", help="manifest name (models/NAME.toml) or path")
+    m.add_argument("--dir", default=None, help="fetch: destination folder (default: the model cache)")
+    m.add_argument("--force", action="store_true", help="fetch: download again even if present")
+    m.add_argument("--fp32", action="store_true", help="build-engine: no FP16")
+    m.add_argument("--max-batch", type=int, default=8, help="build-engine: largest batch of the profile")
+    m.add_argument("--engine-file", default="", help="build-engine: where to write the engine")
+    m.add_argument("--no-progress", action="store_true", help="no progress bar")
+    m.set_defaults(func=_cmd_models)
     return ap
 
 

@@ -31,7 +31,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -189,8 +189,6 @@ def triangulate_folders(calib_path: str | os.PathLike, keypoint_dirs: Sequence[s
     or with an empty file, contributes no detections. Raises ValueError (CalibrationError for the
     calibration) with a message naming the file for bad input; nothing is written here.
     """
-    from tqdm import tqdm
-
     if not (fps > 0 and np.isfinite(fps)):
         raise ValueError(f"fps must be > 0, got {fps}")
     layout = get_layout(layout)
@@ -203,26 +201,50 @@ def triangulate_folders(calib_path: str | os.PathLike, keypoint_dirs: Sequence[s
     _check_folder_order(rig.names, dirs)
     folders = [OpenPoseFolder(d, layout) for d in dirs]
     frames = frame_union(folders)
+    source = ((index, [f.get(index) for f in folders]) for index in frames)
+    out = fuse_frames(rig, layout, source, fps, total=len(frames), progress=progress, config=config,
+                      desc="triangulate")
+    out.report["calibration"] = str(calib_path)
+    out.report["inputs"] = [{"camera": name, "folder": str(f.folder), "files": len(f),
+                             "frames_without_people": f.empty_frames, "frames_without_file": f.missing_frames}
+                            for name, f in zip(rig.names, folders)]
+    return out
+
+
+def fuse_frames(rig: Rig, layout: str | Layout, frames: Iterable[tuple[int, list]], fps: float,
+                total: int | None = None, progress: bool = True, config: FusionConfig | None = None,
+                desc: str = "fuse") -> OfflineResult:
+    """Run the live fusion over offline frames: `frames` yields (frame index, detections per camera), each
+    detection (points (P, J, 2) px, scores (P, J)) in `layout`, cameras in the rig's order; stamp = index / fps.
+    """
+    from tqdm import tqdm
+
+    if not (fps > 0 and np.isfinite(fps)):
+        raise ValueError(f"fps must be > 0, got {fps}")
+    layout = get_layout(layout)
     pipe = FusionPipeline(rig, layout, config)
     stats = _ReprojectionStats(rig)
     J = layout.num_joints
 
+    indices: list[int] = []
     per_frame: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     fusion_ms = 0.0
     t0 = time.perf_counter()
-    for index in tqdm(frames, desc="triangulate", unit="frame", disable=not progress, leave=False):
-        dets = [f.get(index) for f in folders]
+    for index, dets in tqdm(frames, desc=desc, unit="frame", total=total, disable=not progress, leave=False):
+        if len(dets) != len(rig):
+            raise ValueError(f"frame {index}: detections for {len(dets)} cameras, the rig has {len(rig)}")
         points2d, scores = stack_views(dets, J)
         result = pipe.step(index / fps, points2d, scores, orientations=False)
         fusion_ms += result.timing_ms.get("total", 0.0)
         points, confidence, ids, views = result.as_arrays()
+        indices.append(int(index))
         per_frame.append((ids, points, confidence, views))
         stats.add(points, np.isfinite(points).all(-1) & (views >= 1), dets)
     seconds = time.perf_counter() - t0
 
     all_ids = np.array(sorted({int(i) for ids, *_ in per_frame for i in ids}), dtype=np.int64)
     col = {int(i): k for k, i in enumerate(all_ids)}
-    T, N = len(frames), len(all_ids)
+    T, N = len(indices), len(all_ids)
     points = np.full((T, N, J, 3), np.nan)
     confidence, views = np.zeros((T, N, J)), np.zeros((T, N, J), dtype=np.int64)
     for t, (ids, pts, conf, v) in enumerate(per_frame):
@@ -230,20 +252,17 @@ def triangulate_folders(calib_path: str | os.PathLike, keypoint_dirs: Sequence[s
         points[t, k], confidence[t, k], views[t, k] = pts, conf, v
 
     out = OfflineResult(layout=layout, fps=float(fps), camera_names=rig.names,
-                        frame_indices=np.asarray(frames, dtype=np.int64), ids=all_ids, points=points,
+                        frame_indices=np.asarray(indices, dtype=np.int64), ids=all_ids, points=points,
                         confidence=confidence, views=views)
     out.report = {
-        "calibration": str(calib_path),
         "layout": layout.name,
         "fps": float(fps),
         "frames": T,
-        "frame_range": [int(frames[0]), int(frames[-1])] if frames else None,
+        "frame_range": [indices[0], indices[-1]] if indices else None,
         "person_ids": all_ids.tolist(),
         "frames_per_id": {str(k): v for k, v in out.frames_per_id().items()},
         "processing": {"seconds": round(seconds, 3), "frames_per_s": round(T / seconds, 1) if seconds > 0 else None,
                        "fusion_ms_per_frame": round(fusion_ms / T, 3) if T else None},
-        "inputs": [{"camera": name, "folder": str(f.folder), "files": len(f), "frames_without_people": f.empty_frames,
-                    "frames_without_file": f.missing_frames} for name, f in zip(rig.names, folders)],
         "reprojection": {"min_score": REPORT_MIN_SCORE, "outlier_px": REPORT_OUTLIER_PX,
                          "match_gate_px": REPORT_MATCH_GATE_PX, "cameras": stats.summary()},
     }
@@ -316,5 +335,5 @@ def write_outputs(result: OfflineResult, out: str | os.PathLike, fmt: str = "aut
     return info
 
 
-__all__ = ["OfflineResult", "triangulate_folders", "write_outputs", "output_paths", "format_report",
+__all__ = ["OfflineResult", "triangulate_folders", "fuse_frames", "write_outputs", "output_paths", "format_report",
            "REPORT_MIN_SCORE", "REPORT_OUTLIER_PX"]

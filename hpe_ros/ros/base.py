@@ -37,7 +37,7 @@ class ManagedNode(LifecycleNode):
     def problem(self, key: str, message: str, every_s: float = 5.0) -> None:
         """Log one clear warning per kind of problem, at most every `every_s` seconds."""
         now = time.monotonic()
-        if now - self._said.get(key, -1e9) >= every_s:
+        if key not in self._said or now - self._said[key] >= every_s:  # every_s = inf: say it once
             self._said[key] = now
             self.get_logger().warning(message)
 

@@ -1,11 +1,14 @@
 """camera_pose_node: camera images -> 2D skeletons on `/<cam>/pose_2d`, for one or several cameras.
 
-Image callbacks only keep the newest frame per camera (counting the ones overwritten as dropped); a
-processing timer takes the newest frames of all cameras, runs one batched backend call and publishes.
-A slow backend therefore never builds a backlog.
+Image callbacks only keep the newest frame per camera (counting the ones overwritten as dropped). A
+processing timer runs once every served camera has a new frame, or once the oldest waiting frame has
+waited `batch_timeout_s`; it takes the newest frame of each camera and makes one batched backend call
+(all people of all cameras in one pose-network call). A slow backend therefore never builds a backlog.
+Per camera, /diagnostics reports rate, latency (image stamp -> publish), dropped frames and the backend.
 """
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -13,8 +16,10 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from hpe_ros.detect2d import BackendUnavailable, create_backend
+from hpe_ros.detect2d.backends import BACKENDS
+from hpe_ros.detect2d.draw import draw_skeletons
 from hpe_ros.ros.base import ManagedNode, run
-from hpe_ros.ros.images import ImageError, compressed_to_numpy, image_to_numpy, to_bgr
+from hpe_ros.ros.images import ImageError, compressed_to_numpy, image_to_numpy, numpy_to_image, to_bgr
 from hpe_ros.ros.params import STRING_ARRAY, declare, value
 from hpe_ros.ros.pointcloud import pose2d_to_cloud, stamp_to_seconds
 from hpe_ros.ros.qos import POSES, SENSOR
@@ -27,13 +32,33 @@ class CameraPoseNode(ManagedNode):
         d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
         d("cameras", ["cam0"], "camera names served by this node; topics /<cam>/<image_topic>", type_=STRING_ARRAY)
         d("image_topic", "image_raw", "image topic under each camera namespace")
+        d("camera_info_topic", "camera_info", "CameraInfo topic under each camera namespace")
         d("transport", "raw", "'raw' (sensor_msgs/Image) or 'compressed' (sensor_msgs/CompressedImage)")
-        d("backend", "mediapipe", "2D pose backend: mediapipe (tensorrt/onnxruntime/torch: issue 4)")
-        d("output_layout", "coco17", "joint layout published on /<cam>/pose_2d")
+        d("backend", "mediapipe", f"2D pose backend: {', '.join(BACKENDS)}")
+        d("model", "", "pose model: manifest name (models/NAME.toml, e.g. rtmpose-m) or a manifest .toml path")
+        d("model_file_path", "", "weights of the pose model (ONNX; TorchScript for torch); default: from the manifest")
+        d("detector", "", "person detector manifest (name or path); empty: the whole image is one person")
+        d("detector_file_path", "", "weights of the detector; default: from its manifest")
+        d("engine_file_path", "", "tensorrt: serialized engine path (default: cache keyed by GPU, TensorRT, ONNX, precision)")
+        d("detector_engine_file_path", "", "tensorrt: the detector's engine path")
+        d("force_engine_update", False, "tensorrt: rebuild the engine even when the cached one matches")
+        d("enable_fp16", True, "tensorrt: build the engine with FP16 kernels")
+        d("max_batch", 8, "tensorrt: largest batch of the engine's profile (crops per pose-network call)",
+          low=1, high=256)
+        d("providers", "auto", "onnxruntime: 'auto' (TensorRT, CUDA, CPU as available) or a comma list")
+        d("threads", 0, "onnxruntime: intra-op threads (0 = onnxruntime's default)", low=0, high=64)
+        d("detect_every", 1, "run the person detector every N frames; between, boxes follow the keypoints",
+          low=1, high=100)
+        d("max_people", 16, "most people per image", low=1, high=100)
+        d("box_score_threshold", 0.3, "person detector score threshold", low=0.0, high=1.0)
         d("model_complexity", 1, "mediapipe: BlazePose model 0 (lite), 1 (full), 2 (heavy)", low=0, high=2)
+        d("output_layout", "coco17", "joint layout published on /<cam>/pose_2d")
         d("min_score", 0.05, "keypoints below this confidence are published as missing", low=0.0, high=1.0)
         d("max_rate_hz", 100.0, "upper bound on processing rate (the newest frame is always taken)",
           low=1.0, high=1000.0)
+        d("batch_timeout_s", 0.01, "wait at most this long for the other cameras' frames before a batch runs",
+          low=0.0, high=1.0)
+        d("publish_debug_image", False, "publish /<cam>/pose_2d/debug_image with the skeletons drawn")
         self.backend = None
 
     def on_configure(self, state) -> TransitionCallbackReturn:
@@ -41,26 +66,44 @@ class CameraPoseNode(ManagedNode):
         if g("transport") not in ("raw", "compressed"):
             self.get_logger().error(f"transport must be 'raw' or 'compressed', got '{g('transport')}'")
             return TransitionCallbackReturn.FAILURE
-        try:
-            self.backend = create_backend(g("backend"), model_complexity=g("model_complexity"))
-        except BackendUnavailable as exc:
-            self.get_logger().error(str(exc))
-            return TransitionCallbackReturn.FAILURE
         self.cameras = list(value(self, "cameras"))
-        self.get_logger().info(f"2D pose with {self.backend.name} for {self.cameras}")
+        if not self.cameras or len(set(self.cameras)) != len(self.cameras):
+            self.get_logger().error(f"cameras must be a non-empty list of distinct names, got {self.cameras}")
+            return TransitionCallbackReturn.FAILURE
+        options = dict(model=g("model"), model_file_path=g("model_file_path"), detector=g("detector"),
+                       detector_file_path=g("detector_file_path"), engine_file_path=g("engine_file_path"),
+                       detector_engine_file_path=g("detector_engine_file_path"),
+                       force_engine_update=g("force_engine_update"), enable_fp16=g("enable_fp16"),
+                       max_batch=g("max_batch"), providers=g("providers"), threads=g("threads"),
+                       topdown=dict(detect_every=g("detect_every"), max_people=g("max_people"),
+                                    box_score_threshold=g("box_score_threshold")))
+        if g("backend") == "mediapipe":
+            options = dict(model_complexity=g("model_complexity"))
+        if g("backend") == "tensorrt":
+            self.get_logger().warning("tensorrt: building an engine the first time takes minutes; it is cached")
+        try:
+            self.backend = create_backend(g("backend"), **options)
+        except (BackendUnavailable, ValueError, OSError) as exc:  # missing runtime, manifest or file
+            self.get_logger().error(f"2D backend {g('backend')}: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(f"2D pose with {self.backend.name} (layout {self.backend.layout}) for {self.cameras}")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         g = lambda n: self.get_parameter(n).value  # noqa: E731
         msg_type = Image if g("transport") == "raw" else CompressedImage
         suffix = g("image_topic") + ("/compressed" if g("transport") == "compressed" else "")
-        self.latest: dict[str, object] = {}
+        self.pending: dict[str, tuple[object, float]] = {}   # cam -> (newest message, arrival time)
         self.info: dict[str, CameraInfo] = {}
         self.pubs = {c: self.own_publisher(PointCloud2, f"/{c}/pose_2d", POSES) for c in self.cameras}
+        self.debug_pubs = ({c: self.own_publisher(Image, f"/{c}/pose_2d/debug_image", SENSOR) for c in self.cameras}
+                           if g("publish_debug_image") else {})
         for c in self.cameras:
             self.own_subscription(msg_type, f"/{c}/{suffix}", lambda m, c=c: self._on_image(c, m), SENSOR)
-            self.own_subscription(CameraInfo, f"/{c}/camera_info", lambda m, c=c: self.info.__setitem__(c, m), SENSOR)
-        self.own_timer(1.0 / g("max_rate_hz"), self._process)
+            self.own_subscription(CameraInfo, f"/{c}/{g('camera_info_topic')}",
+                                  lambda m, c=c: self.info.__setitem__(c, m), SENSOR)
+            self.stage(c, c).extra["backend"] = self.backend.name
+        self.own_timer(1.0 / g("max_rate_hz"), self._maybe_process)
         self.start_diagnostics()
         return TransitionCallbackReturn.SUCCESS
 
@@ -70,37 +113,76 @@ class CameraPoseNode(ManagedNode):
         self.backend = None
         return TransitionCallbackReturn.SUCCESS
 
+    # --- input ------------------------------------------------------------------------------------------
     def _on_image(self, cam: str, msg) -> None:
-        if cam in self.latest:
+        if cam in self.pending:
             self.stage(cam, cam).drop()  # the previous frame was never processed: newest wins
-        self.latest[cam] = msg
+        self.pending[cam] = (msg, time.monotonic())
 
-    def _process(self) -> None:
-        if not self.latest:
+    def _maybe_process(self) -> None:
+        if not self.pending:
             return
-        batch, self.latest = self.latest, {}
+        waited = time.monotonic() - min(t for _, t in self.pending.values())
+        if len(self.pending) < len(self.cameras) and waited < self.get_parameter("batch_timeout_s").value:
+            return  # the other cameras' frames of this instant are probably on their way
+        batch, self.pending = self.pending, {}
         images, cams, headers = [], [], []
-        for cam, msg in batch.items():
-            try:
-                img = image_to_numpy(msg) if isinstance(msg, Image) else compressed_to_numpy(msg)
-                images.append(to_bgr(img) if img.ndim == 2 else img)
-            except ImageError as exc:
-                self.stage(cam, cam).error(str(exc))
+        for cam, (msg, _) in batch.items():
+            image = self._decode(cam, msg)
+            if image is not None:
+                images.append(image)
+                cams.append(cam)
+                headers.append(msg.header)
+        if images:
+            self._process(images, cams, headers)
+
+    def _decode(self, cam: str, msg) -> np.ndarray | None:
+        """BGR image of `msg`, or None (logged once per camera and kind of problem) when it is unusable."""
+        try:
+            img = image_to_numpy(msg) if isinstance(msg, Image) else compressed_to_numpy(msg)
+            img = to_bgr(img)
+        except ImageError as exc:
+            self.stage(cam, cam).error(str(exc))
+            encoding = getattr(msg, "encoding", "") or getattr(msg, "format", "")
+            if "unsupported encoding" in str(exc):  # a configuration problem: say it once
+                self.problem(f"enc-{cam}-{encoding}", f"{cam}: {exc}; its frames are skipped", every_s=math.inf)
+            else:
                 self.problem(f"img-{cam}", f"{cam}: dropped an image: {exc}")
-                continue
-            cams.append(cam)
-            headers.append(msg.header)
-        if not images:
+            return None
+        info = self.info.get(cam)
+        if info is not None and info.width and (info.width, info.height) != (img.shape[1], img.shape[0]):
+            self.problem(f"size-{cam}", f"{cam}: image is {img.shape[1]}x{img.shape[0]} but camera_info says "
+                         f"{info.width}x{info.height}; is the calibration for this stream?", every_s=math.inf)
+        return img
+
+    # --- inference and output ----------------------------------------------------------------------------
+    def _process(self, images: list[np.ndarray], cams: list[str], headers: list) -> None:
+        t0 = time.perf_counter()
+        try:
+            results = self.backend.infer(images, cams)
+        except Exception as exc:  # a broken model or runtime error must not kill the camera stream
+            for cam in cams:
+                self.stage(cam, cam).error(str(exc))
+            self.problem("infer", f"2D inference failed on {cams}: {type(exc).__name__}: {exc}")
             return
-        results = self.backend.infer(images, cams)
+        infer_ms = (time.perf_counter() - t0) * 1e3
         out_layout = self.get_parameter("output_layout").value
         min_score = self.get_parameter("min_score").value
-        for cam, header, (points, scores) in zip(cams, headers, results):
+        for cam, image, header, (points, scores) in zip(cams, images, headers, results):
             points = convert(points, self.backend.layout, out_layout)
-            scores = convert_scores(scores, self.backend.layout, out_layout)
-            scores = np.where(scores >= min_score, scores, 0.0)
+            scores = np.nan_to_num(convert_scores(scores, self.backend.layout, out_layout), nan=0.0)
+            scores = np.where((scores >= min_score) & np.isfinite(points).all(axis=-1), np.clip(scores, 0, 1), 0.0)
+            if not header.frame_id:
+                info = self.info.get(cam)
+                header.frame_id = info.header.frame_id if info is not None and info.header.frame_id \
+                    else f"{cam}_optical_frame"
             self.pubs[cam].publish(pose2d_to_cloud(points, scores, header))
-            self.stage(cam, cam).tick(latency_ms=(time.time() - stamp_to_seconds(header.stamp)) * 1e3)
+            if cam in self.debug_pubs and self.debug_pubs[cam].get_subscription_count() > 0:
+                drawn = draw_skeletons(image, points, scores, out_layout, min_score=max(min_score, 0.3))
+                self.debug_pubs[cam].publish(numpy_to_image(drawn, "bgr8", header))
+            stats = self.stage(cam, cam)
+            stats.tick(latency_ms=(time.time() - stamp_to_seconds(header.stamp)) * 1e3)
+            stats.extra.update(batch=str(len(images)), infer_ms=f"{infer_ms:.1f}", people=str(len(points)))
 
 
 def main(args=None):

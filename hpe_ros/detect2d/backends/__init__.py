@@ -1,4 +1,10 @@
-"""2D pose backends behind one interface: a batch of BGR images in, per-image keypoints out."""
+"""2D pose backends behind one interface: a batch of BGR images in, per-image keypoints out.
+
+- "mediapipe": BlazePose from mediapipe==0.10.14's wheel (one person per camera, CPU, no model files).
+- "onnxruntime", "tensorrt", "torch": the top-down pipeline (hpe_ros.detect2d.topdown) around a pose
+  network described by a model manifest (models/*.toml), optionally with a person detector; the runtime
+  runs both networks (hpe_ros.detect2d.backends.runner).
+"""
 from __future__ import annotations
 
 from typing import Protocol
@@ -21,10 +27,56 @@ class PoseBackend(Protocol):
         """
 
 
-def create_backend(name: str, **options) -> PoseBackend:
+NETWORK_BACKENDS = ("onnxruntime", "tensorrt", "torch")
+BACKENDS = ("mediapipe",) + NETWORK_BACKENDS
+
+
+def _network(runtime: str, manifest_ref: str, file_override: str, role: str, options: dict):
+    """(runner, manifest) for one network: the manifest says how to feed it, the file is the weights."""
+    from hpe_ros.detect2d.backends.runner import create_runner
+    from hpe_ros.detect2d.manifest import load_manifest, resolve_model_file
+
+    manifest = load_manifest(manifest_ref)
+    path = file_override or resolve_model_file(manifest)
+    if not path:
+        raise BackendUnavailable(f"{role} model {manifest.name}: no local file; run `hpe-ros models fetch "
+                                 f"{manifest.name}` or set the file path parameter")
+    return create_runner(runtime, str(path), **options), manifest
+
+
+def create_backend(name: str, *, model: str = "", model_file_path: str = "", detector: str = "",
+                   detector_file_path: str = "", engine_file_path: str = "", detector_engine_file_path: str = "",
+                   force_engine_update: bool = False, enable_fp16: bool = True, max_batch: int = 8,
+                   providers: str = "auto", threads: int = 0, device: str = "auto", topdown: dict | None = None,
+                   **mediapipe_options) -> PoseBackend:
+    """A 2D pose backend by name (see the module docstring).
+
+    Network backends: `model` = manifest name (models/NAME.toml) or path to a manifest .toml;
+    `model_file_path` overrides where its weights are (ONNX; TorchScript for "torch"); `detector` likewise
+    ("" = no detector: the whole image is one person); TensorRT takes Isaac ROS's `engine_file_path`,
+    `force_engine_update`, `enable_fp16`; `topdown`: TopDownConfig fields.
+    """
     if name == "mediapipe":
         from hpe_ros.detect2d.backends.mediapipe_backend import MediaPipeBackend
 
-        return MediaPipeBackend(**options)
-    raise BackendUnavailable(f"unknown 2D backend '{name}'; available now: mediapipe "
-                             "(tensorrt, onnxruntime and torch come with the 2D inference work)")
+        return MediaPipeBackend(**mediapipe_options)
+    if name not in NETWORK_BACKENDS:
+        raise BackendUnavailable(f"unknown 2D backend {name!r}; available: {', '.join(BACKENDS)}")
+    if not model:
+        raise BackendUnavailable(f"the {name} backend needs a pose model: set `model` to a manifest name "
+                                 "(see `hpe-ros models list`) or a manifest .toml path")
+    from hpe_ros.detect2d.topdown import TopDownConfig, TopDownPoseBackend
+
+    def runtime_options(engine_path: str) -> dict:
+        if name == "onnxruntime":
+            return {"providers": providers, "threads": threads}
+        if name == "tensorrt":
+            return {"engine_file_path": engine_path, "force_engine_update": force_engine_update,
+                    "enable_fp16": enable_fp16, "max_batch": max_batch}
+        return {"device": device}
+
+    pose = _network(name, model, model_file_path, "pose", runtime_options(engine_file_path))
+    det = (None, None)
+    if detector:
+        det = _network(name, detector, detector_file_path, "detector", runtime_options(detector_engine_file_path))
+    return TopDownPoseBackend(pose[0], pose[1], det[0], det[1], TopDownConfig(**(topdown or {})))
