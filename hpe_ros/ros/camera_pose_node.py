@@ -4,7 +4,9 @@ Image callbacks only keep the newest frame per camera (counting the ones overwri
 processing timer runs once every served camera has a new frame, or once the oldest waiting frame has
 waited `batch_timeout_s`; it takes the newest frame of each camera and makes one batched backend call
 (all people of all cameras in one pose-network call). A slow backend therefore never builds a backlog.
-Per camera, /diagnostics reports rate, latency (image stamp -> publish), dropped frames and the backend.
+Images are read with a history of one (NEWEST_ONLY), so frames that arrive during inference replace each
+other in DDS; /diagnostics reports per camera the rate, latency (image stamp -> publish), frames the node
+skipped (`dropped`), frames that never reached it (`missed_before_node`, from stamp gaps) and the backend.
 """
 from __future__ import annotations
 
@@ -19,10 +21,11 @@ from hpe_ros.detect2d import BackendUnavailable, create_backend
 from hpe_ros.detect2d.backends import BACKENDS
 from hpe_ros.detect2d.draw import draw_skeletons
 from hpe_ros.ros.base import ManagedNode, run
+from hpe_ros.ros.diagnostics import StampGapCounter
 from hpe_ros.ros.images import ImageError, compressed_to_numpy, image_to_numpy, numpy_to_image, to_bgr
 from hpe_ros.ros.params import STRING_ARRAY, declare, value
 from hpe_ros.ros.pointcloud import pose2d_to_cloud, stamp_to_seconds
-from hpe_ros.ros.qos import POSES, SENSOR
+from hpe_ros.ros.qos import NEWEST_ONLY, POSES, SENSOR
 from hpe_ros.skeleton import convert, convert_scores
 
 
@@ -58,6 +61,8 @@ class CameraPoseNode(ManagedNode):
           low=1.0, high=1000.0)
         d("batch_timeout_s", 0.01, "wait at most this long for the other cameras' frames before a batch runs",
           low=0.0, high=1.0)
+        d("camera_rate_hz", 0.0, "cameras' frame rate, to count frames lost before the node from stamp gaps "
+          "(0: estimate it from the stamps)", low=0.0, high=1000.0)
         d("publish_debug_image", False, "publish /<cam>/pose_2d/debug_image with the skeletons drawn")
         self.backend = None
 
@@ -94,12 +99,15 @@ class CameraPoseNode(ManagedNode):
         msg_type = Image if g("transport") == "raw" else CompressedImage
         suffix = g("image_topic") + ("/compressed" if g("transport") == "compressed" else "")
         self.pending: dict[str, tuple[object, float]] = {}   # cam -> (newest message, arrival time)
+        self.batches = self.images_inferred = 0
         self.info: dict[str, CameraInfo] = {}
+        rate = g("camera_rate_hz")
+        self.gaps = {c: StampGapCounter(1.0 / rate if rate > 0 else 0.0) for c in self.cameras}
         self.pubs = {c: self.own_publisher(PointCloud2, f"/{c}/pose_2d", POSES) for c in self.cameras}
         self.debug_pubs = ({c: self.own_publisher(Image, f"/{c}/pose_2d/debug_image", SENSOR) for c in self.cameras}
                            if g("publish_debug_image") else {})
         for c in self.cameras:
-            self.own_subscription(msg_type, f"/{c}/{suffix}", lambda m, c=c: self._on_image(c, m), SENSOR)
+            self.own_subscription(msg_type, f"/{c}/{suffix}", lambda m, c=c: self._on_image(c, m), NEWEST_ONLY)
             self.own_subscription(CameraInfo, f"/{c}/{g('camera_info_topic')}",
                                   lambda m, c=c: self.info.__setitem__(c, m), SENSOR)
             self.stage(c, c).extra["backend"] = self.backend.name
@@ -115,8 +123,11 @@ class CameraPoseNode(ManagedNode):
 
     # --- input ------------------------------------------------------------------------------------------
     def _on_image(self, cam: str, msg) -> None:
+        stats = self.stage(cam, cam)
         if cam in self.pending:
-            self.stage(cam, cam).drop()  # the previous frame was never processed: newest wins
+            stats.drop()  # the previous frame was never processed: newest wins
+        self.gaps[cam].add(stamp_to_seconds(msg.header.stamp))
+        stats.extra["missed_before_node"] = str(self.gaps[cam].missed)  # replaced in DDS or never sent
         self.pending[cam] = (msg, time.monotonic())
 
     def _maybe_process(self) -> None:
@@ -166,6 +177,8 @@ class CameraPoseNode(ManagedNode):
             self.problem("infer", f"2D inference failed on {cams}: {type(exc).__name__}: {exc}")
             return
         infer_ms = (time.perf_counter() - t0) * 1e3
+        self.batches += 1
+        self.images_inferred += len(images)
         out_layout = self.get_parameter("output_layout").value
         min_score = self.get_parameter("min_score").value
         for cam, image, header, (points, scores) in zip(cams, images, headers, results):
@@ -182,7 +195,8 @@ class CameraPoseNode(ManagedNode):
                 self.debug_pubs[cam].publish(numpy_to_image(drawn, "bgr8", header))
             stats = self.stage(cam, cam)
             stats.tick(latency_ms=(time.time() - stamp_to_seconds(header.stamp)) * 1e3)
-            stats.extra.update(batch=str(len(images)), infer_ms=f"{infer_ms:.1f}", people=str(len(points)))
+            stats.extra.update(batch=str(len(images)), mean_batch=f"{self.images_inferred / self.batches:.2f}",
+                               infer_ms=f"{infer_ms:.1f}", people=str(len(points)))
 
 
 def main(args=None):

@@ -69,6 +69,36 @@ class StageStats:
                                 values=[KeyValue(key=k, value=v) for k, v in values.items()])
 
 
+class StampGapCounter:
+    """Estimates frames that never reached a node (dropped by DDS or the driver) from gaps in image stamps.
+
+    The frame period is `period_s` when the camera's rate is known, else a low percentile of recent stamp
+    intervals; an interval of k periods means k - 1 frames were missed. Reordered or repeated stamps count
+    nothing. Without a known rate the estimate is a lower bound when hardly any frames arrive in a row.
+    """
+
+    def __init__(self, period_s: float = 0.0, window: int = 100):
+        self.period_s = float(period_s)
+        self.intervals: collections.deque = collections.deque(maxlen=window)
+        self.last: float | None = None
+        self.missed = 0
+
+    def add(self, stamp: float) -> int:
+        """Record a frame's stamp (s); returns the frames estimated missed just before it."""
+        missed = 0
+        if self.last is not None and stamp > self.last:
+            dt = stamp - self.last
+            self.intervals.append(dt)
+            period = self.period_s
+            if period <= 0 and len(self.intervals) >= 5:
+                period = float(np.percentile(self.intervals, 10))
+            if period > 0:
+                missed = max(0, int(round(dt / period)) - 1)
+            self.missed += missed
+        self.last = stamp if self.last is None else max(self.last, stamp)
+        return missed
+
+
 def diagnostic_array(stats, stamp) -> DiagnosticArray:
     msg = DiagnosticArray()
     msg.header.stamp = stamp

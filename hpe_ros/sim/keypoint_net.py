@@ -99,24 +99,16 @@ def manifest_text(name: str, onnx_file: str, output: str, input_size, layout: st
 def export_keypoint_net(path: str | os.PathLike, output: str = "heatmap", input_size=(192, 256),
                         layout: str = "coco17", num_joints: int = 17) -> Path:
     """Export the net to `<path>.onnx` (dynamic batch) with a manifest `<path>.toml` beside it; returns the .toml path."""
-    import torch
+    from hpe_ros.detect2d.backends.torch_runner import export_onnx
 
     path = Path(path)
     if path.suffix in (".onnx", ".toml"):
         path = path.with_suffix("")
     path.parent.mkdir(parents=True, exist_ok=True)
-    net = build_keypoint_net(num_joints, output)
     w, h = (int(v) for v in input_size)
     onnx_path = path.with_suffix(".onnx")
-    tmp = onnx_path.with_name(f".{onnx_path.name}.tmp")
     names = ["heatmaps"] if output == "heatmap" else ["simcc_x", "simcc_y"]
-    try:
-        torch.onnx.export(net, (torch.zeros(1, 3, h, w),), str(tmp), input_names=["input"], output_names=names,
-                          dynamic_axes={"input": {0: "batch"}, **{n: {0: "batch"} for n in names}},
-                          opset_version=17, dynamo=False)
-        os.replace(tmp, onnx_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    export_onnx(build_keypoint_net(num_joints, output), onnx_path, (w, h), output_names=names)
     toml_path = path.with_suffix(".toml")
     write_text_atomic(toml_path, manifest_text(path.name, onnx_path.name, output, (w, h), layout))
     return toml_path
