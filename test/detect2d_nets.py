@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hpe_ros.detect2d.backends.torch_runner import export_onnx
 from hpe_ros.sim.keypoint_images import render_keypoint_dots
 from hpe_ros.sim.keypoint_net import MMPOSE_MEAN, MMPOSE_STD
 
@@ -41,10 +42,7 @@ def export_half_box_detector(path: Path, input_size=(320, 240), threshold: float
             return dets, labels
 
     path = Path(path).with_suffix("")
-    torch.onnx.export(HalfBoxDetector(), (torch.zeros(1, 3, h, w),), str(path.with_suffix(".onnx")),
-                      input_names=["input"], output_names=["dets", "labels"],
-                      dynamic_axes={"input": {0: "batch"}, "dets": {0: "batch"}, "labels": {0: "batch"}},
-                      opset_version=17, dynamo=False)
+    export_onnx(HalfBoxDetector(), path.with_suffix(".onnx"), (w, h), output_names=["dets", "labels"])
     toml = path.with_suffix(".toml")
     toml.write_text("\n".join([
         f'name = "{path.name}"', 'kind = "detector"', 'description = "test detector: bright pixels per image half"',

@@ -25,3 +25,20 @@ def test_mediapipe_finds_the_astronauts_shoulders():
     assert 200 < left[1] < 310 and 200 < right[1] < 310
     assert coco[0][1] < min(left[1], right[1])
     backend.close()
+
+
+def test_mediapipe_models_the_wheel_lacks_are_refused_clearly():
+    pytest.importorskip("mediapipe", reason="needs mediapipe==0.10.14: pip install '.[mediapipe]'")
+    from pathlib import Path
+
+    import mediapipe
+
+    from hpe_ros.detect2d import BackendUnavailable, create_backend
+
+    heavy = Path(mediapipe.__file__).parent / "modules" / "pose_landmark" / "pose_landmark_heavy.tflite"
+    if heavy.is_file():
+        pytest.skip("this mediapipe install has the heavy model")
+    with pytest.raises(BackendUnavailable, match="does not bundle"):
+        create_backend("mediapipe", model_complexity=2)
+    with pytest.raises(ValueError, match="0, 1 or 2"):
+        create_backend("mediapipe", model_complexity=5)

@@ -1,12 +1,19 @@
 """MediaPipe BlazePose (the models bundled in mediapipe==0.10.14's wheel; runs offline on the CPU).
 
 Single person per image (BlazePose tracks one person per stream); output layout blazepose33.
+The wheel bundles only the "full" landmark model (model_complexity 1); lite (0) and heavy (2) are
+downloaded by mediapipe on first use, which needs the network: without their files they are refused here
+with a clear message instead of failing inside mediapipe.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
 from hpe_ros.detect2d.backends import BackendUnavailable
+
+_LANDMARK_MODELS = {0: "pose_landmark_lite.tflite", 1: "pose_landmark_full.tflite", 2: "pose_landmark_heavy.tflite"}
 
 
 class MediaPipeBackend:
@@ -22,6 +29,14 @@ class MediaPipeBackend:
                 "pip install 'hpe_ros[mediapipe]'") from exc
         self._mp = mp
         self.model_complexity = int(model_complexity)
+        if self.model_complexity not in _LANDMARK_MODELS:
+            raise ValueError(f"model_complexity must be 0, 1 or 2, got {model_complexity}")
+        landmark = Path(mp.__file__).parent / "modules" / "pose_landmark" / _LANDMARK_MODELS[self.model_complexity]
+        if not landmark.is_file():
+            raise BackendUnavailable(
+                f"mediapipe model_complexity {self.model_complexity} needs {landmark.name}, which mediapipe's wheel "
+                f"does not bundle (only complexity 1 is) and would download from the internet; place the file at "
+                f"{landmark} or use model_complexity 1")
         self.min_detection_confidence = float(min_detection_confidence)
         self._trackers: dict[str, object] = {}
 

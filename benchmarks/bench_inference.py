@@ -1,0 +1,196 @@
+"""2D inference speed per backend and batch size, printed as JSON.
+
+    .venv/bin/python benchmarks/bench_inference.py [--repeats 30] [--threads 0] [--markdown]
+
+Networks (random weights, real shapes; no download needed):
+- ``rtmpose_t_like``: a conv backbone (5 stride-2 stages, ~0.3 GFLOP at 256x192) with SimCC heads giving
+  (B, 17, 384) and (B, 17, 512), the input/output shapes of RTMPose-t;
+- ``heatmap_w32_like``: a wider backbone at 256x192 with a (B, 17, 64, 48) heatmap head, like HRNet-W32's output.
+Each is exported to ONNX and timed per call for batch 1, 2, 4, 8 (median of ``--repeats`` calls after a
+warm-up) with: onnxruntime (CPU, and CUDA / TensorRT providers when present), torch eager (CPU, CUDA when
+present), and TensorRT engines (FP16 and FP32) when tensorrt and a GPU are present. Also timed: the whole
+top-down pipeline per frame on a 640x480 image (detector, crops, pose call, decoding) with the coded-dot
+networks, and MediaPipe BlazePose (full; the only model its wheel bundles) per 640x480 frame.
+What could not run here is listed under "not_measured" with the reason; ratios are against onnxruntime CPU
+at the same batch size.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))  # the test networks (detector)
+
+
+def _nets():
+    import torch
+    from torch import nn
+
+    def stage(cin, cout):
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.SiLU(),
+                             nn.Conv2d(cout, cout, 3, 1, 1, groups=cout, bias=False), nn.BatchNorm2d(cout), nn.SiLU(),
+                             nn.Conv2d(cout, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.SiLU())
+
+    class SimCCNet(nn.Module):
+        def __init__(self, widths=(24, 48, 96, 192, 384), joints=17, size=(192, 256)):
+            super().__init__()
+            chans = (3,) + widths
+            self.backbone = nn.Sequential(*[stage(a, b) for a, b in zip(chans[:-1], chans[1:])])
+            fw, fh = size[0] // 32, size[1] // 32
+            self.to_joints = nn.Conv2d(widths[-1], joints, 1)
+            self.hidden = nn.Linear(fw * fh, 256)
+            self.x = nn.Linear(256, size[0] * 2)
+            self.y = nn.Linear(256, size[1] * 2)
+
+        def forward(self, img):
+            f = self.to_joints(self.backbone(img)).flatten(2)         # (B, J, fh*fw)
+            h = torch.relu(self.hidden(f))
+            return self.x(h), self.y(h)
+
+    class HeatmapNet(nn.Module):
+        def __init__(self, widths=(32, 64, 128, 256), joints=17):
+            super().__init__()
+            chans = (3,) + widths
+            self.backbone = nn.Sequential(*[stage(a, b) for a, b in zip(chans[:-1], chans[1:])])
+            self.up = nn.Sequential(nn.ConvTranspose2d(widths[-1], 128, 4, 2, 1), nn.SiLU(),
+                                    nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.SiLU())
+            self.head = nn.Conv2d(64, joints, 1)
+
+        def forward(self, img):
+            return self.head(self.up(self.backbone(img)))              # (B, J, H/4, W/4)
+
+    return {"rtmpose_t_like": (SimCCNet().eval(), ["simcc_x", "simcc_y"]),
+            "heatmap_w32_like": (HeatmapNet().eval(), ["heatmaps"])}
+
+
+def _time(fn, repeats: int) -> float:
+    fn()  # warm-up (allocations, kernel selection)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1e3)
+
+
+def bench_networks(workdir: Path, repeats: int, threads: int, batches=(1, 2, 4, 8)) -> tuple[list, dict]:
+    import onnxruntime as ort
+    import torch
+
+    from hpe_ros.detect2d.backends import BackendUnavailable
+    from hpe_ros.detect2d.backends.runner import create_runner
+    from hpe_ros.detect2d.backends.torch_runner import TorchRunner, export_onnx
+
+    rows, skipped = [], {}
+    for name, (net, outputs) in _nets().items():
+        onnx_path = export_onnx(net, workdir / f"{name}.onnx", (192, 256), output_names=outputs)
+        runners = {"onnxruntime-cpu": lambda: create_runner("onnxruntime", str(onnx_path), providers="cpu",
+                                                            threads=threads),
+                   "torch-cpu": lambda: TorchRunner(net, device="cpu")}
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            runners["onnxruntime-cuda"] = lambda: create_runner("onnxruntime", str(onnx_path), providers="cuda")
+        else:
+            skipped["onnxruntime-cuda"] = "onnxruntime has no CUDAExecutionProvider here"
+        if torch.cuda.is_available():
+            runners["torch-cuda"] = lambda: TorchRunner(net, device="cuda")
+        else:
+            skipped["torch-cuda"] = "no CUDA device"
+        for fp16 in (True, False):
+            key = f"tensorrt-{'fp16' if fp16 else 'fp32'}"
+            runners[key] = lambda fp16=fp16: create_runner("tensorrt", str(onnx_path), enable_fp16=fp16, max_batch=8,
+                                                           engine_file_path=str(workdir / f"{name}-{fp16}.engine"))
+        for runtime, make in runners.items():
+            try:
+                runner = make()
+            except (BackendUnavailable, RuntimeError, ImportError) as exc:
+                skipped[runtime] = str(exc).splitlines()[0][:200]
+                continue
+            for b in batches:
+                x = np.random.default_rng(0).standard_normal((b, 3, 256, 192)).astype(np.float32)
+                ms = _time(lambda: runner.run(x), repeats)
+                rows.append({"network": name, "runtime": runtime, "batch": b, "ms_per_call": round(ms, 2),
+                             "crops_per_s": round(1e3 * b / ms, 1)})
+            if hasattr(runner, "close"):
+                runner.close()
+    base = {(r["network"], r["batch"]): r["ms_per_call"] for r in rows if r["runtime"] == "onnxruntime-cpu"}
+    for r in rows:
+        r["ratio_vs_onnxruntime_cpu"] = round(r["ms_per_call"] / base[(r["network"], r["batch"])], 3)
+    return rows, skipped
+
+
+def bench_pipeline(workdir: Path, repeats: int) -> dict:
+    """Top-down per frame: 640x480, two people, bright-pixel detector + coded-dot pose net (onnxruntime CPU)."""
+    from detect2d_nets import dot_image, export_half_box_detector, person_pixels
+
+    from hpe_ros.detect2d import create_backend
+    from hpe_ros.sim.keypoint_net import export_keypoint_net
+
+    pose = export_keypoint_net(workdir / "dots", output="simcc", input_size=(192, 256))
+    det = export_half_box_detector(workdir / "halfbox", input_size=(320, 240))
+    rng = np.random.default_rng(0)
+    images = [dot_image([person_pixels(rng, (170, 250)), person_pixels(rng, (470, 230))]) for _ in range(2)]
+    out = {}
+    for cams in (1, 2):
+        backend = create_backend("onnxruntime", model=str(pose), detector=str(det))
+        ms = _time(lambda: backend.infer(images[:cams], [f"cam{i}" for i in range(cams)]), repeats)
+        out[f"{cams}_camera"] = {"ms_per_frame": round(ms, 2), "people": 2 * cams,
+                                 "stages_ms": {k: round(v, 2) for k, v in backend.last_timings.items()
+                                               if k.endswith("_ms")}}
+    return out
+
+
+def bench_mediapipe(repeats: int) -> dict:
+    try:
+        from skimage import data
+
+        from hpe_ros.detect2d import create_backend
+        backend = create_backend("mediapipe", model_complexity=1)
+    except Exception as exc:  # noqa: BLE001 - reported, not raised: the rest of the benchmark still counts
+        return {"not_measured": f"{type(exc).__name__}: {exc}"}
+    canvas = np.zeros((480, 640, 3), np.uint8)
+    canvas[:, 64:576] = np.asarray(data.astronaut()[16:496, :, ::-1])
+    ms = _time(lambda: backend.infer([canvas], ["cam0"]), repeats)
+    (points, _), = backend.infer([canvas], ["cam0"])
+    backend.close()
+    return {"complexity_1": {"ms_per_frame": round(ms, 2), "frames_per_s": round(1e3 / ms, 1),
+                             "person_found": bool(len(points))},
+            "complexity_0_and_2": "not bundled in mediapipe 0.10.14's wheel (downloaded at run time): not measured"}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: its default)")
+    ap.add_argument("--markdown", action="store_true", help="also print a table to stderr")
+    a = ap.parse_args(argv)
+    import platform
+
+    import torch
+    with tempfile.TemporaryDirectory() as tmp:
+        rows, skipped = bench_networks(Path(tmp), a.repeats, a.threads)
+        result = {
+            "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+            "networks": rows,
+            "pipeline_onnxruntime_cpu": bench_pipeline(Path(tmp), a.repeats),
+            "mediapipe": bench_mediapipe(a.repeats),
+            "not_measured": skipped,
+        }
+    print(json.dumps(result, indent=2))
+    if a.markdown:
+        print("| network | runtime | batch | ms/call | crops/s | vs ORT CPU |\n|---|---|---|---|---|---|", file=sys.stderr)
+        for r in rows:
+            print(f"| {r['network']} | {r['runtime']} | {r['batch']} | {r['ms_per_call']} | {r['crops_per_s']} | "
+                  f"{r['ratio_vs_onnxruntime_cpu']} |", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
