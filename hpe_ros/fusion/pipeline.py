@@ -199,6 +199,14 @@ class FusionPipeline:
         self._last_stamp: float | None = None
         self.last_association = None  # the last step's Association (None when nothing was detected)
 
+    def set_rig(self, rig: Rig) -> None:
+        """Swap in refined calibration of the same cameras (same names, order); tracks and ids are kept."""
+        if rig.names != self.rig.names:
+            raise ValueError(f"set_rig: cameras {rig.names} differ from the pipeline's {self.rig.names}")
+        self.rig = rig
+        self._R = np.stack([c.R for c in rig])
+        self._t = np.stack([c.t for c in rig])
+
     def reset(self):
         """Forget all tracks and the last stamp (ids keep counting up)."""
         self.tracker.reset()
