@@ -10,6 +10,11 @@
                     [--backend onnxruntime --model rtmpose-m --detector rtmdet-nano] [--save-2d DIR]
                                                        2D inference on synchronised videos, fused into 3D skeletons
     hpe-ros models list | fetch NAME | build-engine NAME   model manifests (models/*.toml), downloads, TensorRT engines
+    hpe-ros calibrate convert SRC DST [--to toml|rig-yaml|opencv]
+    hpe-ros calibrate board --board checkerboard:COLSxROWS:SQUARE_M | charuco:COLSxROWS:SQUARE_M:MARKER_M[:DICT]
+                            --images CAM=FOLDER_OR_VIDEO ... --out OUT.toml [--report OUT.png]
+    hpe-ros calibrate from-people --calib INTRINSICS.toml --keypoints DIR_CAM1 DIR_CAM2 ... --layout LAYOUT
+                            --out OUT.toml [--person-height METRES]
 """
 from __future__ import annotations
 
@@ -133,6 +138,80 @@ def _cmd_models(a) -> int:
     return 0
 
 
+def _parse_board(spec: str):
+    """'checkerboard:9x6:0.04' or 'charuco:7x5:0.04:0.03[:DICT_4X4_50]' -> Board."""
+    from hpe_ros.calibration.board import Board
+
+    parts = spec.split(":")
+    usage = (f"--board {spec!r}: expected checkerboard:COLSxROWS:SQUARE_M (inner corners) or "
+             "charuco:COLSxROWS:SQUARE_M:MARKER_M[:DICT] (squares), e.g. checkerboard:9x6:0.04")
+    shapes = {"checkerboard": (3,), "charuco": (4, 5)}
+    if parts[0] not in shapes or len(parts) not in shapes[parts[0]]:
+        raise ValueError(usage)
+    try:
+        cols, rows = (int(v) for v in parts[1].lower().split("x"))
+        sizes = [float(v) for v in parts[2:4]]
+    except ValueError:
+        raise ValueError(usage) from None
+    if parts[0] == "checkerboard":
+        return Board(kind="checkerboard", cols=cols, rows=rows, square=sizes[0])
+    extra = {"dictionary": parts[4]} if len(parts) == 5 else {}
+    return Board(kind="charuco", cols=cols, rows=rows, square=sizes[0], marker=sizes[1], **extra)
+
+
+def _cmd_calibrate(a) -> int:
+    import json
+    import logging
+
+    from hpe_ros.calibration import load_rig, save_rig
+    from hpe_ros.io.atomic import write_text_atomic
+
+    logging.basicConfig(level=logging.WARNING, format="hpe-ros calibrate: %(message)s")
+    try:
+        if a.action == "convert":
+            from hpe_ros.calibration.formats import convert_calibration
+
+            written = convert_calibration(a.src, a.dst, to=a.to)
+            print(f"wrote {written}", flush=True)
+            return 0
+        if a.action == "board":
+            from hpe_ros.calibration.board_calibration import (calibrate_board, format_board_report,
+                                                               render_board_report)
+
+            sources = {}
+            for item in a.images:
+                name, sep, path = item.partition("=")
+                if not sep or not name or not path:
+                    raise ValueError(f"--images {item!r}: expected CAMERA=FOLDER_OR_VIDEO")
+                sources[name] = path
+            rig, report = calibrate_board(sources, _parse_board(a.board), progress=not a.no_progress,
+                                          max_views=a.max_views, step=a.step)
+            print(format_board_report(report), flush=True)
+            save_rig(rig, a.out)
+            picture = render_board_report(report, a.report or f"{a.out}.report.png")
+            print(f"wrote {a.out} and {picture}", flush=True)
+            return 0
+        from hpe_ros.calibration.from_people import calibrate_from_people, load_keypoint_folders
+
+        intrinsics = load_rig(a.calib)
+        if len(a.keypoints) != len(intrinsics):
+            raise ValueError(f"{a.calib} has {len(intrinsics)} cameras ({', '.join(intrinsics.names)}) but "
+                             f"{len(a.keypoints)} keypoint folders were given, in the calibration's order")
+        points2d, scores = load_keypoint_folders(a.keypoints, a.layout)
+        rig, report = calibrate_from_people(intrinsics, points2d, scores, a.layout, person_height=a.person_height,
+                                            progress=not a.no_progress)
+        save_rig(rig, a.out)
+        report_path = a.report or f"{a.out}.report.json"
+        write_text_atomic(report_path, json.dumps(report, indent=2, default=str) + "\n")
+        print(json.dumps({k: report[k] for k in report if k in ("scale", "scale_source", "reprojection", "cameras")},
+                         indent=1, default=str)[:4000], flush=True)
+        print(f"wrote {a.out} and {report_path}", flush=True)
+        return 0
+    except (ValueError, OSError) as exc:  # CalibrationError is a ValueError; files are written atomically
+        print(f"hpe-ros calibrate {a.action}: error: {exc}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="hpe-ros", description="multi-camera 3D human pose estimation for ROS 2")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -202,6 +281,37 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--engine-file", default="", help="build-engine: where to write the engine")
     m.add_argument("--no-progress", action="store_true", help="no progress bar")
     m.set_defaults(func=_cmd_models)
+
+    c = sub.add_parser("calibrate", help="calibration: convert files, calibrate from a board or from people")
+    csub = c.add_subparsers(dest="action", required=True)
+    cc = csub.add_parser("convert", help="convert between anipose TOML, rig YAML (camera_info files) and OpenCV YAML")
+    cc.add_argument("src")
+    cc.add_argument("dst")
+    cc.add_argument("--to", default="auto", choices=["auto", "toml", "rig-yaml", "opencv"],
+                    help="auto: by DST's suffix (.toml, .yaml/.yml = rig YAML)")
+    cc.set_defaults(func=_cmd_calibrate)
+    cb = csub.add_parser("board", help="intrinsics + extrinsics from a checkerboard / ChArUco seen by the cameras")
+    cb.add_argument("--board", required=True, help="checkerboard:9x6:0.04 or charuco:7x5:0.04:0.03[:DICT_4X4_50]")
+    cb.add_argument("--images", required=True, nargs="+", metavar="CAM=PATH",
+                    help="per camera a folder of images or a video, frames synchronised by index; "
+                         "the first camera defines the world frame")
+    cb.add_argument("--out", required=True, help="calibration file to write (.toml, .yaml)")
+    cb.add_argument("--report", default="", help="report picture (default: OUT.report.png)")
+    cb.add_argument("--max-views", type=int, default=40, help="views per camera used for its intrinsics")
+    cb.add_argument("--step", type=int, default=1, help="use every STEP-th frame")
+    cb.add_argument("--no-progress", action="store_true")
+    cb.set_defaults(func=_cmd_calibrate)
+    cp = csub.add_parser("from-people", help="extrinsics from people walking through the scene (no board)")
+    cp.add_argument("--calib", required=True, help="intrinsics of the cameras (their extrinsics are ignored)")
+    cp.add_argument("--keypoints", required=True, nargs="+", metavar="DIR",
+                    help="one OpenPose JSON folder per camera, synchronised by frame index, calibration order")
+    cp.add_argument("--layout", default="body25", choices=["body25", "body25b", "coco17", "halpe26"])
+    cp.add_argument("--out", required=True, help="calibration file to write")
+    cp.add_argument("--person-height", type=float, default=None,
+                    help="standing height (m) of the person(s) for metric scale (default: 1.70 m, said in the report)")
+    cp.add_argument("--report", default="", help="report JSON (default: OUT.report.json)")
+    cp.add_argument("--no-progress", action="store_true")
+    cp.set_defaults(func=_cmd_calibrate)
     return ap
 
 
