@@ -3,20 +3,30 @@
 Per frame: time sync (slop + wait, dead cameras never stall it) -> `FusionPipeline.step` (association,
 robust triangulation, single-view lifting, tracking, filtering, orientations) -> /human_pose_3d
 (PointCloud2), /human_pose_3d/markers (MarkerArray), TF (`body_<id>`, `<joint>_<id>`), /diagnostics.
+
+With `refine_extrinsics`, every fused frame also feeds an `OnlineRefiner` (people seen by >= 3 cameras
+on most joints); at most once per `refine_period_s` a refinement runs in a background thread, and the
+executor thread (the `_poll` timer) applies an accepted rig with `FusionPipeline.set_rig` (tracks are
+kept) and re-sends the camera TF. `~/save_calibration` (std_srvs/Trigger) writes the current rig to
+`calibration_output_file` (atomically).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import threading
 import time
 
 import numpy as np
 from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import String
+from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
-from hpe_ros.calibration import load_rig
+from hpe_ros.calibration import load_rig, save_rig
+from hpe_ros.calibration.online import OnlineRefiner, RefineResult
 from hpe_ros.fusion import FusionConfig, FusionPipeline
 from hpe_ros.fusion.pipeline import stack_views
 from hpe_ros.fusion.sync import FrameSynchronizer
@@ -70,7 +80,21 @@ class FusionNode(ManagedNode):
         d("marker_lifetime_s", 0.5, "RViz marker lifetime", low=0.0, high=60.0)
         for f in dataclasses.fields(FusionConfig):
             d(f"fusion.{f.name}", f.default, _CONFIG_HELP.get(f.name, f"fusion setting {f.name}"))
+        d("refine_extrinsics", False, "refine camera extrinsics online from the people seen (slowly, only "
+          "when the held-out reprojection error clearly drops)")
+        d("refine_period_s", 30.0, "how often an online refinement may start", low=0.01, high=86400.0)
+        d("refine_min_improvement", 0.10, "relative drop of the held-out error a refinement needs to be applied",
+          low=0.0, high=0.99)
+        d("calibration_output_file", "calibration_refined.toml",
+          "where ~/save_calibration writes the current rig (.toml or .yaml; relative = working directory)")
         self.pipeline = None
+        self.rig = None
+        self.refiner: OnlineRefiner | None = None
+        self.refinements = 0  # accepted and applied refinements
+        self._refine_thread: threading.Thread | None = None
+        self._refine_result: RefineResult | BaseException | None = None
+        self._last_refine = float("-inf")
+        self.create_service(Trigger, "~/save_calibration", self._on_save_calibration)
 
     # --- lifecycle -----------------------------------------------------------------------------------
     def on_configure(self, state) -> TransitionCallbackReturn:
@@ -96,6 +120,12 @@ class FusionNode(ManagedNode):
         self.cam_index = {c: i for i, c in enumerate(cams)}
         self.pipeline = FusionPipeline(self.rig, self.layout, config)
         self.world_frame = g("world_frame")
+        self.refiner = None
+        if g("refine_extrinsics"):
+            try:
+                self.refiner = OnlineRefiner(self.rig, min_improvement=g("refine_min_improvement"))
+            except ValueError as exc:
+                self.get_logger().error(f"online extrinsics refinement is off: {exc}")
         self.get_logger().info(f"fusing {cams} from {path}")
         return TransitionCallbackReturn.SUCCESS
 
@@ -130,6 +160,7 @@ class FusionNode(ManagedNode):
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
         self.pipeline = None
+        self.refiner = None
         return TransitionCallbackReturn.SUCCESS
 
     def before_exit(self) -> None:
@@ -184,6 +215,82 @@ class FusionNode(ManagedNode):
         if self._held is not None and now >= self._held[2]:
             self._release_held()
         self._fuse(self.sync.poll(now))
+        if self.refiner is not None or self._refine_result is not None:
+            self._refine_tick()
+
+    # --- online calibration --------------------------------------------------------------------------
+    def _feed_refiner(self, frame, points, views) -> None:
+        """Give the refiner this frame's detections and the people seen by >= 3 cameras on most joints."""
+        well_seen = (views >= 3).mean(axis=1) > 0.5 if len(views) else np.zeros(0, dtype=bool)
+        if not well_seen.any():
+            return
+        try:
+            self.refiner.add(frame.stamp, *self._arrays_2d(frame), points[well_seen])
+        except ValueError as exc:
+            self.problem("refine-add", f"online calibration skipped a frame: {exc}")
+
+    def _refine_tick(self) -> None:
+        """Executor thread: apply a finished refinement, or start one when due (one at a time)."""
+        if self._refine_thread is not None and not self._refine_thread.is_alive():
+            self._refine_thread = None
+            result, self._refine_result = self._refine_result, None
+            self._apply_refinement(result)
+        refiner = self.refiner
+        if (refiner is None or self._refine_thread is not None or not refiner.ready()
+                or time.monotonic() - self._last_refine < self.get_parameter("refine_period_s").value):
+            return
+        self._last_refine = time.monotonic()
+
+        def work():
+            try:
+                self._refine_result = refiner.refine()
+            except Exception as exc:  # reported on the executor thread
+                self._refine_result = exc
+
+        self._refine_thread = threading.Thread(target=work, name="extrinsics_refinement", daemon=True)
+        self._refine_thread.start()
+
+    def _apply_refinement(self, result) -> None:
+        stats = self.stage("calibration")
+        if isinstance(result, BaseException) or result is None:
+            stats.error(str(result))
+            self.problem("refine", f"online calibration failed: {result!r}")
+            return
+        stats.extra.update(result.summary())
+        stats.extra["refinements"] = str(self.refinements)
+        if not result.accepted:
+            self.get_logger().info(f"online calibration: kept the current rig: {result.reason}")
+            return
+        if self.pipeline is None or result.rig.names != self.rig.names:
+            return  # cleaned up or reconfigured meanwhile
+        self.pipeline.set_rig(result.rig)
+        self.rig = result.rig
+        if self.refiner is not None:
+            self.refiner.set_rig(result.rig)
+        if getattr(self, "static_tf", None) is not None:
+            self.static_tf.send(camera_transforms(self.rig, self.world_frame, self.get_clock().now().to_msg()))
+        self.refinements += 1
+        stats.extra["refinements"] = str(self.refinements)
+        moved = ", ".join(f"{n} {r:.2f} deg / {t * 100:.1f} cm" for n, r, t in
+                          zip(self.rig.names, result.rotation_change_deg, result.translation_change_m))
+        self.get_logger().info(f"online calibration applied: held-out reprojection error "
+                               f"{result.old_error_px:.2f} -> {result.new_error_px:.2f} px ({moved})")
+
+    def _on_save_calibration(self, request, response):
+        path = os.path.abspath(self.get_parameter("calibration_output_file").value)
+        rig = self.rig
+        if rig is None:
+            response.success, response.message = False, "no calibration loaded (node not configured)"
+            return response
+        try:
+            save_rig(rig, path)
+        except Exception as exc:  # bad extension, unwritable folder...: say so, keep running
+            response.success, response.message = False, f"could not save calibration to {path}: {exc}"
+            self.get_logger().warning(response.message)
+            return response
+        response.success, response.message = True, path
+        self.get_logger().info(f"saved the current calibration to {path}")
+        return response
 
     # --- fusion --------------------------------------------------------------------------------------
     def _lifts_complete(self, frame) -> bool:
@@ -249,6 +356,8 @@ class FusionNode(ManagedNode):
         header = make_header(frame.stamp, self.world_frame)
         points, confidence, ids, views = result.as_arrays()
         self.pose_pub.publish(human_pose_to_cloud(points, confidence, ids, views, header))
+        if self.refiner is not None:
+            self._feed_refiner(frame, points, views)
         latency_ms = (time.time() - frame.stamp) * 1e3
         if self.marker_pub is not None:
             self.marker_pub.publish(skeleton_markers(points, confidence, ids, self.layout, header,
