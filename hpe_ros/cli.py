@@ -203,8 +203,10 @@ def _cmd_calibrate(a) -> int:
         save_rig(rig, a.out)
         report_path = a.report or f"{a.out}.report.json"
         write_text_atomic(report_path, json.dumps(report, indent=2, default=str) + "\n")
-        print(json.dumps({k: report[k] for k in report if k in ("scale", "scale_source", "reprojection", "cameras")},
-                         indent=1, default=str)[:4000], flush=True)
+        for name, row in report.get("per_camera", {}).items():
+            print(f"{name:<12} rms {row.get('rms_px')} px, median {row.get('median_px')} px, "
+                  f"{row.get('observations')} observations", flush=True)
+        print(f"scale: {json.dumps(report.get('scale'), default=str)}", flush=True)
         print(f"wrote {a.out} and {report_path}", flush=True)
         return 0
     except (ValueError, OSError) as exc:  # CalibrationError is a ValueError; files are written atomically

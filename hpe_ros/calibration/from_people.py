@@ -1,0 +1,740 @@
+"""Camera extrinsics from people walking through the scene: no board, only 2D keypoints.
+
+`calibrate_from_people(intrinsics, points2d, scores)` takes each camera's intrinsics (K, distortion,
+size; R and t are ignored) and synchronised 2D detections, and returns the rig with R, t in a metric,
+floor-aligned world frame plus a report. The steps:
+
+a. **Who is who across cameras** (no calibration yet). Each camera's detections are linked over time
+   into tracks by 2D continuity (`link_tracks`: Hungarian matching on the median joint displacement
+   relative to the person's size, ambiguous links broken). For each camera pair, the track pairing is
+   the one with the most essential-matrix RANSAC inliers: a few long track pairs seed an E each, every
+   track pair is scored under it (Sampson error of all their common keypoints) and pairs are accepted
+   greedily, never two partners for one track at the same instant. With one person this is trivial.
+   Tracks linked across pairs form people (union-find that refuses to put two overlapping tracks of a
+   camera into one person).
+b. **Pairwise relative poses** from the essential matrix (cv2.findEssentialMat on undistorted,
+   normalised keypoints, RANSAC; cv2.recoverPose); pair quality = inlier count.
+c. **A consistent rig**: the best pair starts it (camera frame of its first camera, unit baseline);
+   cameras are then added in maximum-spanning-tree order (Prim over pair quality: next is the camera
+   with the strongest pair to the registered ones) by PnP (cv2.solvePnPRansac + LM refinement) on the
+   joints triangulated so far, which carries the one scale through the whole rig; after each camera
+   every joint is re-triangulated (hpe_ros.fusion.triangulate, robust).
+d. **Bundle adjustment** of cameras and 3D joints (`hpe_ros.calibration.bundle`), with bone-length
+   consistency: one free length per person and bone, shared over all frames.
+e. **Metric scale** from body size. The height of each person is estimated from posture-independent
+   segment lengths, thigh (hip-knee) + shank (knee-ankle) + trunk side (shoulder-hip), averaged over
+   left and right and over frames, which together are 0.781 of standing height in Drillis & Contini's
+   proportions (thigh 0.245, shank 0.246, trunk side sqrt(0.288^2 + 0.0375^2) = 0.290; Winter,
+   "Biomechanics and Motor Control of Human Movement", fig. 4.1). A vertical head-to-ankle span would
+   depend on posture (a walking person's bent knees and pitched trunk shorten it by several %); bone
+   lengths do not. The scale makes the people's mean height (weighted by frames seen) equal
+   `person_height`; or, with `bone_length`, makes the median length of the named joint pairs equal to
+   the given metres; with neither, an average adult height of 1.70 m is assumed (the report says so,
+   and a rig scaled this way is off by the people's deviation from 1.70 m, typically +-5 %).
+f. **World frame** (REP-103): z up, floor z = 0, origin on the floor below camera 0 (the first camera
+   of `intrinsics`), +x along camera 0's viewing direction projected on the floor, y = z x x. The floor
+   is a robust plane fit to stance ankles (per frame and person the lower ankle), lowered by the
+   ankle joint's height above the sole (0.039 of standing height, same source; `ankle_height` to
+   override); "up" is the side of the heads. With too little spread of the stance ankles for a plane
+   (people standing still), the floor normal is the people's median body axis instead.
+
+    >>> rig, report = calibrate_from_people(intrinsics, points2d, scores, layout="coco17", person_height=1.78)
+    >>> report["per_camera"]["cam1"]["reprojection_rms_px"], report["scale"]["source"]
+
+`load_keypoint_folders` reads one OpenPose JSON folder per camera into the arrays this takes.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import cv2
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from hpe_ros.calibration.bundle import BoneConstraints, Observations, bundle_adjust
+from hpe_ros.calibration.compare import apply_similarity
+from hpe_ros.calibration.validate import CalibrationError
+from hpe_ros.camera import Camera, Rig
+from hpe_ros.fusion.triangulation import triangulate
+from hpe_ros.skeleton import Layout, get_layout
+
+# Drillis & Contini segment lengths as fractions of standing height (see the module docstring).
+THIGH, SHANK, ANKLE_HEIGHT = 0.245, 0.246, 0.039
+TRUNK_SIDE = float(np.hypot(0.288, (0.200 - 0.125) / 2))       # shoulder joint to hip joint, one side
+HEIGHT_FRACTION = THIGH + SHANK + TRUNK_SIDE                   # 0.781
+AVERAGE_ADULT_HEIGHT = 1.70                                    # m, used when no size is given
+_HEIGHT_SEGMENTS = [(("left_hip", "left_knee"), ("right_hip", "right_knee")),
+                    (("left_knee", "left_ankle"), ("right_knee", "right_ankle")),
+                    (("left_shoulder", "left_hip"), ("right_shoulder", "right_hip"))]
+
+
+@dataclass
+class _PairMatch:
+    """Two cameras related by an essential matrix. R, t: x_j = R x_i + t (unit |t|)."""
+
+    i: int
+    j: int
+    inliers: int
+    R: np.ndarray
+    t: np.ndarray
+    links: list          # [(track_i, track_j, inlier keypoints)] accepted track pairs
+
+
+# --- input ---------------------------------------------------------------------------------------
+
+def load_keypoint_folders(folders: Sequence[str], layout: str | Layout = "body25") -> tuple[np.ndarray, np.ndarray]:
+    """One OpenPose JSON folder per camera (synchronised by frame index) -> points2d (C, F, P, J, 2)
+    px (NaN = missing) and scores (C, F, P, J) (0 = missing).
+
+    F spans the union of the folders' frame indices in order (a frame a folder lacks has no detections
+    there); P is the most people any file holds. Raises ValueError naming a bad folder or file.
+    """
+    from hpe_ros.io.openpose import OpenPoseFolder, frame_union
+
+    layout = get_layout(layout)
+    cams = [OpenPoseFolder(f, layout) for f in folders]
+    frames = frame_union(cams)
+    per_cam = [[c.get(k) for k in frames] for c in cams]
+    P = max([len(p) for cam in per_cam for p, _ in cam] + [1])
+    J = layout.num_joints
+    points = np.full((len(cams), len(frames), P, J, 2), np.nan)
+    scores = np.zeros((len(cams), len(frames), P, J))
+    for c, cam in enumerate(per_cam):
+        for f, (p, s) in enumerate(cam):
+            points[c, f, : len(p)] = p
+            scores[c, f, : len(s)] = s
+    return points, scores
+
+
+def _check_inputs(intrinsics: Rig, points2d, scores, layout: Layout, min_score: float):
+    if not isinstance(intrinsics, Rig):
+        raise TypeError(f"intrinsics must be a hpe_ros.camera.Rig, got {type(intrinsics).__name__}")
+    names = intrinsics.names
+    if len(intrinsics) < 2:
+        raise CalibrationError(f"calibration from people needs at least 2 cameras, got {len(intrinsics)} "
+                               f"({', '.join(repr(n) for n in names) or 'none'})")
+    points2d = np.asarray(points2d, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    C, J = len(intrinsics), layout.num_joints
+    if points2d.ndim != 5 or points2d.shape[0] != C or points2d.shape[3] != J or points2d.shape[4] != 2:
+        raise ValueError(f"points2d must be (C={C}, F, P, J={J}, 2) for cameras {names} and layout "
+                         f"{layout.name}, got {points2d.shape}")
+    if scores.shape != points2d.shape[:4]:
+        raise ValueError(f"scores must be (C, F, P, J) = {points2d.shape[:4]}, got {scores.shape}")
+    valid = (np.nan_to_num(scores) >= min_score) & np.isfinite(points2d).all(axis=-1)
+    per_cam = valid.reshape(C, -1).sum(axis=1)
+    if not per_cam.any():
+        raise CalibrationError(f"no people detected: none of the cameras ({', '.join(map(repr, names))}) has "
+                               f"a keypoint with score >= {min_score} in {points2d.shape[1]} frames")
+    few = [c for c in range(C) if per_cam[c] < 20]
+    if few:
+        raise CalibrationError("; ".join(
+            f"camera {names[c]!r}: {'no' if per_cam[c] == 0 else 'too few'} usable detections ({per_cam[c]} "
+            f"keypoints with score >= {min_score} in {points2d.shape[1]} frames)" for c in few)
+            + "; check its keypoint input")
+    return points2d, np.nan_to_num(scores), valid
+
+
+# --- (a) tracks within a camera -----------------------------------------------------------------
+
+def link_tracks(points: np.ndarray, valid: np.ndarray, max_step: float = 0.25, max_gap: int = 3,
+                ambiguity: float = 0.7) -> np.ndarray:
+    """Link one camera's detections over time into tracks by 2D continuity.
+
+    points: (F, P, J, 2) px, rows in any order per frame; valid: (F, P, J) usable keypoints.
+    A detection continues a track last seen up to `max_gap` frames ago when the median displacement of
+    their common keypoints, relative to the track's size (bounding-box diagonal) and per frame of gap,
+    is below `max_step`, the Hungarian assignment pairs them, and the link is unambiguous (its cost is
+    below `ambiguity` x the next best option of both). Tracks seen in the previous frame are matched
+    first, then those with longer gaps. Otherwise a new track starts.
+    -> track ids (F, P), -1 where a row holds no detection (fewer than 3 keypoints).
+    """
+    F, P = valid.shape[:2]
+    ids = np.full((F, P), -1, dtype=np.int64)
+    present = valid.sum(axis=-1) >= 3
+    last_pts, last_valid, last_frame, size = [], [], [], []
+    for f in range(F):
+        free = list(np.flatnonzero(present[f]))
+        taken = {}
+        for gap in range(1, max_gap + 1):
+            live = [k for k in range(len(last_frame)) if last_frame[k] == f - gap]
+            if not live or not free:
+                continue
+            rows = np.array(free)
+            A, Av = np.stack([last_pts[k] for k in live]), np.stack([last_valid[k] for k in live])
+            both = Av[:, None] & valid[f, rows][None]                                  # (L, R, J)
+            d = np.where(both, np.linalg.norm(A[:, None] - points[f, rows][None], axis=-1), np.nan)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: no common keypoints
+                med = np.nanmedian(d, axis=-1)
+            scale = np.array([size[k] for k in live])[:, None] * gap
+            cost = np.where(both.sum(axis=-1) >= 3, med / scale, np.inf)
+            for l, r in zip(*linear_sum_assignment(np.where(np.isfinite(cost), cost, 1e6))):
+                c = cost[l, r]
+                others = np.concatenate([np.delete(cost[l], r), np.delete(cost[:, r], l)])
+                if c <= max_step and not (others.size and c >= ambiguity * others.min()):
+                    taken[int(rows[r])] = live[l]
+            free = [r for r in free if r not in taken]
+        for r in np.flatnonzero(present[f]):
+            k = taken.get(int(r))
+            if k is None:
+                k = len(last_frame)
+                last_pts.append(None), last_valid.append(None), last_frame.append(f), size.append(1.0)
+            ids[f, r] = k
+            last_pts[k], last_valid[k], last_frame[k] = points[f, r], valid[f, r], f
+            xy = points[f, r][valid[f, r]]
+            size[k] = max(float(np.linalg.norm(xy.max(axis=0) - xy.min(axis=0))), 10.0)
+    return ids
+
+
+# --- (a, b) camera pairs -------------------------------------------------------------------------
+
+def _sampson(E: np.ndarray, x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
+    """Sampson distance (n,) of normalised correspondences x1, x2 (n, 2) under E (x2^T E x1 = 0)."""
+    h1 = np.concatenate([x1, np.ones((len(x1), 1))], axis=1)
+    h2 = np.concatenate([x2, np.ones((len(x2), 1))], axis=1)
+    Ex1 = h1 @ E.T
+    Etx2 = h2 @ E
+    num = (h2 * Ex1).sum(axis=1)
+    den = Ex1[:, 0] ** 2 + Ex1[:, 1] ** 2 + Etx2[:, 0] ** 2 + Etx2[:, 1] ** 2
+    return np.abs(num) / np.sqrt(np.maximum(den, 1e-30))
+
+
+def _find_essential(x1, x2, threshold, rng, max_points=3000, max_iters=2000):
+    """RANSAC essential matrix on at most max_points (random) correspondences; None if it fails."""
+    if len(x1) < 8:
+        return None
+    if len(x1) > max_points:
+        pick = rng.choice(len(x1), max_points, replace=False)
+        x1, x2 = x1[pick], x2[pick]
+    E, _ = cv2.findEssentialMat(np.ascontiguousarray(x1), np.ascontiguousarray(x2), np.eye(3),
+                                method=cv2.USAC_FAST, prob=0.999, threshold=threshold, maxIters=max_iters)
+    if E is None or E.shape[0] < 3:
+        return None
+    return E[:3]
+
+
+def _greedy_links(keys_a, keys_b, inl, n, overlap_a, overlap_b, min_inliers, min_fraction):
+    """Accept track pairs by inlier count, never two partners of one track at the same instant.
+    -> list of indices into keys accepted."""
+    order = np.argsort(-inl, kind="stable")
+    partners_a, partners_b, accepted = {}, {}, []
+    for k in order:
+        if inl[k] < min_inliers or inl[k] < min_fraction * n[k]:
+            continue
+        a, b = keys_a[k], keys_b[k]
+        if any(overlap_b[b, b2] for b2 in partners_a.get(a, ())) or \
+                any(overlap_a[a, a2] for a2 in partners_b.get(b, ())):
+            continue
+        partners_a.setdefault(a, []).append(b)
+        partners_b.setdefault(b, []).append(a)
+        accepted.append(k)
+    return accepted
+
+
+def _match_pair(i, j, xn, valid, tracks, n_tracks, threshold, rng, seeds=4, min_inliers=10,
+                min_fraction=0.5) -> _PairMatch | None:
+    """Track pairing and relative pose of cameras i, j (see the module docstring, steps a-b)."""
+    F, P, J = valid.shape[1:]
+    if n_tracks[i] == 0 or n_tracks[j] == 0:
+        return None
+    both = valid[i][:, :, None, :] & valid[j][:, None, :, :]                         # (F, P, P, J)
+    f, r1, r2, jn = np.nonzero(both)
+    if f.size < 8:
+        return None
+    x1, x2 = xn[i, f, r1, jn], xn[j, f, r2, jn]
+    Tj = n_tracks[j]
+    key = tracks[i][f, r1] * Tj + tracks[j][f, r2]
+    keys, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+    ka, kb = keys // Tj, keys % Tj
+    frames_i = np.zeros((n_tracks[i], F), dtype=bool)
+    frames_j = np.zeros((Tj, F), dtype=bool)
+    ff, rr = np.nonzero(tracks[i] >= 0)
+    frames_i[tracks[i][ff, rr], ff] = True
+    ff, rr = np.nonzero(tracks[j] >= 0)
+    frames_j[tracks[j][ff, rr], ff] = True
+    overlap_i = (frames_i.astype(np.int32) @ frames_i.T.astype(np.int32)) > 0
+    overlap_j = (frames_j.astype(np.int32) @ frames_j.T.astype(np.int32)) > 0
+
+    def evaluate(E):
+        inlier = _sampson(E, x1, x2) < threshold
+        inl = np.bincount(inverse, weights=inlier, minlength=keys.size)
+        acc = _greedy_links(ka, kb, inl, counts, overlap_i, overlap_j, min_inliers, min_fraction)
+        return inl[acc].sum(), acc, inlier
+
+    best = None
+    for s in np.argsort(-counts, kind="stable")[:seeds]:
+        if counts[s] < 30:
+            break
+        sel = inverse == s
+        # A seed only has to tell right from wrong pairings: a small sample and few iterations do
+        # (a wrong pairing runs RANSAC to its iteration limit, a right one stops early).
+        E = _find_essential(x1[sel], x2[sel], threshold, rng, max_points=500, max_iters=300)
+        if E is None:
+            continue
+        score, acc, _ = evaluate(E)
+        if best is None or score > best[0]:
+            best = (score, acc)
+    if best is None or not best[1]:
+        return None
+    # Refit on every accepted track pair, re-accept under the refined E, recover the pose.
+    sel = np.isin(inverse, best[1])
+    E = _find_essential(x1[sel], x2[sel], threshold, rng)
+    if E is None:
+        return None
+    score, acc, inlier = evaluate(E)
+    use = inlier & np.isin(inverse, acc)
+    if use.sum() < 8:
+        return None
+    n, R, t, mask = cv2.recoverPose(E, np.ascontiguousarray(x1[use]), np.ascontiguousarray(x2[use]), np.eye(3))
+    links = [(int(ka[k]), int(kb[k]), int(np.sum(use & (inverse == k)))) for k in acc]
+    return _PairMatch(i, j, int(n), R, t.ravel(), links)
+
+
+def _link_people(matches: list[_PairMatch], tracks: np.ndarray, n_tracks: list[int]) -> np.ndarray:
+    """Union-find over (camera, track) with the pairs' track links, strongest first, refusing merges
+    that would give one person two tracks of a camera at the same instant.
+    -> person id per detection (C, F, P), -1 = none; people seen by fewer than 2 cameras dropped."""
+    C, F, _ = tracks.shape
+    offset = np.concatenate([[0], np.cumsum(n_tracks)])
+    parent = list(range(int(offset[-1])))
+    occupancy = {}                                   # component root -> (C, F) frames it holds
+    for c in range(C):
+        f, r = np.nonzero(tracks[c] >= 0)
+        for k in range(n_tracks[c]):
+            occupancy[int(offset[c] + k)] = np.zeros((C, F), dtype=bool)
+        for k, ff in zip(tracks[c][f, r], f):
+            occupancy[int(offset[c] + k)][c, ff] = True
+
+    def find(x):
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    edges = sorted(((links[2], m.inliers, m.i, links[0], m.j, links[1]) for m in matches for links in m.links),
+                   reverse=True)
+    for _, _, i, a, j, b in edges:
+        ra, rb = find(int(offset[i] + a)), find(int(offset[j] + b))
+        if ra == rb or (occupancy[ra] & occupancy[rb]).any():
+            continue
+        parent[rb] = ra
+        occupancy[ra] |= occupancy.pop(rb)
+    # Person ids for components seen by two cameras or more, numbered in order of first appearance.
+    root = np.array([find(n) for n in range(len(parent))], dtype=np.int64)
+    seen_by = {r: occupancy[r].any(axis=1).sum() for r in np.unique(root)}
+    ids, person_of_root = 0, {}
+    for r in root:
+        if seen_by[r] >= 2 and r not in person_of_root:
+            person_of_root[r], ids = ids, ids + 1
+    node_person = np.array([person_of_root.get(r, -1) for r in root] + [-1], dtype=np.int64)
+    node = np.where(tracks >= 0, offset[:C, None, None] + tracks, -1)             # (C, F, P), -1 -> last
+    return node_person[node]
+
+
+# --- (c) registration -----------------------------------------------------------------------------
+
+def _triangulate(cams: list[Camera], idx: list[int], pts: np.ndarray, sc: np.ndarray, min_score: float):
+    """Robust triangulation of all points with the registered cameras idx. pts (C, N, 2), sc (C, N)."""
+    return triangulate(Rig([cams[c] for c in idx]), pts[idx], sc[idx], min_views=2, min_score=min_score,
+                       max_error_px=10.0).points
+
+
+def _register(intrinsics: Rig, matches: dict, pts: np.ndarray, sc: np.ndarray, min_score: float, progress: bool):
+    """Incremental registration (step c) -> cameras, points (N, 3), per-camera info, tree edges."""
+    from tqdm import tqdm
+
+    C = len(intrinsics)
+    names = intrinsics.names
+    Q = np.zeros((C, C))
+    for (i, j), m in matches.items():
+        Q[i, j] = Q[j, i] = m.inliers
+    lonely = [names[c] for c in range(C) if not Q[c].any()]
+    if lonely:
+        raise CalibrationError("; ".join(f"camera {n!r}: shares no epipolar-consistent people with any other "
+                                         "camera (is it synchronised, and does it see the same people?)"
+                                         for n in lonely))
+    i0, j0 = np.unravel_index(np.argmax(Q), Q.shape)
+    i0, j0 = int(min(i0, j0)), int(max(i0, j0))
+    m = matches[(i0, j0)]
+    cams = [c.copy() for c in intrinsics]
+    cams[i0] = cams[i0].copy(R=np.eye(3), t=np.zeros(3))
+    cams[j0] = cams[j0].copy(R=m.R, t=m.t)
+    registered = [i0, j0]
+    info = {names[i0]: {"registered_from": None, "pnp_inliers": None},
+            names[j0]: {"registered_from": names[i0], "pnp_inliers": None}}
+    tree = [(i0, j0)]
+    X = _triangulate(cams, registered, pts, sc, min_score)
+    bar = tqdm(total=C, initial=2, desc="registering cameras", unit="cam", leave=False, disable=not progress)
+    while len(registered) < C:
+        left = [c for c in range(C) if c not in registered]
+        strength = Q[np.ix_(left, registered)].max(axis=1)
+        done = False
+        for k in np.argsort(-strength, kind="stable"):
+            c = left[k]
+            use = np.isfinite(X).all(axis=1) & (sc[c] >= min_score) & np.isfinite(pts[c]).all(axis=1)
+            if use.sum() < 12:
+                continue
+            cam = cams[c]
+            ok, rvec, tvec, inl = cv2.solvePnPRansac(X[use], pts[c][use], cam.K, cam.dist, iterationsCount=500,
+                                                     reprojectionError=8.0, confidence=0.999,
+                                                     flags=cv2.SOLVEPNP_EPNP)
+            if not ok or inl is None or len(inl) < 12:
+                continue
+            inl = inl.ravel()
+            rvec, tvec = cv2.solvePnPRefineLM(X[use][inl], pts[c][use][inl], cam.K, cam.dist, rvec, tvec)
+            cams[c] = cam.copy(R=cv2.Rodrigues(rvec)[0], t=tvec.ravel())
+            parent = registered[int(np.argmax(Q[c, registered]))]
+            tree.append((parent, c))
+            info[names[c]] = {"registered_from": names[parent], "pnp_inliers": int(len(inl))}
+            registered.append(c)
+            X = _triangulate(cams, registered, pts, sc, min_score)
+            bar.update(1)
+            done = True
+            break
+        if not done:
+            bar.close()
+            raise CalibrationError("; ".join(f"camera {names[c]!r}: could not be registered (too few keypoints "
+                                             "shared with the cameras calibrated so far)" for c in left))
+    bar.close()
+    return cams, X, info, tree, i0, Q
+
+
+# --- (e) scale -----------------------------------------------------------------------------------
+
+def estimate_heights(points3d: np.ndarray, layout: str | Layout = "coco17") -> np.ndarray:
+    """Standing height (G,) of each person from their joints (F, G, J, 3), in the points' units.
+
+    (median thigh + median shank + median trunk side, each averaged over left and right) / 0.781
+    (Drillis & Contini; see the module docstring); NaN for a person without those joints.
+    """
+    layout = get_layout(layout)
+    total = np.zeros(points3d.shape[1])
+    for sides in _HEIGHT_SEGMENTS:
+        lengths = []
+        for a, b in sides:
+            if not (layout.has(a) and layout.has(b)):
+                return np.full(points3d.shape[1], np.nan)
+            d = np.linalg.norm(points3d[:, :, layout.index(a)] - points3d[:, :, layout.index(b)], axis=-1)
+            lengths.append(d)
+        d = np.concatenate(lengths, axis=0)                                     # (2F, G)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a person without this segment: NaN
+            total = total + np.nanmedian(d, axis=0)
+    return total / HEIGHT_FRACTION
+
+
+def _parse_bone_lengths(bone_length, layout: Layout) -> list[tuple[int, int, float]]:
+    out = []
+    for key, metres in dict(bone_length).items():
+        a, b = key.split("-", 1) if isinstance(key, str) else key
+        a, b = a.strip(), b.strip()
+        for n in (a, b):
+            if not layout.has(n):
+                raise ValueError(f"bone_length: layout {layout.name} has no joint {n!r} "
+                                 f"(keys are 'joint_a-joint_b', e.g. 'left_hip-left_knee')")
+        if not (np.isfinite(metres) and metres > 0):
+            raise ValueError(f"bone_length[{key!r}] must be a positive length in metres, got {metres}")
+        out.append((layout.index(a), layout.index(b), float(metres)))
+    if not out:
+        raise ValueError("bone_length is empty")
+    return out
+
+
+def distinct_people(points3d: np.ndarray, heights: np.ndarray, weights: np.ndarray,
+                    height_tolerance: float = 0.015) -> list[list[int]]:
+    """Group 3D person tracks (F, G, J, 3) that are one body: tracks present in the same frames whose
+    joints coincide (median distance < 5 % of their height: the same person matched twice), or tracks
+    never present together whose heights (G,) agree within `height_tolerance` (one person's stretches).
+    Tracks are taken in order of `weights` (G,) (e.g. joints seen); -> lists of track indices."""
+    present = np.isfinite(points3d).all(axis=-1).any(axis=-1)                        # (F, G)
+
+    def same(g, h):
+        both = present[:, g] & present[:, h]
+        if not both.any():
+            return abs(heights[g] - heights[h]) <= height_tolerance * heights[h]
+        d = np.linalg.norm(points3d[both, g] - points3d[both, h], axis=-1)
+        d = d[np.isfinite(d)]
+        return d.size > 0 and np.median(d) < 0.05 * heights[h]
+
+    clusters: list[list[int]] = []
+    for g in np.argsort(-weights, kind="stable"):
+        if not (np.isfinite(heights[g]) and weights[g] > 0):
+            continue
+        for cluster in clusters:
+            if all(same(g, h) for h in cluster):
+                cluster.append(int(g))
+                break
+        else:
+            clusters.append([int(g)])
+    return clusters
+
+
+def _check_size_options(person_height, bone_length, layout: Layout):
+    if person_height is not None and not (np.isfinite(person_height) and 0.5 <= person_height <= 2.5):
+        raise ValueError(f"person_height must be a standing height in metres (0.5-2.5), got {person_height}")
+    if person_height is not None and bone_length is not None:
+        raise ValueError("give person_height or bone_length, not both")
+    if bone_length is not None:
+        _parse_bone_lengths(bone_length, layout)
+
+
+def _scale_factor(points3d: np.ndarray, weights: np.ndarray, layout: Layout, person_height, bone_length):
+    """Factor that makes the scene (points3d (F, G, J, 3)) metric, and where it came from.
+
+    With heights: each distinct person's height (`distinct_people`; tracks of one body averaged,
+    weighted by `weights` (G,)), then their plain mean, is matched to the given or assumed height.
+    """
+    if bone_length is not None:
+        ratios, used = [], {}
+        for a, b, metres in _parse_bone_lengths(bone_length, layout):
+            d = np.linalg.norm(points3d[..., a, :] - points3d[..., b, :], axis=-1)
+            d = d[np.isfinite(d)]
+            if d.size:
+                ratios.append(metres / float(np.median(d)))
+                used[f"{layout.joint_names[a]}-{layout.joint_names[b]}"] = metres
+        if not ratios:
+            raise CalibrationError("bone_length: none of the given joint pairs was triangulated")
+        return float(np.median(ratios)), {"source": "bone_length", "bones_m": used}
+    heights = estimate_heights(points3d, layout)
+    people = distinct_people(points3d, heights, weights)
+    if not people:
+        raise CalibrationError(f"cannot estimate body size: layout {layout.name} needs hips, knees, ankles and "
+                               "shoulders triangulated; give bone_length for other joints")
+    mean = float(np.mean([np.average(heights[p], weights=weights[p]) for p in people]))
+    info = {"people": len(people)}
+    if person_height is not None:
+        return float(person_height) / mean, {"source": "person_height", "person_height_m": float(person_height), **info}
+    return AVERAGE_ADULT_HEIGHT / mean, {
+        "source": "assumed_height", "person_height_m": AVERAGE_ADULT_HEIGHT, **info,
+        "note": f"no person_height or bone_length given: assumed the people's average height is "
+                f"{AVERAGE_ADULT_HEIGHT:.2f} m (average adult); the rig's scale is off by as much as they differ"}
+
+
+# --- (f) world frame -----------------------------------------------------------------------------
+
+def _joint(points, layout, *names):
+    idx = [layout.index(n) for n in names if layout.has(n)]
+    if not idx:
+        return np.full(points.shape[:-2] + (3,), np.nan)
+    return np.mean(points[..., idx, :], axis=-2)
+
+
+def _floor_frame(points3d: np.ndarray, layout: Layout, heights: np.ndarray, camera0: Camera, ankle_height):
+    """Similarity (1, A, T) to the world frame of step f, and a report dict."""
+    axis = _joint(points3d, layout, "left_shoulder", "right_shoulder") - _joint(points3d, layout, "left_ankle",
+                                                                              "right_ankle")
+    axis = axis[np.isfinite(axis).all(axis=-1)]
+    if not axis.size:
+        raise CalibrationError("cannot find the floor: no frame with shoulders and ankles triangulated")
+    up = np.median(axis / np.linalg.norm(axis, axis=-1, keepdims=True), axis=0)
+    up /= np.linalg.norm(up)
+    # Stance ankle per frame and person: the lower one (a missing one never wins).
+    la, ra = (points3d[..., layout.index(n), :] for n in ("left_ankle", "right_ankle"))
+    ha, hb = np.nan_to_num(la @ up, nan=np.inf), np.nan_to_num(ra @ up, nan=np.inf)
+    stance = np.where((ha <= hb)[..., None], la, ra)                                    # (F, G, 3)
+    fallback = np.nanmean(heights) if np.isfinite(heights).any() else AVERAGE_ADULT_HEIGHT
+    h_person = np.broadcast_to(np.where(np.isfinite(heights), heights, fallback), stance.shape[:2])
+    ok = np.isfinite(stance).all(axis=-1)
+    S, hp = stance[ok], h_person[ok]
+    if len(S) < 3:
+        raise CalibrationError("cannot find the floor: fewer than 3 frames with an ankle triangulated")
+    inl = np.ones(len(S), dtype=bool)
+    for _ in range(5):
+        anchor = S[inl].mean(axis=0)
+        _, sv, Vt = np.linalg.svd(S[inl] - anchor, full_matrices=False)
+        if sv[1] / np.sqrt(inl.sum()) < 0.2:  # ankles bunched in a spot or along a line: no plane
+            normal, method = up, "body_axis"
+        else:
+            normal, method = Vt[2] * np.sign(Vt[2] @ up), "stance_ankle_plane"
+        res = (S - anchor) @ normal
+        offset = np.median(res[inl])
+        mad = 1.4826 * np.median(np.abs(res[inl] - offset))
+        inl = np.abs(res - offset) < max(3.0 * mad, 0.01)
+    offset = np.median(res[inl])
+    # Floor = the stance ankles' plane lowered by the ankle joint's height above the sole.
+    drop = float(ankle_height) if ankle_height is not None else float(np.median(ANKLE_HEIGHT * hp[inl]))
+    floor_point = anchor + (offset - drop) * normal
+    z = normal
+    c0 = camera0.center
+    origin = c0 - ((c0 - floor_point) @ z) * z
+    view = camera0.R[2] - (camera0.R[2] @ z) * z
+    if np.linalg.norm(view) < 1e-3:  # camera 0 looks straight down: its image x axis gives +x
+        view = camera0.R[0] - (camera0.R[0] @ z) * z
+    x = view / np.linalg.norm(view)
+    y = np.cross(z, x)
+    A = np.stack([x, y, z])
+    res_in = res[inl] - offset
+    report = {"method": method, "stance_ankle_points": int(inl.sum()), "rejected_points": int((~inl).sum()),
+              "plane_rms_mm": round(float(np.sqrt(np.mean(res_in ** 2)) * 1e3), 2),
+              "ankle_height_m": round(drop, 4),
+              "ankle_height_source": "given" if ankle_height is not None else f"{ANKLE_HEIGHT} x estimated height"}
+    return 1.0, A, -A @ origin, report
+
+
+# --- the pipeline --------------------------------------------------------------------------------
+
+def calibrate_from_people(intrinsics: Rig, points2d: np.ndarray, scores: np.ndarray, layout: str | Layout = "coco17",
+                          person_height: float | None = None, bone_length: Mapping | None = None,
+                          progress: bool = True, seed: int = 0, *, min_score: float = 0.4,
+                          epipolar_px: float = 4.0, max_bundle_points: int = 3000, bone_weight: float = 30.0,
+                          ankle_height: float | None = None) -> tuple[Rig, dict]:
+    """Extrinsics of the cameras of `intrinsics` from people seen by them (see the module docstring).
+
+    intrinsics: Rig whose K, distortion and size are used (R, t ignored); points2d: (C, F, P, J, 2)
+    distorted px, synchronised frames, rows in any order per camera and frame, NaN = missing;
+    scores: (C, F, P, J) in [0, 1]; layout: joint layout of J (needs hips, knees, ankles, shoulders);
+    person_height: standing height (m) of the people seen (their average if several); bone_length:
+    known lengths instead, {"left_hip-left_knee": 0.42, ...} (m; median over frames and people);
+    neither: 1.70 m assumed; seed: OpenCV's RANSAC and the subsampling; min_score: keypoints used;
+    epipolar_px: inlier threshold of the essential matrices (Sampson distance, px);
+    max_bundle_points: 3D joints in the bundle adjustment (frames evenly subsampled to fit);
+    bone_weight: px per metre of bone-length inconsistency; ankle_height: ankle joint above the floor (m).
+
+    Returns (rig with the intrinsics' cameras and their R, t in the world frame of step f, report).
+    Raises CalibrationError (a ValueError) naming the camera for cameras without usable detections,
+    cameras that share no people with the others and cameras that cannot be registered.
+    """
+    from tqdm import tqdm
+
+    t_start = time.perf_counter()
+    timings = {}
+    layout = get_layout(layout)
+    _check_size_options(person_height, bone_length, layout)
+    points2d, scores, valid = _check_inputs(intrinsics, points2d, scores, layout, min_score)
+    C, F, P, J, _ = points2d.shape
+    names = intrinsics.names
+    rng = np.random.default_rng(seed)
+    cv2.setRNGSeed(int(seed))
+
+    # (a) tracks per camera
+    t0 = time.perf_counter()
+    xn = np.stack([cam.undistort_points(points2d[c]) for c, cam in enumerate(intrinsics)])   # (C, F, P, J, 2)
+    tracks = np.stack([link_tracks(points2d[c], valid[c])
+                       for c in tqdm(range(C), desc="2D tracks", unit="cam", leave=False, disable=not progress)])
+    n_tracks = [int(tracks[c].max()) + 1 if (tracks[c] >= 0).any() else 0 for c in range(C)]
+    valid &= tracks[..., None] >= 0
+    timings["tracks"] = time.perf_counter() - t0
+
+    # (a, b) camera pairs: track pairing and relative pose
+    t0 = time.perf_counter()
+    focal = np.array([np.sqrt(c.K[0, 0] * c.K[1, 1]) for c in intrinsics])
+    matches = {}
+    pairs = [(i, j) for i in range(C) for j in range(i + 1, C)]
+    for i, j in tqdm(pairs, desc="camera pairs", unit="pair", leave=False, disable=not progress):
+        threshold = epipolar_px / np.sqrt(focal[i] * focal[j])
+        m = _match_pair(i, j, xn, valid, tracks, n_tracks, threshold, rng)
+        if m is not None and m.inliers >= 30:
+            matches[(i, j)] = m
+    timings["pairs"] = time.perf_counter() - t0
+
+    # people across cameras, as (C, F, G, J) arrays
+    person = _link_people(list(matches.values()), tracks, n_tracks)
+    G = int(person.max()) + 1 if (person >= 0).any() else 0
+    if G == 0:
+        raise CalibrationError("no person could be matched between any two cameras "
+                               f"({', '.join(map(repr, names))}); are the cameras synchronised?")
+    pts = np.full((C, F, G, J, 2), np.nan)
+    sc = np.zeros((C, F, G, J))
+    c_, f_, r_ = np.nonzero(person >= 0)
+    g_ = person[c_, f_, r_]
+    pts[c_, f_, g_] = points2d[c_, f_, r_]
+    sc[c_, f_, g_] = np.where(valid[c_, f_, r_], scores[c_, f_, r_], 0.0)
+    N = F * G * J
+    flat_pts, flat_sc = pts.reshape(C, N, 2), sc.reshape(C, N)
+
+    # (c) consistent rig by incremental registration
+    t0 = time.perf_counter()
+    cams, X, cam_info, tree, first, Q = _register(intrinsics, matches, flat_pts, flat_sc, min_score, progress)
+    timings["registration"] = time.perf_counter() - t0
+    joints_seen = np.isfinite(X.reshape(F, G, J, 3)).all(axis=-1).sum(axis=(0, 2)).astype(np.float64)
+
+    # provisional metric scale, so that the bone weight means px per metre
+    s0, _ = _scale_factor(X.reshape(F, G, J, 3), joints_seen, layout, person_height, bone_length)
+    cams = list(apply_similarity(Rig(cams), s0, np.eye(3), np.zeros(3)))
+    X = X * s0
+
+    # (d) bundle adjustment on evenly spread frames
+    t0 = time.perf_counter()
+    per_frame = np.isfinite(X.reshape(F, G * J, 3)).all(axis=-1).sum(axis=1)
+    n_frames = F
+    if per_frame.sum() > max_bundle_points:
+        n_frames = max(2, int(F * max_bundle_points / per_frame.sum()))
+    ba_frames = np.unique(np.linspace(0, F - 1, n_frames).round().astype(np.int64))
+    Xf = X.reshape(F, G, J, 3)[ba_frames]
+    point_id = np.full(Xf.shape[:3], -1, dtype=np.int64)
+    finite = np.isfinite(Xf).all(axis=-1)
+    point_id[finite] = np.arange(finite.sum())
+    X_ba = Xf[finite]
+    pts_ba = pts[:, ba_frames]                                                # (C, Fb, G, J, 2)
+    sc_ba = sc[:, ba_frames]
+    cc, ff, gg, jj = np.nonzero((sc_ba >= min_score) & finite[None])
+    obs = Observations(camera=cc, point=point_id[ff, gg, jj], xy=pts_ba[cc, ff, gg, jj], weight=sc_ba[cc, ff, gg, jj])
+    bones_arr = layout.bone_array()
+    B = len(bones_arr)
+    ia, ib = point_id[..., bones_arr[:, 0]], point_id[..., bones_arr[:, 1]]   # (Fb, G, B)
+    both = (ia >= 0) & (ib >= 0)
+    bone_id = (np.arange(G)[:, None] * B + np.arange(B)[None, :])[None].repeat(len(ba_frames), axis=0)
+    bones = BoneConstraints(ia[both], ib[both], bone_id[both], np.full(G * B, np.nan), bone_weight) if B else None
+    rig_ba, X_ba, ba = bundle_adjust(Rig(cams), obs, X_ba, bones=bones, fixed_camera=first, progress=progress)
+    timings["bundle_adjustment"] = time.perf_counter() - t0
+
+    # (e) metric scale from the adjusted joints
+    t0 = time.perf_counter()
+    Xb = np.full(Xf.shape, np.nan)
+    Xb[finite] = X_ba
+    weights = np.isfinite(Xb).all(axis=-1).sum(axis=(0, 2)).astype(np.float64)
+    s1, scale_report = _scale_factor(Xb, weights, layout, person_height, bone_length)
+    rig_m = apply_similarity(rig_ba, s1, np.eye(3), np.zeros(3))
+    Xb = Xb * s1
+    heights = estimate_heights(Xb, layout)
+
+    # (f) world frame from every frame's joints, triangulated with the adjusted rig
+    X_all = triangulate(rig_m, flat_pts, flat_sc, min_views=2, min_score=min_score, max_error_px=10.0).points
+    X_all = X_all.reshape(F, G, J, 3)
+    frames_seen = (np.isfinite(X_all).all(axis=-1).sum(axis=-1) >= (J + 1) // 2).sum(axis=0)   # (G,)
+    s, A, T, floor_report = _floor_frame(X_all, layout, heights, rig_m[0], ankle_height)
+    rig_w = apply_similarity(rig_m, s, A, T)
+    timings["scale_and_floor"] = time.perf_counter() - t0
+
+    per_camera = {}
+    for c, n in enumerate(names):
+        per_camera[n] = {
+            "reprojection_rms_px": _r(ba.rms_px[c]), "reprojection_median_px": _r(ba.median_px[c]),
+            "observations_used": int(ba.observations[c]), "outliers_dropped": int(ba.outliers[c]),
+            **cam_info.get(n, {}),
+        }
+    tree_set = {tuple(sorted(e)) for e in tree}
+    report = {
+        "cameras": names,
+        "layout": layout.name,
+        "frames": {"total": F, "bundle_adjustment": int(len(ba_frames))},
+        "per_camera": per_camera,
+        "pair_graph": [{"cameras": [names[i], names[j]], "inliers": int(Q[i, j]),
+                        "track_links": len(matches[(i, j)].links), "tree": (i, j) in tree_set}
+                       for (i, j) in sorted(matches)],
+        "people": {"tracks": G, "distinct": [list(p) for p in distinct_people(Xb, heights, weights)],
+                   "frames_seen": [int(v) for v in frames_seen],
+                   "estimated_height_m": [_r(h, 4) for h in heights]},
+        "scale": {**scale_report, "factor_from_provisional": _r(s1, 6)},
+        "floor": floor_report,
+        "world_frame": "z up, floor z = 0 (ankles lowered by the ankle height), origin on the floor below camera "
+                       f"{names[0]!r}, +x = its viewing direction projected on the floor, y = z cross x",
+        "bundle_adjustment": {"rounds": ba.rounds, "points": int(len(X_ba)), "observations": int(len(obs)),
+                              "bone_constraints": int(both.sum()) if B else 0, "fixed_camera": names[first]},
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "time_s": round(time.perf_counter() - t_start, 3),
+    }
+    return rig_w, report
+
+
+def _r(v, digits=3):
+    v = float(v)
+    return round(v, digits) if np.isfinite(v) else None
+
+
+__all__ = ["calibrate_from_people", "load_keypoint_folders", "link_tracks", "estimate_heights", "distinct_people",
+           "AVERAGE_ADULT_HEIGHT", "HEIGHT_FRACTION"]
