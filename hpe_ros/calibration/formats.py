@@ -42,6 +42,10 @@ Formats (all use world->camera ``x_cam = R X + t``, metres, OpenCV distortion):
 
 Writers build the whole text in memory after validating every camera, then write a temporary file
 in the target folder and rename it over the target, so a failed save never leaves a partial file.
+`save_opencv_rig` writes the OpenCV layout (R as a 3x3 matrix, every double with 17 significant
+digits, so `load_opencv_rig` reads back the same numbers); `save_camera_info_dir` writes one
+camera_info YAML per camera plus a rig YAML pointing at them; `convert_calibration` converts any
+readable file into any of these.
 """
 from __future__ import annotations
 
@@ -112,14 +116,58 @@ def load_rig(path: str | os.PathLike) -> Rig:
 
 
 def save_rig(rig: Rig, path: str | os.PathLike) -> None:
-    """Save `rig` in the format named by the extension: .toml (Pose2Sim) or .yaml/.yml (rig YAML)."""
+    """Save `rig` in the format named by the extension: .toml (Pose2Sim), .yaml/.yml (rig YAML) or
+    .xml/.json (OpenCV FileStorage)."""
     suffix = Path(path).suffix.lower()
     if suffix == ".toml":
         save_toml_rig(rig, path)
     elif suffix in (".yaml", ".yml"):
         save_rig_yaml(rig, path)
+    elif suffix in (".xml", ".json"):
+        save_opencv_rig(rig, path)
     else:
-        fail(str(path), f"cannot save a rig as {Path(path).suffix!r}; use .toml or .yaml")
+        fail(str(path), f"cannot save a rig as {Path(path).suffix!r}; use .toml, .yaml, .xml or .json")
+
+
+CONVERSION_TARGETS = ("auto", "toml", "rig-yaml", "opencv", "camera-info")
+
+
+def convert_calibration(src: str | os.PathLike, dst: str | os.PathLike, to: str = "auto") -> Rig:
+    """Read any calibration file `src` (see `load_rig`, validated) and write it to `dst`. Returns the rig.
+
+    to: "toml" (anipose/Pose2Sim), "rig-yaml" (hpe_ros rig YAML, camera_info inline), "opencv"
+    (cv2.FileStorage; YAML unless dst ends in .xml or .json), "camera-info" (dst is a folder: one ROS
+    camera_info YAML per camera + rig.yaml, see `save_camera_info_dir`), or "auto": by dst's suffix,
+    .toml -> toml, .yaml/.yml -> rig-yaml, .xml/.json -> opencv, no suffix -> camera-info.
+    Every target round-trips exactly (the same numbers come back). Nothing is written when `src`
+    is invalid (CalibrationError naming file, camera and field).
+    """
+    if to not in CONVERSION_TARGETS:
+        fail("", f"unknown conversion target {to!r}; expected one of {list(CONVERSION_TARGETS)}")
+    rig = load_rig(src)
+    dst = Path(dst)
+    if to == "auto":
+        suffix = dst.suffix.lower()
+        if suffix == ".toml":
+            to = "toml"
+        elif suffix in (".yaml", ".yml"):
+            to = "rig-yaml"
+        elif suffix in (".xml", ".json"):
+            to = "opencv"
+        elif suffix == "" or dst.is_dir():
+            to = "camera-info"
+        else:
+            fail(str(dst), f"cannot tell the format from {dst.suffix!r}; use .toml, .yaml, .xml, .json, "
+                           "a folder, or say which with to=")
+    if to == "toml":
+        save_toml_rig(rig, dst)
+    elif to == "rig-yaml":
+        save_rig_yaml(rig, dst)
+    elif to == "opencv":
+        save_opencv_rig(rig, dst)
+    else:
+        save_camera_info_dir(rig, dst)
+    return rig
 
 
 # --- anipose / Pose2Sim TOML ------------------------------------------------------------------------
@@ -345,19 +393,53 @@ def load_rig_yaml(path: str | os.PathLike) -> Rig:
 def save_rig_yaml(rig: Rig, path: str | os.PathLike) -> None:
     """Write `rig` as an hpe_ros rig YAML with camera_info inline and R as a 3x3 matrix (exact)."""
     _validate_rig(rig, path)
-    cameras = []
+    _write_atomically(path, _rig_yaml_text(rig))
+
+
+def save_camera_info_dir(rig: Rig, folder: str | os.PathLike, rig_file: str = "rig.yaml") -> Path:
+    """Write one ROS camera_info YAML per camera (``<name>.yaml``, what camera_info_manager loads) and
+    the extrinsics as an hpe_ros rig YAML (`rig_file`) that refers to them, in `folder` (created if
+    missing). `load_rig(folder / rig_file)` reads the same rig back. Every camera is validated before
+    anything is written; each file is written atomically, the rig file last. Returns the rig file's path.
+    """
+    folder = Path(folder)
+    _validate_rig(rig, folder / rig_file)
+    if folder.exists() and not folder.is_dir():
+        fail(str(folder), "not a folder")
+    files, used = [], {rig_file.lower()}
     for cam in rig:
-        info = _camera_info_dict(cam)
-        for unused in ("rectification_matrix", "projection_matrix"):
-            del info[unused]
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", cam.name).strip(".") or "camera"
+        name = f"{stem}.yaml"
+        n = 1
+        while name.lower() in used:
+            n += 1
+            name = f"{stem}_{n}.yaml"
+        used.add(name.lower())
+        files.append(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    for cam, name in zip(rig, files):
+        save_camera_info_yaml(cam, folder / name)
+    _write_atomically(folder / rig_file, _rig_yaml_text(rig, files))
+    return folder / rig_file
+
+
+def _rig_yaml_text(rig: Rig, camera_info_files: Sequence[str] | None = None) -> str:
+    """Rig YAML: camera_info inline, or the given file names (relative to the rig file)."""
+    cameras = []
+    for i, cam in enumerate(rig):
+        if camera_info_files is None:
+            info = _camera_info_dict(cam)
+            for unused in ("rectification_matrix", "projection_matrix"):
+                del info[unused]
+        else:
+            info = camera_info_files[i]
         cameras.append({
             "name": cam.name,
             "frame_id": cam.frame_id,
             "camera_info": info,
             "extrinsics": {"rotation": cam.R.tolist(), "translation": cam.t.tolist()},
         })
-    text = yaml.safe_dump({"cameras": cameras}, sort_keys=False, default_flow_style=None, width=1000)
-    _write_atomically(path, text)
+    return yaml.safe_dump({"cameras": cameras}, sort_keys=False, default_flow_style=None, width=1000)
 
 
 def _rig_from_rig_yaml(data: dict, path: Path) -> Rig:
@@ -425,7 +507,12 @@ def load_opencv_rig(path: str | os.PathLike) -> Rig:
             name = _cv_value(root.getNode("name")) or path.stem
             nodes = [(str(name), root)]
         else:
-            nodes = [(key, root.getNode(key)) for key in root.keys() if _cv_is_camera(root.getNode(key))]
+            nodes = []
+            for key in root.keys():
+                node = root.getNode(key)
+                if _cv_is_camera(node):
+                    inner = _cv_value(node.getNode("name"))
+                    nodes.append((inner if isinstance(inner, str) and inner else key, node))
         if not nodes:
             fail(str(path), "no cameras found: expected one map per camera holding K (or camera_matrix)")
         cameras = [_camera_from_cv_node(name, node, path) for name, node in nodes]
@@ -476,6 +563,7 @@ def _camera_from_cv_node(name: str, node, path: Path) -> Camera:
         size = [_cv_value(node.getNode("image_width")), _cv_value(node.getNode("image_height"))]
     else:
         fail(at, "missing key 'image_size' (or 'image_width' and 'image_height')")
+    frame_id = _cv_value(node.getNode("frame_id")) or ""
     return _make_camera(
         at, path, name,
         K=check_intrinsics(found["K"][1], at, found["K"][0]),
@@ -483,7 +571,45 @@ def _camera_from_cv_node(name: str, node, path: Path) -> Camera:
         R=check_rotation(found["R"][1], at, found["R"][0]),
         t=check_translation(found["t"][1], at, found["t"][0]),
         size=check_size(size, at, size_field),
+        frame_id=frame_id,
     )
+
+
+_CV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_CV_FORMATS = {".xml": "FORMAT_XML", ".json": "FORMAT_JSON"}
+
+
+def save_opencv_rig(rig: Rig, path: str | os.PathLike) -> None:
+    """Write `rig` as an OpenCV FileStorage file that `load_opencv_rig` (and OpenCV programs) read.
+
+    One map per camera, keyed by its name (``cam_<i>`` when the name is not a valid FileStorage key),
+    holding ``name``, ``K`` (3x3), ``dist`` (1xN, 4, 5 or 8 coefficients), ``R`` (3x3, world->camera),
+    ``T`` (3x1, metres), ``image_width``, ``image_height`` and ``frame_id``. YAML unless `path` ends in
+    .xml or .json. Doubles carry 17 significant digits, so reading the file back gives the same
+    numbers. Validated first, written atomically.
+    """
+    import cv2
+
+    path = Path(path)
+    _validate_rig(rig, path)
+    fmt = getattr(cv2, f"FILE_STORAGE_{_CV_FORMATS.get(path.suffix.lower(), 'FORMAT_YAML')}")
+    storage = cv2.FileStorage(path.name, cv2.FILE_STORAGE_WRITE | cv2.FILE_STORAGE_MEMORY | fmt)
+    used = set()
+    for i, cam in enumerate(rig):
+        key = cam.name if _CV_KEY.fullmatch(cam.name) and cam.name not in used else None
+        key = key or next(f"cam_{n}" for n in itertools.count(i) if f"cam_{n}" not in used)
+        used.add(key)
+        storage.startWriteStruct(key, cv2.FILE_NODE_MAP)
+        storage.write("name", cam.name)
+        storage.write("K", cam.K)
+        storage.write("dist", _trim_distortion(cam.dist)[None, :])
+        storage.write("R", cam.R)
+        storage.write("T", cam.t[:, None])
+        storage.write("image_width", int(cam.size[0]))
+        storage.write("image_height", int(cam.size[1]))
+        storage.write("frame_id", cam.frame_id)
+        storage.endWriteStruct()
+    _write_atomically(path, storage.releaseAndGetString())
 
 
 # --- rigs from live data ----------------------------------------------------------------------------
