@@ -171,8 +171,8 @@ def _cmd_calibrate(a) -> int:
         if a.action == "convert":
             from hpe_ros.calibration.formats import convert_calibration
 
-            written = convert_calibration(a.src, a.dst, to=a.to)
-            print(f"wrote {written}", flush=True)
+            rig = convert_calibration(a.src, a.dst, to=a.to)
+            print(f"wrote {a.dst} ({len(rig)} cameras: {', '.join(rig.names)})", flush=True)
             return 0
         if a.action == "board":
             from hpe_ros.calibration.board_calibration import (calibrate_board, format_board_report,
@@ -289,8 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     cc = csub.add_parser("convert", help="convert between anipose TOML, rig YAML (camera_info files) and OpenCV YAML")
     cc.add_argument("src")
     cc.add_argument("dst")
-    cc.add_argument("--to", default="auto", choices=["auto", "toml", "rig-yaml", "opencv"],
-                    help="auto: by DST's suffix (.toml, .yaml/.yml = rig YAML)")
+    cc.add_argument("--to", default="auto", choices=["auto", "toml", "rig-yaml", "opencv", "camera-info"],
+                    help="auto: by DST's suffix (.toml; .yaml/.yml = rig YAML; .xml/.json = OpenCV; "
+                         "a folder = camera_info files + rig YAML)")
     cc.set_defaults(func=_cmd_calibrate)
     cb = csub.add_parser("board", help="intrinsics + extrinsics from a checkerboard / ChArUco seen by the cameras")
     cb.add_argument("--board", required=True, help="checkerboard:9x6:0.04 or charuco:7x5:0.04:0.03[:DICT_4X4_50]")

@@ -42,3 +42,20 @@ def test_bad_board_spec_exits_2(tmp_path, capsys):
     assert main(["calibrate", "board", "--board", "checkers:9x6", "--images", f"cam0={tmp_path}",
                  "--out", str(tmp_path / "b.toml")]) == 2
     assert "checkerboard:COLSxROWS:SQUARE_M" in capsys.readouterr().err
+
+
+def test_convert_round_trip_and_corrupt_input(tmp_path, capsys):
+    rig = default_rig(3)
+    save_rig(rig, tmp_path / "a.toml")
+    assert main(["calibrate", "convert", str(tmp_path / "a.toml"), str(tmp_path / "b.yaml"), "--to", "opencv"]) == 0
+    assert main(["calibrate", "convert", str(tmp_path / "b.yaml"), str(tmp_path / "c.toml")]) == 0
+    back = load_rig(tmp_path / "c.toml")
+    for c0, c1 in zip(rig, back):
+        np.testing.assert_allclose(c1.R, c0.R, atol=1e-9)
+        np.testing.assert_allclose(c1.t, c0.t, atol=1e-9)
+    text = (tmp_path / "a.toml").read_text()
+    (tmp_path / "bad.toml").write_text(text.replace("size = [ 640, 480,]", "size = [ -640, 480,]", 1)
+                                       if "size = [ 640, 480,]" in text else text.replace("640", "-640", 1))
+    assert main(["calibrate", "convert", str(tmp_path / "bad.toml"), str(tmp_path / "d.toml")]) == 2
+    err = capsys.readouterr().err
+    assert "cam0" in err and not (tmp_path / "d.toml").exists()

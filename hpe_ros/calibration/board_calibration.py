@@ -812,7 +812,8 @@ def format_board_report(report: BoardCalibrationReport) -> str:
 
 def render_board_report(report: BoardCalibrationReport, path: str | os.PathLike) -> Path:
     """Write a PNG: per camera a histogram of reprojection errors before and after the adjustment, and a
-    top view of the camera poses (and board positions). Written atomically; matplotlib's Agg canvas."""
+    top view of the camera poses (and board positions). Written atomically (the folder is created if
+    missing); matplotlib's Agg canvas, no pyplot state. Returns the path."""
     from matplotlib.figure import Figure
 
     from hpe_ros.io.atomic import atomic_path
@@ -841,6 +842,7 @@ def render_board_report(report: BoardCalibrationReport, path: str | os.PathLike)
     fig.suptitle(f"board calibration: {report.board}", fontsize=10)
     fig.tight_layout()
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     return path
