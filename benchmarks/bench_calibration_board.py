@@ -35,25 +35,12 @@ import numpy as np  # noqa: E402
 
 from hpe_ros.calibration.board import Board, render_board_view, synthetic_board_poses  # noqa: E402
 from hpe_ros.calibration.board_calibration import calibrate_board, calibrate_from_detections  # noqa: E402
+from hpe_ros.calibration.compare import errors_in_camera0_frame  # noqa: E402
 from hpe_ros.camera import Rig  # noqa: E402
 from hpe_ros.sim.rig import default_rig  # noqa: E402
 
 BOARDS = {"checkerboard": Board.checkerboard(9, 6, 0.10), "charuco": Board.charuco(8, 6, 0.14, 0.09)}
 VIDEO_CAMERA = "cam3"
-
-
-def pose_errors(truth: Rig, estimate: Rig) -> dict[str, dict]:
-    """Per camera focal error %, rotation error deg, centre error mm, both rigs in camera 0's frame."""
-    ref_t, ref_e = truth[0], estimate[0]
-    out = {}
-    for t, e in zip(truth, estimate):
-        R_t, R_e = t.R @ ref_t.R.T, e.R @ ref_e.R.T
-        c_t, c_e = ref_t.world_to_camera(t.center), ref_e.world_to_camera(e.center)
-        cos = np.clip((np.trace(R_e.T @ R_t) - 1) / 2, -1.0, 1.0)
-        out[t.name] = {"focal_error_pct": 100 * max(abs(e.K[0, 0] / t.K[0, 0] - 1), abs(e.K[1, 1] / t.K[1, 1] - 1)),
-                       "rotation_error_deg": float(np.degrees(np.arccos(cos))),
-                       "centre_error_mm": 1000 * float(np.linalg.norm(c_e - c_t))}
-    return out
 
 
 def write_sources(board: Board, rig: Rig, poses, folder: Path, seed: int) -> dict[str, Path]:
@@ -82,7 +69,7 @@ def write_sources(board: Board, rig: Rig, poses, folder: Path, seed: int) -> dic
 
 
 def summarise(truth: Rig, rig: Rig, report, seconds: float) -> dict:
-    before, after = pose_errors(truth, report.initial_rig), pose_errors(truth, rig)
+    before, after = errors_in_camera0_frame(report.initial_rig, truth), errors_in_camera0_frame(rig, truth)
     cameras = {}
     for c in report.cameras:
         cameras[c.name] = {

@@ -37,6 +37,7 @@ from hpe_ros.calibration.formats import (
     save_rig_yaml,
     save_toml_rig,
 )
+from hpe_ros.calibration.compare import errors_in_camera0_frame
 from hpe_ros.calibration.validate import CalibrationError
 from hpe_ros.camera import Camera, Rig, look_at, rodrigues
 from hpe_ros.sim.rig import default_rig
@@ -84,21 +85,6 @@ def write_video(images, path: Path) -> Path:
         writer.write(cv2.cvtColor(image, cv2.COLOR_GRAY2BGR))
     writer.release()
     return path
-
-
-def pose_errors(truth: Rig, estimate: Rig) -> dict[str, dict]:
-    """Per camera: focal error %, rotation error deg, centre error mm, with both rigs expressed in
-    camera 0's optical frame."""
-    ref_t, ref_e = truth[0], estimate[0]
-    out = {}
-    for t, e in zip(truth, estimate):
-        R_t, R_e = t.R @ ref_t.R.T, e.R @ ref_e.R.T
-        c_t, c_e = ref_t.world_to_camera(t.center), ref_e.world_to_camera(e.center)
-        cos = np.clip((np.trace(R_e.T @ R_t) - 1) / 2, -1.0, 1.0)
-        out[t.name] = {"focal_pct": 100 * max(abs(e.K[0, 0] / t.K[0, 0] - 1), abs(e.K[1, 1] / t.K[1, 1] - 1)),
-                       "rotation_deg": float(np.degrees(np.arccos(cos))),
-                       "centre_mm": 1000 * float(np.linalg.norm(c_e - c_t))}
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -193,10 +179,10 @@ def test_calibration_matches_the_truth(scenes, calibrated, kind, tmp_path):
         assert camera.after["rms"] < 0.5, camera        # sub-pixel for every camera
         assert camera.after["p99"] < 1.0
         assert camera.after["rms"] <= camera.before["rms"] + 1e-9
-    for name, e in pose_errors(truth, rig).items():
-        assert e["focal_pct"] < 1.0, (name, e)
-        assert e["rotation_deg"] < 0.2, (name, e)
-        assert e["centre_mm"] < 5.0, (name, e)
+    for name, e in errors_in_camera0_frame(rig, truth).items():
+        assert e["focal_error_pct"] < 1.0, (name, e)
+        assert e["rotation_error_deg"] < 0.2, (name, e)
+        assert e["centre_error_mm"] < 5.0, (name, e)
     assert all(abs(c.dist[0] + 0.1) < 0.01 for c in rig)
     assert len(report.tree) == 3 and all(n > 0 for n in report.pairs.values())
     text = format_board_report(report)
@@ -212,8 +198,8 @@ def test_fixed_intrinsics_is_also_subpixel(scenes, calibrated, kind):
     _, report = calibrated[kind]
     rig, fixed = calibrate_from_detections(report.detections, scenes[kind]["board"], report.sizes)
     assert all(c.after["rms"] < 0.5 for c in fixed.cameras)
-    for name, e in pose_errors(scenes[kind]["rig"], rig).items():
-        assert e["focal_pct"] < 1.0 and e["rotation_deg"] < 0.2 and e["centre_mm"] < 10.0, (name, e)
+    for name, e in errors_in_camera0_frame(rig, scenes[kind]["rig"]).items():
+        assert e["focal_error_pct"] < 1.0 and e["rotation_error_deg"] < 0.2 and e["centre_error_mm"] < 10.0, (name, e)
 
 
 def test_noisier_corners_degrade_gracefully(scenes, calibrated):
@@ -226,8 +212,8 @@ def test_noisier_corners_degrade_gracefully(scenes, calibrated):
     rig, result = calibrate_from_detections(noisy, scenes["checkerboard"]["board"], report.sizes,
                                             refine_intrinsics=True)
     assert all(c.after["rms"] < 0.5 for c in result.cameras)
-    for name, e in pose_errors(scenes["checkerboard"]["rig"], rig).items():
-        assert e["focal_pct"] < 1.0 and e["rotation_deg"] < 1.5 and e["centre_mm"] < 80.0, (name, e)
+    for name, e in errors_in_camera0_frame(rig, scenes["checkerboard"]["rig"]).items():
+        assert e["focal_error_pct"] < 1.0 and e["rotation_error_deg"] < 1.5 and e["centre_error_mm"] < 80.0, (name, e)
 
 
 def test_outliers_are_dropped_and_world_can_be_the_board(scenes, calibrated):
@@ -245,8 +231,8 @@ def test_outliers_are_dropped_and_world_can_be_the_board(scenes, calibrated):
     rig, robust = calibrate_from_detections(corrupted, scene["board"], report.sizes, world="board")
     assert sum(c.dropped + c.pose_corners_rejected for c in robust.cameras) > 0
     assert all(c.after["rms"] < 0.5 for c in robust.cameras)
-    for name, e in pose_errors(scene["rig"], rig).items():
-        assert e["rotation_deg"] < 0.3 and e["centre_mm"] < 10.0, (name, e)
+    for name, e in errors_in_camera0_frame(rig, scene["rig"]).items():
+        assert e["rotation_error_deg"] < 0.3 and e["centre_error_mm"] < 10.0, (name, e)
     # world = board frame of the first frame seen: that board lies at the origin
     first = min(robust.board_poses)
     R, t = robust.board_poses[first]

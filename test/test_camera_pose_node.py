@@ -22,7 +22,7 @@ from detect2d_nets import dot_image, person_pixels  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from sensor_msgs.msg import Image, PointCloud2  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 
 from hpe_ros.ros.camera_pose_node import CameraPoseNode  # noqa: E402
@@ -61,10 +61,10 @@ class Graph:
         assert self.node.bring_up()
         self.tester = Node("tester", context=ctx)
         transport = params.get("transport", "raw")
-        self.pubs = {c: self.tester.create_publisher(Image if transport == "raw" else
-                                                     __import__("sensor_msgs.msg").msg.CompressedImage,
-                                                     f"/{c}/image_raw" + ("" if transport == "raw" else "/compressed"),
-                                                     SENSOR) for c in CAMS}
+        raw = transport == "raw"
+        self.pubs = {c: self.tester.create_publisher(Image if raw else CompressedImage,
+                                                     f"/{c}/image_raw" + ("" if raw else "/compressed"), SENSOR)
+                     for c in CAMS}
         self.out = {c: [] for c in CAMS}
         self.debug = {c: [] for c in CAMS}
         self.diag = []

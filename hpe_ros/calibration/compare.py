@@ -104,3 +104,18 @@ def compare_rigs(estimated: Rig, truth: Rig, with_scale: bool = True) -> dict:
 
 
 __all__ = ["align_rigs", "apply_similarity", "compare_rigs", "rotation_angle_deg"]
+
+
+def errors_in_camera0_frame(estimated: Rig, truth: Rig) -> dict[str, dict]:
+    """Per camera focal error %, rotation error deg and centre error mm, both rigs expressed in their
+    camera 0's optical frame (for metric calibrations such as a board's, where no similarity is unknown)."""
+    ref_t, ref_e = truth[0], estimated[0]
+    out = {}
+    for t, e in zip(truth, estimated):
+        c_t, c_e = ref_t.world_to_camera(t.center), ref_e.world_to_camera(e.center)
+        out[t.name] = {
+            "focal_error_pct": 100 * max(abs(e.K[0, 0] / t.K[0, 0] - 1), abs(e.K[1, 1] / t.K[1, 1] - 1)),
+            "rotation_error_deg": float(rotation_angle_deg(e.R @ ref_e.R.T, t.R @ ref_t.R.T)),
+            "centre_error_mm": 1000 * float(np.linalg.norm(c_e - c_t)),
+        }
+    return out
