@@ -248,7 +248,7 @@ def _joint_angles(s, tau, t, body, idle_phase):
                 sway=sway)
 
 
-def _forward_kinematics(body, x, y, yaw, ang) -> np.ndarray:
+def forward_kinematics(body, x, y, yaw, ang) -> np.ndarray:
     """Joint angles + root pose of P people -> COCO-17 joints (P, 17, 3) in the world frame.
 
     Legs hang from the pelvis in the sagittal plane; the pelvis height puts the lower ankle at
@@ -373,7 +373,7 @@ class MotionScript:
         x, y, yaw = _root_pose(s, tau)
         x, y = _keep_apart(x, y)
         ang = _joint_angles(s, tau, tl, self._body, self._idle_phase)
-        return _forward_kinematics(self._body, x, y, yaw, ang)
+        return forward_kinematics(self._body, x, y, yaw, ang)
 
     def activity_at(self, t: float) -> list[str]:
         """Activity of each person at time t."""

@@ -88,10 +88,15 @@ def require(module: str, runtime: str):
 
 
 def check_batch(batch: np.ndarray, input_shape: Sequence, who: str) -> np.ndarray:
-    """Validate a (B, C, H, W) batch against a model's input shape; returns it as C-contiguous float32."""
+    """Validate a batch against a model's input shape (rank and static dims); returns C-contiguous float32.
+
+    Images come as (B, 3, H, W); other networks (the lifter's (B, J + 1, 3)) use their own rank.
+    """
     batch = np.asarray(batch)
-    if batch.ndim != 4:
-        raise ValueError(f"{who}: expected a batch (B, 3, H, W), got an array of shape {batch.shape}")
+    rank = len(tuple(input_shape)) if input_shape is not None and len(tuple(input_shape)) else 4
+    if batch.ndim != rank:
+        want = "(B, 3, H, W)" if rank == 4 else f"of rank {rank} {tuple(input_shape)}"
+        raise ValueError(f"{who}: expected a batch {want}, got an array of shape {batch.shape}")
     for axis, (got, want) in enumerate(zip(batch.shape[1:], tuple(input_shape)[1:]), start=1):
         if want is not None and got != want:
             raise ValueError(f"{who}: input shape {batch.shape} does not match the model's "

@@ -1,0 +1,99 @@
+"""Running a trained lifter: pixels + K -> camera-frame 3D, from a torch module, a .pt checkpoint or ONNX.
+
+`LearnedLifter(path)` has the same `lift(K, points2d, scores)` call as the placeholder, so `lifter_node` and
+offline tools take either. ONNX files run through the 2D stage's runners (onnxruntime here; TensorRT or
+CUDA providers on a GPU robot); .pt checkpoints through torch. The default model is models/lifter.onnx.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hpe_ros.lift.normalize import normalise, place
+from hpe_ros.skeleton import Layout, get_layout
+
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+DEFAULT_MODEL = "lifter.onnx"
+UNSEEN_CONFIDENCE = 0.5   # a joint the view did not see is placed from context: this much of the person's mean
+
+
+def default_model_path() -> Path:
+    """The shipped default lifter (models/lifter.onnx in a source checkout or the installed share dir)."""
+    from hpe_ros.resources import resolve_path
+
+    try:
+        return Path(resolve_path(f"models/{DEFAULT_MODEL}"))
+    except (OSError, ValueError):
+        return MODELS_DIR / DEFAULT_MODEL
+
+
+def lift_batch(model, points2d, scores, K, layout: Layout, device=None, chunk: int = 8192) -> np.ndarray:
+    """A torch lifter over many samples: (N, J, 2) px, (N, J), K (3, 3)/(N, 3, 3) -> (N, J, 3) camera frame."""
+    import torch
+
+    norm = normalise(points2d, scores, K, layout)
+    device = device or next(model.parameters()).device
+    shapes, scales = [], []
+    with torch.no_grad():
+        for i in range(0, len(norm.net_input), chunk):
+            s, ls = model(torch.as_tensor(norm.net_input[i:i + chunk], device=device))
+            shapes.append(s.cpu().numpy())
+            scales.append(ls.cpu().numpy())
+    if not shapes:
+        return np.zeros((0, layout.num_joints, 3))
+    return place(np.concatenate(shapes), np.concatenate(scales), norm)
+
+
+class LearnedLifter:
+    """A trained lifter. points2d (P, J, 2) px + scores (P, J) + K (3, 3) -> points3d (P, J, 3), conf (P, J).
+
+    model: path to .onnx (runs on `runtime`, default onnxruntime) or .pt (torch), or "default".
+    Joints this view saw keep their 2D confidence; unseen joints of a lifted person are placed from context
+    with UNSEEN_CONFIDENCE x the person's mean confidence. People with too few joints come back NaN / 0.
+    """
+
+    def __init__(self, model: str | Path = "default", layout: str = "coco17", runtime: str = "onnxruntime",
+                 **runner_options):
+        self.layout = get_layout(layout)
+        path = default_model_path() if str(model) in ("", "default") else Path(str(model)).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"lifter model not found: {path}")
+        self.path = path
+        self._torch = None
+        if path.suffix == ".pt":
+            from hpe_ros.lift.models import load_lifter
+
+            self._torch, cfg, _ = load_lifter(path)
+            if cfg.layout != self.layout.name:
+                raise ValueError(f"{path} was trained for layout {cfg.layout}, not {self.layout.name}")
+            self.name = f"learned[{path.name}, torch]"
+        else:
+            from hpe_ros.detect2d.backends.runner import create_runner
+
+            self._runner = create_runner(runtime, str(path), **runner_options)
+            shape = tuple(self._runner.input_shape)
+            if len(shape) != 3 or shape[1:] not in ((self.layout.num_joints + 1, 3), (None, None)):
+                raise ValueError(f"{path} takes input {shape}; a {self.layout.name} lifter takes "
+                                 f"(B, {self.layout.num_joints + 1}, 3)")
+            self.name = f"learned[{path.name}, {self._runner.name}]"
+
+    def lift(self, K: np.ndarray, points2d: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        points2d = np.asarray(points2d, dtype=np.float64)
+        scores = np.asarray(scores, dtype=np.float64)
+        P, J = scores.shape
+        if P == 0:
+            return np.zeros((0, J, 3)), np.zeros((0, J))
+        if self._torch is not None:
+            points3d = lift_batch(self._torch, points2d, scores, K, self.layout)
+            norm = normalise(points2d, scores, K, self.layout)
+        else:
+            norm = normalise(points2d, scores, K, self.layout)
+            shape, log_scale = self._runner.run(norm.net_input)
+            points3d = place(shape, log_scale, norm)
+        seen = norm.weights > 0
+        mean = norm.weights.sum(1) / np.maximum(seen.sum(1), 1)
+        conf = np.where(seen, norm.weights, UNSEEN_CONFIDENCE * mean[:, None])
+        ok = np.isfinite(points3d).all(-1) & norm.ok[:, None]
+        points3d[~ok] = np.nan
+        return points3d, np.where(ok, conf, 0.0)
