@@ -15,6 +15,10 @@
                             --images CAM=FOLDER_OR_VIDEO ... --out OUT.toml [--report OUT.png]
     hpe-ros calibrate from-people --calib INTRINSICS.toml --keypoints DIR_CAM1 DIR_CAM2 ... --layout LAYOUT
                             --out OUT.toml [--person-height METRES]
+    hpe-ros train-lifter --out DIR [--method supervised|epipolar|cycle|ites] [--arch mlp|gcn] [--init default] ...
+    hpe-ros eval-lifter --data FILE.npz [--model PATH]   JSON {"frames", "mpjpe_mm", "pmpjpe_mm", "nmpjpe_mm"}
+    hpe-ros lifter-data --out FILE.npz [--activities squat,wave] [--noise-px 3]   synthetic evaluation data
+                                                       (see hpe_ros/lift/commands.py)
 """
 from __future__ import annotations
 
@@ -315,6 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--report", default="", help="report JSON (default: OUT.report.json)")
     cp.add_argument("--no-progress", action="store_true")
     cp.set_defaults(func=_cmd_calibrate)
+
+    from hpe_ros.lift.commands import add_parsers as add_lifter_parsers
+
+    add_lifter_parsers(sub)
     return ap
 
 

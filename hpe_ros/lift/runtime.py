@@ -13,19 +13,23 @@ import numpy as np
 from hpe_ros.lift.normalize import normalise, place
 from hpe_ros.skeleton import Layout, get_layout
 
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
-DEFAULT_MODEL = "lifter.onnx"
+DEFAULT_MODEL = "lifter.onnx"        # what nodes and tools run
+DEFAULT_CHECKPOINT = "lifter.pt"     # the same weights for torch: fine-tuning starts here
 UNSEEN_CONFIDENCE = 0.5   # a joint the view did not see is placed from context: this much of the person's mean
 
 
 def default_model_path() -> Path:
-    """The shipped default lifter (models/lifter.onnx in a source checkout or the installed share dir)."""
-    from hpe_ros.resources import resolve_path
+    """The shipped default lifter, models/lifter.onnx (source checkout or installed share dir)."""
+    from hpe_ros.resources import share_dir
 
-    try:
-        return Path(resolve_path(f"models/{DEFAULT_MODEL}"))
-    except (OSError, ValueError):
-        return MODELS_DIR / DEFAULT_MODEL
+    return share_dir() / "models" / DEFAULT_MODEL
+
+
+def default_checkpoint_path() -> Path:
+    """The shipped default lifter's torch checkpoint, models/lifter.pt."""
+    from hpe_ros.resources import share_dir
+
+    return share_dir() / "models" / DEFAULT_CHECKPOINT
 
 
 def lift_batch(model, points2d, scores, K, layout: Layout, device=None, chunk: int = 8192) -> np.ndarray:
@@ -60,6 +64,7 @@ class LearnedLifter:
         if not path.exists():
             raise FileNotFoundError(f"lifter model not found: {path}")
         self.path = path
+        self.runtime = "torch" if path.suffix == ".pt" else runtime
         self._torch = None
         if path.suffix == ".pt":
             from hpe_ros.lift.models import load_lifter

@@ -50,7 +50,7 @@ def _tensorrt_provider_options(cache_dir: Path, fp16: bool) -> dict:
 
 
 class OnnxRuntimeRunner:
-    """An onnxruntime.InferenceSession over one image input (B, 3, H, W).
+    """An onnxruntime.InferenceSession over one batched input: an image (B, 3, H, W) or the lifter's (B, J + 1, 3).
 
     model_path: .onnx file. providers: "auto" | name | list (see resolve_providers). threads: intra-op
     threads (0 = onnxruntime's default). max_batch: split larger batches (None: the model's fixed batch
@@ -84,8 +84,8 @@ class OnnxRuntimeRunner:
             raise ValueError(f"{path}: expected one image input, the model has {len(inputs)}: "
                              f"{', '.join(i.name for i in inputs)}")
         inp = inputs[0]
-        if len(inp.shape) != 4:
-            raise ValueError(f"{path}: expected an input (B, 3, H, W), the model's {inp.name!r} is {inp.shape}")
+        if len(inp.shape) < 2:  # images (B, 3, H, W); the lifter (B, J + 1, 3)
+            raise ValueError(f"{path}: expected a batched input (B, ...), the model's {inp.name!r} is {inp.shape}")
         self.model_path = str(path)
         self.input_name: str = inp.name
         self.input_shape: tuple = tuple(dim_or_none(d) for d in inp.shape)

@@ -1,6 +1,7 @@
 """Network runners: one small interface over ONNX Runtime, TensorRT and torch.
 
-A runner takes a preprocessed batch (B, 3, H, W) float32 and returns the network's raw outputs as
+A runner takes a preprocessed batch (B, 3, H, W) float32 (or another batched tensor: the lifter's
+(B, J + 1, 3)) and returns the network's raw outputs as
 numpy float32 arrays with leading dim B. Decoding (heatmap / SimCC / detector boxes) lives elsewhere
 (hpe_ros.detect2d.topdown), so every runtime is interchangeable behind `create_runner`.
 """
