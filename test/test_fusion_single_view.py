@@ -3,7 +3,7 @@ other cameras triangulate does not become a second track."""
 import numpy as np
 
 from fusion_scenes import observe, person, ring_rig
-from hpe_ros.fusion import FusionPipeline
+from hpe_ros.fusion import FusionConfig, FusionPipeline
 
 DT = 1 / 30
 
@@ -71,3 +71,50 @@ def test_prepare_flags_single_view_people_and_leaves_tracks_alone():
     assert len(result.persons) == 2
     both_seen = pipe.prepare(t + DT, px[:, :1], sc[:, :1])  # only A, seen by every camera
     assert not both_seen.needs_lifted
+
+
+def _two_view_frames(rig, rng, depth_factor, n=12):
+    """One person seen by cam0 and cam1 only; wrists, knees and ankles by cam0 alone. Lifted = the exact
+    camera-frame joints x depth_factor (a lifter that gets the distance, hence the size, wrong)."""
+    limbs = [9, 10, 13, 14, 15, 16]
+    for k in range(n):
+        truth = person(0.2 + 0.01 * k, -0.3)[None]
+        px, sc = observe(rig, truth, rng, noise_px=0.5)
+        sc[2:], px[2:] = 0.0, np.nan
+        sc[1, 0, limbs], px[1, 0, limbs] = 0.0, np.nan
+        lifted = np.stack([cam.world_to_camera(truth) for cam in rig]) * depth_factor
+        yield k * DT, truth, px, sc, lifted, limbs
+
+
+def test_joints_seen_by_one_camera_take_the_scale_aligned_lifted_position():
+    rig = ring_rig(4)
+    pipe = FusionPipeline(rig, config=FusionConfig(filter=False))
+    for t, truth, px, sc, lifted, limbs in _two_view_frames(rig, np.random.default_rng(4), depth_factor=1.3):
+        result = pipe.step(t, px, sc, lifted, sc)
+    points, conf, ids, views = result.as_arrays()
+    assert len(ids) == 1
+    assert (views[0, limbs] == 1).all() and (np.delete(views[0], limbs) == 2).all()
+    # 30 % too far and too big: a translation alone would leave the limbs ~10-25 cm off.
+    err = np.linalg.norm(points[0, limbs] - truth[0, limbs], axis=-1)
+    assert err.max() < 0.03, err
+
+
+def test_lifted_filling_is_translation_only_with_few_common_joints():
+    """Three triangulated joints: not enough to fit a scale, the lifted pose is only shifted onto them."""
+    from hpe_ros.fusion.pipeline import _align_lifted
+
+    rng = np.random.default_rng(5)
+    truth = person(0.0, 0.0)
+    lifted = 1.3 * truth + [0.5, -0.2, 0.1]
+    w = np.zeros(17)
+    w[[5, 6, 11]] = 1.0
+    aligned, ok = _align_lifted(lifted[None], w[None], np.where(w[:, None] > 0, truth, 0.0)[None])
+    assert ok.all()
+    shift = (truth[[5, 6, 11]] - lifted[[5, 6, 11]]).mean(0)
+    np.testing.assert_allclose(aligned[0], lifted + shift)
+    w[[12, 15, 16]] = 1.0 + rng.uniform(0, 1, 3)                     # six, spread over the body: scale too
+    aligned, _ = _align_lifted(lifted[None], w[None], np.where(w[:, None] > 0, truth, 0.0)[None])
+    np.testing.assert_allclose(aligned[0], truth, atol=1e-9)
+    aligned, ok = _align_lifted(lifted[None], np.zeros((1, 17)), np.zeros((1, 17, 3)))
+    assert not ok.any()
+    np.testing.assert_allclose(aligned[0], lifted)                   # nothing to align to: as placed

@@ -412,30 +412,66 @@ class FusionPipeline:
         return duplicate
 
     def _fill_from_lifted(self, poses, confidence, views, groups, lifted, lifted_scores):
-        """Fill joints the triangulation lacks from the best view's lifted pose, in place.
+        """Fill joints seen by fewer than two cameras from the groups' lifted poses, in place.
 
-        A group with triangulated joints gets the lifted pose translated onto them (translation fitted on
-        the common joints); a single-view group gets the lifted pose as placed by its camera. Filled joints
-        have views = 1 and confidence x SINGLE_VIEW_CONFIDENCE.
+        Every member view's lifted pose (camera frame) is turned into the world by the calibrated rotation
+        and then aligned to the group's triangulated joints (views >= 2) that it also has: scale +
+        translation (`_align_lifted`) with >= ALIGN_MIN_JOINTS common joints spread over the body,
+        translation only with fewer, and as placed by its camera with none (a single-view person). A joint
+        to fill takes the score-weighted mean of the aligned views that have it. Filled joints have
+        views = 1 and confidence x SINGLE_VIEW_CONFIDENCE. Batched over cameras, groups and joints.
         """
-        G = len(groups)
-        member = (groups >= 0).T                                         # (C, G)
-        lift_sc = self._gather(lifted_scores, groups) * member[..., None]  # (C, G, J)
-        best = np.argmax(lift_sc.mean(-1), axis=0)                       # (G,) camera with the surest lifted pose
-        g = np.arange(G)
-        cam_points = self._gather(lifted, groups)[best, g]               # (G, J, 3) optical frame
-        world = np.einsum("gjk,gkl->gjl", cam_points - self._t[best][:, None], self._R[best])  # R^T (x - t)
-        sc = lift_sc[best, g]                                            # (G, J)
+        member = (groups >= 0).T                                          # (C, G)
+        sc = self._gather(lifted_scores, groups) * member[..., None]      # (C, G, J)
+        cam_points = self._gather(lifted, groups)                         # (C, G, J, 3) optical frames
+        world = np.einsum("cgjk,ckl->cgjl", cam_points - self._t[:, None, None], self._R)  # R^T (x - t)
         usable = np.isfinite(world).all(-1) & (sc >= self.config.min_score)
+        world = np.where(usable[..., None], world, 0.0)
+        sc = np.where(usable, sc, 0.0)
 
-        triangulated = np.isfinite(poses).all(-1)
-        common = triangulated & usable
-        n_common = common.sum(1)
-        offset = np.where(common[..., None], np.nan_to_num(poses - world), 0.0).sum(1) / np.maximum(n_common, 1)[:, None]
-        fill = usable & ~triangulated
-        poses[fill] = (world + offset[:, None])[fill]
-        confidence[fill] = SINGLE_VIEW_CONFIDENCE * sc[fill]
+        anchor = np.isfinite(poses).all(-1) & (views >= 2)                # (G, J) triangulated joints
+        aligned, anchored = _align_lifted(world, sc * np.where(anchor, confidence, 0.0)[None],
+                                          np.where(anchor[..., None], poses, 0.0)[None])
+        # Views that saw the joint dominate (unseen joints come with a fraction of the person's score);
+        # a view that could not be anchored does not mix with views of the same group that could.
+        weight = sc ** 2 * (anchored | ~anchored.any(0))[..., None]
+        total = weight.sum(0)                                             # (G, J)
+        fill = (total > 0) & ~anchor
+        with np.errstate(invalid="ignore", divide="ignore"):
+            merged = np.einsum("cgj,cgjk->gjk", weight, aligned) / total[..., None]
+            score = (weight * sc).sum(0) / total
+        poses[fill] = merged[fill]
+        confidence[fill] = SINGLE_VIEW_CONFIDENCE * score[fill]
         views[fill] = 1
+
+
+ALIGN_MIN_JOINTS = 4      # common joints needed to fit a lifted pose's scale (fewer: translation only)
+ALIGN_MIN_SPREAD_M = 0.1  # ... and their RMS distance from their centroid (a head's joints alone: too tight)
+ALIGN_SCALE_RANGE = (0.5, 2.0)
+
+
+def _align_lifted(points: np.ndarray, weights: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scale + translation that best map `points` onto `targets` (weighted least squares), applied.
+
+    points (..., J, 3) world-oriented lifted joints (0 where unusable); weights (..., J), > 0 on the joints
+    common with the targets (..., J, 3). With >= ALIGN_MIN_JOINTS common joints spread over
+    ALIGN_MIN_SPREAD_M the scale is fitted (clipped to ALIGN_SCALE_RANGE); with fewer, or a degenerate fit,
+    only the translation (weighted mean offset); with none, the points are returned as they are.
+    Rotation is not fitted: the calibration already gives it. Returns the aligned points (..., J, 3) and
+    (...) bool: aligned to at least one target.
+    """
+    total = weights.sum(-1)                                               # (...)
+    have = total > 0
+    safe = np.where(have, total, 1.0)[..., None]
+    mu_p = np.einsum("...j,...jk->...k", weights, points) / safe          # (..., 3)
+    mu_t = np.einsum("...j,...jk->...k", weights, targets) / safe
+    dp, dt = points - mu_p[..., None, :], targets - mu_t[..., None, :]
+    var = np.einsum("...j,...jk,...jk->...", weights, dp, dp) / safe[..., 0]
+    cov = np.einsum("...j,...jk,...jk->...", weights, dp, dt) / safe[..., 0]
+    fit = ((weights > 0).sum(-1) >= ALIGN_MIN_JOINTS) & (var > ALIGN_MIN_SPREAD_M ** 2) & (cov > 0)
+    scale = np.where(fit, np.clip(cov / np.where(fit, var, 1.0), *ALIGN_SCALE_RANGE), 1.0)
+    shift = np.where(have[..., None], mu_t - scale[..., None] * mu_p, 0.0)
+    return scale[..., None, None] * points + shift[..., None, :], have
 
 
 def _boxes(points: np.ndarray, ok: np.ndarray) -> np.ndarray:

@@ -1,40 +1,76 @@
 """lifter_node: per-view 3D from each camera's 2D skeletons, published on `/<cam>/pose_3d`.
 
-Until the learned lifter lands (issue 5) it runs `ApparentSizeLifter`, a clearly named placeholder that
-places each person flat at the depth matching a reference torso length. Intrinsics come from the
-calibration file when given, else from the latest `/<cam>/camera_info`.
+For every `/<cam>/pose_2d` message, all of its people are lifted in one network call to 3D joints in that
+camera's optical frame (metres) and published on `/<cam>/pose_3d` with the same header (stamp, frame_id)
+and the same rows, so the fusion node can pair them with the 2D detections of that stamp.
+
+`model` picks the lifter:
+- "default": the shipped learned lifter (`hpe_ros.lift.runtime.default_model_path()`, models/lifter.onnx).
+  While no model has been shipped, the node says so once and runs the placeholder below instead.
+- a path to a lifter .onnx (runs on `runtime`: onnxruntime with `providers` / `threads`, or tensorrt with
+  `enable_fp16` / `engine_file_path` / `force_engine_update` / `max_batch`) or to a .pt training
+  checkpoint (runs on torch).
+- "apparent_size_placeholder": `ApparentSizeLifter`, every joint of a person at the depth where a
+  `torso_m` torso looks as long as the observed one (no limb depth).
+
+The model is loaded in on_configure: a missing or unusable model file (or runtime) is one error line and
+configure fails; the node stays up unconfigured. Intrinsics (K and distortion; distorted pixels are
+undistorted before lifting) come from `calibration_file` when given, else from the latest
+`/<cam>/camera_info`. Malformed clouds, wrong joint counts and NaN/garbage keypoints never stop the node:
+they are counted as errors in /diagnostics and logged once per kind of problem.
 """
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+import numpy as np
 from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, PointCloud2
 
 from hpe_ros.calibration import load_rig
+from hpe_ros.camera import Camera
+from hpe_ros.detect2d.backends import BackendUnavailable
+from hpe_ros.detect2d.backends.runner import RUNTIMES
 from hpe_ros.lift.placeholder import ApparentSizeLifter
+from hpe_ros.lift.runtime import LearnedLifter, default_model_path
 from hpe_ros.resources import resolve_path
 from hpe_ros.ros.base import ManagedNode, run
 from hpe_ros.ros.camera_info import camera_info_to_intrinsics
 from hpe_ros.ros.params import STRING_ARRAY, declare, value
 from hpe_ros.ros.pointcloud import cloud_to_pose2d, pose3d_to_cloud, stamp_to_seconds
 from hpe_ros.ros.qos import POSES, SENSOR
+from hpe_ros.skeleton import get_layout
+
+PLACEHOLDER = ApparentSizeLifter.name
 
 
 class LifterNode(ManagedNode):
     def __init__(self, **kwargs):
         super().__init__("lifter_node", **kwargs)
-        declare(self, "cameras", [], "camera names; topics are /<cam>/pose_2d, /<cam>/camera_info, /<cam>/pose_3d",
-                type_=STRING_ARRAY)
-        declare(self, "calibration_file", "", "rig calibration for intrinsics (empty = use camera_info)")
-        declare(self, "layout", "coco17", "joint layout of the incoming 2D skeletons")
-        declare(self, "model", "apparent_size_placeholder", "lifter model (only the placeholder until issue 5)")
-        declare(self, "torso_m", 0.5, "placeholder: reference shoulder-to-hip length", low=0.2, high=1.0)
-        self.intrinsics: dict[str, object] = {}
+        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        d("cameras", [], "camera names; topics are /<cam>/pose_2d, /<cam>/camera_info, /<cam>/pose_3d",
+          type_=STRING_ARRAY)
+        d("calibration_file", "", "rig calibration for intrinsics (empty = use camera_info)")
+        d("layout", "coco17", "joint layout of the incoming 2D skeletons")
+        d("model", "default", "lifter: 'default' (the shipped learned lifter, models/lifter.onnx), a path to a "
+          f"lifter .onnx or .pt checkpoint, or '{PLACEHOLDER}'")
+        d("runtime", "onnxruntime", f"runtime of an .onnx lifter: {', '.join(RUNTIMES)} (.pt checkpoints run on torch)")
+        d("providers", "auto", "onnxruntime: 'auto' (TensorRT, CUDA, CPU as available) or a comma list")
+        d("threads", 1, "onnxruntime: intra-op threads (0 = onnxruntime's default)", low=0, high=64)
+        d("enable_fp16", True, "tensorrt: build the engine with FP16 kernels")
+        d("engine_file_path", "", "tensorrt: serialized engine path (default: the engine cache)")
+        d("force_engine_update", False, "tensorrt: rebuild the engine even when the cached one matches")
+        d("max_batch", 32, "tensorrt: largest batch (people per call) of the engine's profile", low=1, high=1024)
+        d("torso_m", 0.5, "placeholder: reference shoulder-to-hip length", low=0.2, high=1.0)
+        self.intrinsics: dict[str, Camera] = {}
+        self.lifter = None
 
+    # --- lifecycle -----------------------------------------------------------------------------------
     def on_configure(self, state) -> TransitionCallbackReturn:
         g = lambda n: self.get_parameter(n).value  # noqa: E731
         self.cameras = list(value(self, "cameras"))
+        self.intrinsics = {}
         calib = g("calibration_file")
         if calib:
             try:
@@ -43,50 +79,133 @@ class LifterNode(ManagedNode):
                 self.get_logger().error(f"cannot load calibration: {exc}")
                 return TransitionCallbackReturn.FAILURE
             self.cameras = self.cameras or rig.names
-            self.intrinsics = {c.name: c.K for c in rig if c.name in self.cameras}
+            self.intrinsics = {c.name: Camera(c.name, c.K, c.dist, size=c.size) for c in rig if c.name in self.cameras}
         if not self.cameras:
             self.get_logger().error("no cameras: set the 'cameras' parameter or a calibration_file")
             return TransitionCallbackReturn.FAILURE
-        if g("model") != ApparentSizeLifter.name:
-            self.get_logger().error(f"unknown lifter model '{g('model')}'; available: {ApparentSizeLifter.name}")
+        try:
+            self.layout = get_layout(g("layout"))
+        except (KeyError, ValueError) as exc:
+            self.get_logger().error(f"unknown layout {g('layout')!r}: {exc}")
             return TransitionCallbackReturn.FAILURE
-        self.lifter = ApparentSizeLifter(g("layout"), torso_m=g("torso_m"))
-        self.get_logger().info(f"lifting {self.cameras} with the {self.lifter.name} lifter (placeholder until "
-                               "the learned lifter lands)")
+        self.lifter = self._load_lifter()
+        if self.lifter is None:
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(f"lifting {self.cameras} with the {self.lifter.name} lifter")
         return TransitionCallbackReturn.SUCCESS
+
+    def _load_lifter(self):
+        """The lifter named by `model` / `runtime`, or None after logging one clear error."""
+        g = lambda n: self.get_parameter(n).value  # noqa: E731
+        model, runtime = str(g("model")).strip(), str(g("runtime")).strip().lower()
+        if model == PLACEHOLDER:
+            return ApparentSizeLifter(self.layout.name, torso_m=g("torso_m"))
+        if model in ("", "default"):
+            path = default_model_path()
+            if not path.is_file():
+                self.get_logger().warning(
+                    f"model 'default': the learned lifter {path} is not installed; running the "
+                    f"{PLACEHOLDER} lifter instead (set model to a lifter .onnx / .pt path, or to "
+                    f"'{PLACEHOLDER}' to silence this)")
+                return ApparentSizeLifter(self.layout.name, torso_m=g("torso_m"))
+        else:
+            path = Path(model).expanduser()
+            if not path.exists():
+                try:
+                    path = Path(resolve_path(model))  # a file name inside the package's config/
+                except FileNotFoundError:
+                    pass  # reported below, with the path as given
+        if runtime not in RUNTIMES:
+            self.get_logger().error(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+            return None
+        suffix = path.suffix.lower()
+        if suffix == ".pt" and runtime != "torch":
+            self.get_logger().info(f"{path.name} is a torch checkpoint: it runs on torch, not {runtime}")
+        if suffix not in (".onnx", ".pt", ".engine", ".plan", ".trt"):
+            self.get_logger().error(f"lifter model {path}: expected a .onnx file or a .pt checkpoint "
+                                    f"(or '{PLACEHOLDER}', 'default')")
+            return None
+        if runtime == "torch" and suffix != ".pt":
+            self.get_logger().error(f"lifter model {path}: the torch runtime takes .pt checkpoints; run .onnx "
+                                    "files on onnxruntime or tensorrt")
+            return None
+        options = {}
+        if runtime == "onnxruntime":
+            options = dict(providers=_providers(g("providers")), threads=g("threads"))
+        elif runtime == "tensorrt":
+            options = dict(enable_fp16=g("enable_fp16"), force_engine_update=g("force_engine_update"),
+                           max_batch=g("max_batch"))
+            if g("engine_file_path"):
+                options["engine_file_path"] = g("engine_file_path")
+        try:
+            return LearnedLifter(path, layout=self.layout.name, runtime=runtime, **options)
+        except FileNotFoundError:
+            self.get_logger().error(f"lifter model not found: {path} (parameter model={model!r})")
+        except Exception as exc:  # a broken file, a wrong network, a runtime that is not installed
+            kind = "runtime unavailable" if isinstance(exc, BackendUnavailable) else "cannot load lifter model"
+            self.get_logger().error(f"{kind}: {path} on {runtime}: {type(exc).__name__}: {exc}")
+        return None
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         self.pubs = {c: self.own_publisher(PointCloud2, f"/{c}/pose_3d", POSES) for c in self.cameras}
         for c in self.cameras:
             self.own_subscription(PointCloud2, f"/{c}/pose_2d", lambda m, c=c: self._on_pose2d(c, m), SENSOR)
             self.own_subscription(CameraInfo, f"/{c}/camera_info", lambda m, c=c: self._on_info(c, m), SENSOR)
+            self.stage(c, c).extra["lifter"] = self.lifter.name
         self.start_diagnostics()
         return TransitionCallbackReturn.SUCCESS
 
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        self.lifter = None
+        return TransitionCallbackReturn.SUCCESS
+
+    # --- inputs --------------------------------------------------------------------------------------
     def _on_info(self, cam: str, msg: CameraInfo) -> None:
         if self.get_parameter("calibration_file").value:
             return  # the calibration file wins over live camera_info
         try:
-            self.intrinsics[cam] = camera_info_to_intrinsics(msg)["K"]
+            info = camera_info_to_intrinsics(msg)
+            self.intrinsics[cam] = Camera(cam, info["K"], info["dist"], size=info["size"])
         except ValueError as exc:
             self.problem(f"info-{cam}", f"{cam}: {exc}")
 
     def _on_pose2d(self, cam: str, msg: PointCloud2) -> None:
         stats = self.stage(cam, cam)
-        K = self.intrinsics.get(cam)
-        if K is None:
+        camera = self.intrinsics.get(cam)
+        if camera is None:
             stats.drop()
             self.problem(f"k-{cam}", f"{cam}: no intrinsics yet (waiting for /{cam}/camera_info)")
             return
         try:
             points2d, scores = cloud_to_pose2d(msg)
+            J = self.layout.num_joints
+            if points2d.shape[0] and points2d.shape[1] != J:
+                raise ValueError(f"{points2d.shape[1]} joints, expected {J} ({self.layout.name})")
         except ValueError as exc:
             stats.error(str(exc))
             self.problem(f"bad-{cam}", f"{cam}: dropped a malformed pose_2d message: {exc}")
             return
-        points3d, conf = self.lifter.lift(K, points2d, scores)
+        points2d, scores = points2d.reshape(-1, J, 2), scores.reshape(-1, J)
+        t0 = time.perf_counter()
+        try:
+            with np.errstate(all="ignore"):  # garbage pixels make NaN / inf, which come out as missing joints
+                if camera.dist.any():
+                    points2d = camera.normalized_to_pixels(camera.undistort_points(points2d))
+                points3d, conf = self.lifter.lift(camera.K, points2d, scores)
+        except Exception as exc:  # a lifter that chokes on one message must not stop the node
+            stats.error(str(exc))
+            self.problem(f"lift-{cam}", f"{cam}: lifting failed, message dropped: {type(exc).__name__}: {exc}")
+            return
         self.pubs[cam].publish(pose3d_to_cloud(points3d, conf, msg.header))
+        stats.extra["lift_ms"] = f"{(time.perf_counter() - t0) * 1e3:.2f}"
+        stats.extra["people"] = str(len(points3d))
         stats.tick(latency_ms=(time.time() - stamp_to_seconds(msg.header.stamp)) * 1e3)
+
+
+def _providers(text: str):
+    """'auto' or a comma list ('cuda, cpu') -> what OnnxRuntimeRunner takes."""
+    names = [p.strip() for p in str(text).split(",") if p.strip()]
+    return "auto" if not names or names == ["auto"] else names
 
 
 def main(args=None):
