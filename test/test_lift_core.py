@@ -212,3 +212,32 @@ def test_lift_batch_matches_the_runtime(small):
     model = build_lifter(LifterConfig(arch="gcn", width=16, blocks=1)).eval()
     a = lift_batch(model, val.keypoints2d, val.scores, val.K, COCO17)
     assert a.shape == val.joints3d.shape and np.isfinite(a).all()
+
+
+def test_mirror_is_an_exact_symmetry_of_inputs_targets_and_the_averaged_lifter():
+    from hpe_ros.lift.normalize import mirror_index, mirror_input, mirror_shape, normalise_rays
+    from hpe_ros.lift.runtime import run_mirrored
+
+    s = make_samples(SyntheticSpec(n_random=200, n_sequences=0, cameras=CLEAN), seed=4)
+    mi = mirror_index(COCO17)
+    assert COCO17.joint_names[mi[COCO17.index("left_wrist")]] == "right_wrist" and mi[0] == 0
+    rays = s.joints3d[..., :2] / s.joints3d[..., 2:3]
+    norm = normalise_rays(rays, s.scores, COCO17)
+    mirrored3d = s.joints3d[:, mi] * [-1.0, 1.0, 1.0]                   # the mirror-image person
+    norm_m = normalise_rays(mirrored3d[..., :2] / mirrored3d[..., 2:3], s.scores[:, mi], COCO17)
+    np.testing.assert_allclose(norm_m.net_input, mirror_input(norm.net_input, mi), atol=1e-5)
+    Q, _ = targets_from_3d(s.joints3d, norm, COCO17)
+    Qm, _ = targets_from_3d(mirrored3d, norm_m, COCO17)
+    np.testing.assert_allclose(Qm, mirror_shape(Q, mi), atol=1e-5)
+    # The averaged answer of any network is mirror-equivariant.
+    model = build_lifter(LifterConfig(arch="mlp", width=32, blocks=1)).eval()
+
+    def net(x):
+        with torch.no_grad():
+            a, b = model(torch.as_tensor(x))
+        return a.numpy(), b.numpy()
+
+    a_shape, a_scale = run_mirrored(net, norm.net_input, mi)
+    b_shape, b_scale = run_mirrored(net, mirror_input(norm.net_input, mi), mi)
+    np.testing.assert_allclose(b_shape, mirror_shape(a_shape, mi), atol=1e-5)
+    np.testing.assert_allclose(a_scale, b_scale, atol=1e-5)

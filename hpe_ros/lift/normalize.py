@@ -160,3 +160,36 @@ def torch_unit_pose(shape, centre, spread):
 
     root = torch.cat([centre, torch.ones_like(centre[:, :1])], -1) / spread[:, None]
     return shape + root[:, None]
+
+
+# --- mirror symmetry ---------------------------------------------------------------------------------
+
+def mirror_index(layout: Layout) -> np.ndarray:
+    """(J,) joint order of the mirrored skeleton: left_* <-> right_*."""
+    def swap(name: str) -> str:
+        if name.startswith("left_"):
+            return "right_" + name[5:]
+        if name.startswith("right_"):
+            return "left_" + name[6:]
+        return name
+    return np.array([layout.index(swap(n)) if layout.has(swap(n)) else i
+                     for i, n in enumerate(layout.joint_names)], dtype=np.int64)
+
+
+def mirror_input(net_input, mirror):
+    """Mirror a batch of inputs (B, J + 1, 3) about the camera's y-z plane: x -> -x for every 2D point and
+    the root ray, left and right joints swapped. This is an exact symmetry of the pinhole camera, so a
+    lifter's answer for the mirrored input, mirrored back, is a second opinion (test-time averaging) and
+    mirrored samples are free training data. Works on numpy arrays and torch tensors."""
+    J = len(mirror)
+    out = net_input * 1.0
+    out[:, :J] = net_input[:, mirror]
+    out[:, :, 0] = -out[:, :, 0]
+    return out
+
+
+def mirror_shape(shape, mirror):
+    """Mirror a shape (B, J, 3) back: x -> -x, left and right joints swapped. numpy or torch."""
+    out = shape[:, mirror] * 1.0
+    out[..., 0] = -out[..., 0]
+    return out

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpe_ros.lift.normalize import normalise, place
+from hpe_ros.lift.normalize import mirror_index, mirror_input, mirror_shape, normalise, place
 from hpe_ros.skeleton import Layout, get_layout
 
 DEFAULT_MODEL = "lifter.onnx"        # what nodes and tools run
@@ -32,18 +32,37 @@ def default_checkpoint_path() -> Path:
     return share_dir() / "models" / DEFAULT_CHECKPOINT
 
 
-def lift_batch(model, points2d, scores, K, layout: Layout, device=None, chunk: int = 8192) -> np.ndarray:
-    """A torch lifter over many samples: (N, J, 2) px, (N, J), K (3, 3)/(N, 3, 3) -> (N, J, 3) camera frame."""
+def run_mirrored(fn, net_input: np.ndarray, mirror: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Run fn (B, J + 1, 3) -> (shape, log_scale) on the input and its mirror image in one batch, and average
+    the two answers (the mirrored one mirrored back). Halves the variance of a lifter's guesses for free."""
+    B = len(net_input)
+    both = np.concatenate([net_input, mirror_input(net_input, mirror)]).astype(np.float32)
+    shape, log_scale = fn(both)
+    shape, log_scale = np.asarray(shape), np.asarray(log_scale)
+    return 0.5 * (shape[:B] + mirror_shape(shape[B:], mirror)), 0.5 * (log_scale[:B] + log_scale[B:])
+
+
+def lift_batch(model, points2d, scores, K, layout: Layout, device=None, chunk: int = 8192,
+               mirror: bool = True) -> np.ndarray:
+    """A torch lifter over many samples: (N, J, 2) px, (N, J), K (3, 3)/(N, 3, 3) -> (N, J, 3) camera frame.
+    mirror: average with the mirrored input's answer (see run_mirrored)."""
     import torch
 
     norm = normalise(points2d, scores, K, layout)
     device = device or next(model.parameters()).device
+    flip = mirror_index(layout)
+
+    def net(x):
+        with torch.no_grad():
+            s, ls = model(torch.as_tensor(x, device=device))
+        return s.cpu().numpy(), ls.cpu().numpy()
+
     shapes, scales = [], []
-    with torch.no_grad():
-        for i in range(0, len(norm.net_input), chunk):
-            s, ls = model(torch.as_tensor(norm.net_input[i:i + chunk], device=device))
-            shapes.append(s.cpu().numpy())
-            scales.append(ls.cpu().numpy())
+    for i in range(0, len(norm.net_input), chunk):
+        x = norm.net_input[i:i + chunk]
+        s, ls = run_mirrored(net, x, flip) if mirror else net(x)
+        shapes.append(s)
+        scales.append(ls)
     if not shapes:
         return np.zeros((0, layout.num_joints, 3))
     return place(np.concatenate(shapes), np.concatenate(scales), norm)
@@ -53,13 +72,16 @@ class LearnedLifter:
     """A trained lifter. points2d (P, J, 2) px + scores (P, J) + K (3, 3) -> points3d (P, J, 3), conf (P, J).
 
     model: path to .onnx (runs on `runtime`, default onnxruntime) or .pt (torch), or "default".
+    mirror: also lift the mirror image and average (one batch of 2P rows; see run_mirrored).
     Joints this view saw keep their 2D confidence; unseen joints of a lifted person are placed from context
     with UNSEEN_CONFIDENCE x the person's mean confidence. People with too few joints come back NaN / 0.
     """
 
     def __init__(self, model: str | Path = "default", layout: str = "coco17", runtime: str = "onnxruntime",
-                 **runner_options):
+                 mirror: bool = True, **runner_options):
         self.layout = get_layout(layout)
+        self.mirror = bool(mirror)
+        self._flip = mirror_index(self.layout)
         path = default_model_path() if str(model) in ("", "default") else Path(str(model)).expanduser()
         if not path.exists():
             raise FileNotFoundError(f"lifter model not found: {path}")
@@ -90,11 +112,14 @@ class LearnedLifter:
         if P == 0:
             return np.zeros((0, J, 3)), np.zeros((0, J))
         if self._torch is not None:
-            points3d = lift_batch(self._torch, points2d, scores, K, self.layout)
+            points3d = lift_batch(self._torch, points2d, scores, K, self.layout, mirror=self.mirror)
             norm = normalise(points2d, scores, K, self.layout)
         else:
             norm = normalise(points2d, scores, K, self.layout)
-            shape, log_scale = self._runner.run(norm.net_input)
+            if self.mirror:
+                shape, log_scale = run_mirrored(self._runner.run, norm.net_input, self._flip)
+            else:
+                shape, log_scale = self._runner.run(norm.net_input)
             points3d = place(shape, log_scale, norm)
         seen = norm.weights > 0
         mean = norm.weights.sum(1) / np.maximum(seen.sum(1), 1)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from hpe_ros.lift.models import LifterConfig, build_lifter, export_lifter_onnx, load_lifter, save_lifter
-from hpe_ros.lift.normalize import normalise, targets_from_3d
+from hpe_ros.lift.normalize import mirror_index, mirror_input, mirror_shape, normalise, targets_from_3d
 from hpe_ros.lift.synthetic import LiftSamples
 from hpe_ros.skeleton import get_layout
 
@@ -40,6 +40,7 @@ class TrainConfig:
     seed: int = 0
     init: str = ""                  # checkpoint to fine-tune from ("" = fresh weights)
     device: str = "auto"
+    mirror_augment: bool = True     # mirror half of every batch (an exact symmetry of the camera): free data
     checkpoint_every: int = 500
     eval_every: int = 250
     layout: str = "coco17"
@@ -112,6 +113,21 @@ class BatchSampler:
         offs = (self.rng.random((len(groups), self.k)) * self.counts[groups, None]).astype(np.int64)
         idx = self.order[self.starts[groups, None] + offs].reshape(-1)
         return idx[:self.batch]
+
+
+def mirror_half(batch: dict, mirror: torch.Tensor, generator: torch.Generator) -> dict:
+    """Mirror a random half of a batch's samples: inputs, target shapes and per-joint target weights."""
+    flip = torch.rand(len(batch["net_input"]), generator=generator) < 0.5
+    if not flip.any():
+        return batch
+    out = dict(batch)
+    out["net_input"] = batch["net_input"].clone()
+    out["net_input"][flip] = mirror_input(batch["net_input"][flip], mirror)
+    out["shape"] = batch["shape"].clone()
+    out["shape"][flip] = mirror_shape(batch["shape"][flip], mirror)
+    out["target_weight"] = batch["target_weight"].clone()
+    out["target_weight"][flip] = batch["target_weight"][flip][:, mirror]
+    return out
 
 
 def pick_device(name: str) -> torch.device:
@@ -208,6 +224,8 @@ def train(config: TrainConfig, data: TrainData, val: LiftSamples | None = None, 
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     extra_opts = method.optimisers()
     sampler = BatchSampler(data.person, config.batch, config.frames_per_person, rng)
+    mirror = torch.as_tensor(mirror_index(layout))
+    flip_gen = torch.Generator().manual_seed(config.seed)
     history: list[dict] = []
     start = 0
     out = Path(out_dir) if out_dir is not None else None
@@ -223,6 +241,7 @@ def train(config: TrainConfig, data: TrainData, val: LiftSamples | None = None, 
                 history, start = state["history"], state["step"]
                 rng.bit_generator.state = state["rng"]
                 torch.set_rng_state(state["torch_rng"])
+                flip_gen.set_state(state["flip_rng"])
 
     def lr_at(step):
         frac = step / max(config.steps, 1)
@@ -245,7 +264,10 @@ def train(config: TrainConfig, data: TrainData, val: LiftSamples | None = None, 
         model.train()
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
-        batch = _to(data.take(sampler()), device)
+        batch = data.take(sampler())
+        if config.mirror_augment:
+            batch = mirror_half(batch, mirror, flip_gen)
+        batch = _to(batch, device)
         for extra in extra_opts:            # e.g. the discriminator's own update
             extra(model, batch, step)
         losses = method.losses(model, batch, step)
@@ -267,7 +289,8 @@ def train(config: TrainConfig, data: TrainData, val: LiftSamples | None = None, 
             with atomic_path(ckpt_path) as tmp:
                 torch.save({"config": asdict(config), "model": model.state_dict(), "opt": opt.state_dict(),
                             "method": method.state_dict(), "history": history, "step": step + 1,
-                            "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, tmp)
+                            "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                            "flip_rng": flip_gen.get_state()}, tmp)
     bar.close()
     model.eval()
     final = next((h for h in reversed(history) if "val_pmpjpe_mm" in h), None)
