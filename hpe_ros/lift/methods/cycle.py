@@ -1,0 +1,208 @@
+"""Geometric self-supervision from 2D alone (Chen et al. CVPR 2019; scale on its own after Yu et al. ICCV 2021).
+
+Per batch of normalised 2D poses p (see hpe_ros/lift/normalize.py):
+
+1. lift: p -> shape Q, log m. `rep`: Q placed at its fitted root reprojects onto p (confidence-weighted).
+2. rotate Q about its root by a random R (any azimuth, small elevation; a torch.Generator seeded from
+   `config.seed`), project, renormalise -> a new view p' with spread s'; lift again -> Q2.
+   `cons3d`: Q2 equals the rotated first answer R Q s / s' (mean joint distance, shape units);
+   `cycle2d`: Q2 rotated back (R^T, times s' / s) reprojects onto the ORIGINAL p;
+   `scale_cycle`: log m2 = log m + log(s' / s) (the root keeps its depth under the rotation).
+3. `adv`: a small MLP discriminator over normalised 2D poses (J x 2) tells real inputs (fully seen samples
+   only: zeros of unseen joints would give fakes away) from the rotated views p'; the lifter is asked to make
+   p' look real. The discriminator has its own Adam, stepped by `optimisers()` before each lifter step on
+   this batch's real poses and the previous step's (detached) fakes, so the lifter runs once per step.
+4. scale on its own: `bone` (metric bone lengths constant over the frames of one person in the batch),
+   `prior` (summed limb length log-normal around a 1.70 m person's), `sym` (left = right bones).
+
+The rotated view keeps the input's confidences ("view_conf" option "input"; "ones" = every joint seen with
+confidence 1, as `common.rotate_and_view`), so it looks like the detections the lifter is trained on and
+BatchNorm statistics of the two passes agree. Options (TrainConfig.options, defaults below): weights
+w_rep, w_3d, w_2d, w_adv, w_bone, w_prior, w_sym, w_scale_cycle; max_elevation_deg; d_lr, d_width;
+gan ("ls" least squares or "bce"); detach_view (1: no gradient from the second pass into the first lift
+through the rotated input; the targets R Q s / s' still carry it); warmup (steps before the cycle terms
+ramp in linearly). Fine-tuning a supervised lifter: freeze_bn (1: BatchNorm statistics frozen, 2: also no
+dropout), w_anchor (mean joint distance to a frozen copy of the starting model's answers), w_back3d (the
+first lift pulled to the rotated-back second lift, detached). Measured on synthetic data: without
+freeze_bn=2 and an anchor, self-supervised fine-tuning at lr 1e-4 makes a good starting model worse.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from hpe_ros.lift.methods.base import Method
+from hpe_ros.lift.methods.common import (fit_root, np_rng_generator, random_rotations, reprojection_loss,
+                                         scale_losses, symmetry_loss, unpack)
+from hpe_ros.lift.normalize import MIN_SCORE, hip_indices, torch_normalise, torch_project
+
+DEFAULTS = dict(w_rep=1.0, w_3d=0.5, w_2d=0.5, w_adv=0.02, w_bone=0.5, w_prior=1.0, w_sym=0.1,
+                w_scale_cycle=0.1, max_elevation_deg=20.0, d_lr=2e-4, d_width=256, gan="ls", detach_view=0,
+                warmup=0, view_conf="input", freeze_bn=0, w_anchor=0.0, w_back3d=0.0)
+
+
+class PoseDiscriminator(nn.Module):
+    """(B, J, 2) normalised 2D poses -> (B,) logits "real". Plain MLP over the flattened coordinates."""
+
+    def __init__(self, num_joints: int, width: int = 256):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2 * num_joints, width), nn.LeakyReLU(0.2),
+                                 nn.Linear(width, width), nn.LeakyReLU(0.2),
+                                 nn.Linear(width, width), nn.LeakyReLU(0.2), nn.Linear(width, 1))
+
+    def forward(self, p):
+        return self.net(p.reshape(p.shape[0], -1))[:, 0]
+
+
+def rotated_view(shape, net_input, spread, R, lh: int, rh: int, conf: str = "input"):
+    """Rotate Q about its fitted root by R, project, renormalise (as `common.rotate_and_view`).
+
+    conf "input": the new view carries the input's confidences (unseen joints stay unseen: p = 0, weight 0);
+    "ones": every joint seen with confidence 1. Returns (net_input' (B, J + 1, 3), spread' (B,), target
+    shape R Q s / s' (B, J, 3), p_all' (B, J, 2) every joint's normalised 2D, for the discriminator).
+    """
+    p, w, c = unpack(net_input)
+    root = fit_root(shape, p, w, c, spread)
+    rotated = torch.einsum("bij,bkj->bki", R, shape)
+    rays = torch_project(rotated + root[:, None])
+    weights = w if conf == "input" else torch.ones_like(w)
+    net, c2, s2 = torch_normalise(rays, weights, lh, rh)
+    p_all = (rays - c2[:, None]) / s2[:, None, None]
+    if conf == "input":
+        seen = (weights > 0).to(net.dtype)[..., None]
+        net = torch.cat([net[:, :-1] * torch.cat([seen.expand(-1, -1, 2), torch.ones_like(seen)], -1),
+                         net[:, -1:]], 1)
+    return net, s2, rotated * (spread / s2)[:, None, None], p_all
+
+
+class CycleMethod(Method):
+    needs_targets = False
+
+    def __init__(self, config, layout, device):
+        super().__init__(config, layout, device)
+        unknown = sorted(set(self.options) - set(DEFAULTS))
+        if unknown:
+            raise ValueError(f"unknown cycle option(s) {unknown}; known: {sorted(DEFAULTS)}")
+        self.lh, self.rh = hip_indices(layout)
+        self.generator = np_rng_generator(config.seed)              # rotations
+        with torch.random.fork_rng(devices=[]):                       # keep the global stream as other methods see it
+            torch.manual_seed(int(config.seed) + 7919)
+            self.disc = PoseDiscriminator(layout.num_joints, self.option("d_width", DEFAULTS["d_width"]))
+        self.disc.to(device)
+        self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=self.option("d_lr", DEFAULTS["d_lr"]),
+                                         betas=(0.5, 0.999))
+        self._anchor: nn.Module | None = None                        # frozen copy of the starting model
+        self._fake: torch.Tensor | None = None                        # the last step's rotated views (detached)
+
+    def opt(self, name):
+        return self.option(name, DEFAULTS[name])
+
+    # --- discriminator ---------------------------------------------------------------------------------
+
+    def _gan(self, logits, real: bool):
+        if self.opt("gan") == "bce":
+            return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, 1.0 if real else 0.0))
+        return ((logits - (1.0 if real else 0.0)) ** 2).mean()
+
+    def _real(self, net_input):
+        p, w, _ = unpack(net_input)
+        full = (w >= MIN_SCORE).all(1)
+        return p[full]
+
+    def _disc_step(self, model, batch, step):
+        if self._fake is None or self.opt("w_adv") <= 0:
+            return
+        real = self._real(batch["net_input"])
+        if len(real) < 2:
+            return
+        self.disc.train()
+        for q in self.disc.parameters():
+            q.requires_grad_(True)
+        loss = 0.5 * (self._gan(self.disc(real), True) + self._gan(self.disc(self._fake), False))
+        self.disc_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.disc_opt.step()
+        self._d_loss = loss.detach()
+
+    def optimisers(self) -> list:
+        return [self._disc_step]
+
+    # --- lifter losses ---------------------------------------------------------------------------------
+
+    def losses(self, model, batch, step):
+        net, s, person = batch["net_input"], batch["spread"], batch["person"]
+        if self.opt("freeze_bn"):                      # fine-tuning: keep the starting model's statistics
+            for mod in model.modules():
+                if isinstance(mod, nn.modules.batchnorm._BatchNorm) or (self.opt("freeze_bn") > 1
+                                                                         and isinstance(mod, nn.Dropout)):
+                    mod.eval()
+        p, w, c = unpack(net)
+        B = net.shape[0]
+        Q, log_m = model(net)
+        anchor = Q.new_zeros(())
+        if self.opt("w_anchor") > 0:                  # stay near the starting model (fine-tuning)
+            if self._anchor is None:
+                self._anchor = copy.deepcopy(model).eval().requires_grad_(False)
+            with torch.no_grad():
+                Qa, _ = self._anchor(net)
+            anchor = torch.linalg.norm(Q - Qa, dim=-1).mean()
+        rep = reprojection_loss(Q, net, s)
+
+        R = random_rotations(B, self.generator, math.radians(self.opt("max_elevation_deg")), device=net.device)
+        net2, s2, target2, p_all = rotated_view(Q, net, s, R, self.lh, self.rh, self.opt("view_conf"))
+        if self.opt("detach_view"):
+            net2 = net2.detach()
+        Q2, log_m2 = model(net2)
+        cons3d = torch.linalg.norm(Q2 - target2, dim=-1).mean()
+        back = torch.einsum("bji,bkj->bki", R, Q2) * (s2 / s)[:, None, None]      # R^T Q2 s' / s
+        cycle2d = reprojection_loss(back, net, s)
+        back3d = torch.linalg.norm(Q - back.detach(), dim=-1).mean()    # the second lift as a teacher
+        scale_cycle = (log_m2[:, 0] - (log_m[:, 0] + torch.log(s2 / s)).detach()).abs().mean()
+
+        w_adv = self.opt("w_adv")
+        if w_adv > 0:
+            for q in self.disc.parameters():
+                q.requires_grad_(False)
+            self.disc.eval()
+            adv = self._gan(self.disc(p_all), True)
+            self._fake = p_all.detach()
+        else:
+            adv = Q.new_zeros(())
+
+        bone, prior = scale_losses(Q, log_m, person, self.layout)
+        sym = symmetry_loss(Q, self.layout)
+
+        warm = self.opt("warmup")
+        ramp = min(1.0, (step + 1) / warm) if warm > 0 else 1.0
+        total = (self.opt("w_rep") * rep + ramp * (self.opt("w_3d") * cons3d + self.opt("w_2d") * cycle2d
+                                                  + w_adv * adv + self.opt("w_scale_cycle") * scale_cycle)
+                 + self.opt("w_anchor") * anchor + ramp * self.opt("w_back3d") * back3d + self.opt("w_bone") * bone + self.opt("w_prior") * prior + self.opt("w_sym") * sym)
+        out = {"loss": total, "loss_rep": rep, "loss_3d": cons3d, "loss_2d": cycle2d, "loss_adv": adv,
+               "loss_scale_cycle": scale_cycle, "loss_anchor": anchor, "loss_back3d": back3d, "loss_bone": bone, "loss_prior": prior, "loss_sym": sym}
+        if getattr(self, "_d_loss", None) is not None:
+            out["loss_disc"] = self._d_loss
+        return {k: (v if k == "loss" else v.detach()) for k, v in out.items()}
+
+    # --- checkpointing ---------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {"disc": self.disc.state_dict(), "disc_opt": self.disc_opt.state_dict(),
+                "generator": self.generator.get_state(),
+                "fake": None if self._fake is None else self._fake.cpu(),
+                "anchor": None if self._anchor is None else copy.deepcopy(self._anchor).cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:
+            return
+        self.disc.load_state_dict(state["disc"])
+        self.disc_opt.load_state_dict(state["disc_opt"])
+        self.generator.set_state(state["generator"].cpu() if hasattr(state["generator"], "cpu")
+                                 else state["generator"])
+        anchor = state.get("anchor")
+        self._anchor = None if anchor is None else anchor.to(self.device).eval().requires_grad_(False)
+        fake = state.get("fake")
+        self._fake = None if fake is None else fake.to(self.device)

@@ -1,0 +1,307 @@
+"""ITES: an invariant teacher and an equivariant student, trained from 2D only (Xu et al. AAAI 2021).
+
+Teacher (`DictionaryTeacher`): from `net_input` an MLP predicts K coefficients a of a learned pose
+dictionary D (K, J, 3) and a camera rotation (6D representation, Zhou et al. CVPR 2019). The canonical pose
+is S = sum_k a_k D_k (shape units, see normalize.py), the camera-frame shape X = R S. D_0 starts as a
+standing person from the simulator's body proportions (`template_pose`), the rotation as upright, facing. K is small (default
+10 for 17 joints: 51 numbers), so the teacher can only answer poses in a low-rank family: that is what
+regularises the depth it finds. It learns from 2D alone:
+
+- reprojection: X placed at its fitted root reprojects onto the input (common.reprojection_loss);
+- invariance by cycle consistency: X rotated by a random R_r (common.random_rotations) and seen again
+  (common.rotate_and_view) is a new input; the teacher's canonical pose of it must be the first one (in
+  the new view's units: S s / s') and its camera-frame shape the rotated one. Gradients flow through the
+  whole cycle, so a wrong depth (whose rotated views look implausible) is penalised;
+- bone symmetry of the canonical pose (common.symmetry_loss).
+
+Student (`model`, the lifter being trained: usually the GCN student, "gcn"; "mlp" works too): reprojection
++ distillation towards the teacher's camera-frame shape (teacher detached) + bone symmetry + scale on its
+own (common.scale_losses: bone constancy over a person's frames and a body-size prior), and optionally its
+own equivariance (the cycle above with the student, `student_cycle_weight`).
+
+Schedule: the first `teacher_steps` steps train the teacher only (the loss handed to the loop is a zero
+with no gradient into the lifter); after that the student trains and the teacher keeps training with its
+own optimiser (Adam, `teacher_lr`, cosine decay over the run), updated in `optimisers()` before each lifter
+step.
+
+Fine-tuning (config.init set, or option teacher_init="pca"): the teacher's dictionary starts as the
+principal directions of the starting lifter's own shapes on the first batches, brought to a body frame
+(hips along x, spine along y), and during the teacher phase the teacher is also pulled towards the
+lifter's answers (`anchor_weight`), so it starts as a low-rank, rotation-invariant copy of a good model
+instead of from nothing. The student keeps a frozen copy of its starting weights and is pulled towards it
+with `keep_weight` (0 from random init).
+
+Options (TrainConfig.options), with defaults: bases 10, teacher_width 256, teacher_lr 1e-3, teacher_steps
+(30 % of the run from random init, 20 % when fine-tuning), teacher_reproj_weight 5, reproj_weight 1, invariance_weight 1,
+equivariance_weight 1, teacher_symmetry_weight 0.1, distill_weight 1, symmetry_weight 0.1,
+constancy_weight 1, prior_weight 1, student_cycle_weight 0, anchor_weight (1 when fine-tuning, else 0),
+keep_weight (0), teacher_init ("auto": "pca" when fine-tuning, else "random"), pca_batches 4.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+from hpe_ros.lift.methods.base import Method
+from hpe_ros.lift.methods.common import (np_rng_generator, random_rotations, reprojection_loss, rotate_and_view,
+                                         scale_losses, symmetry_loss)
+from hpe_ros.lift.normalize import hip_indices
+
+
+def rotation_6d(x: torch.Tensor) -> torch.Tensor:
+    """(B, 6) -> (B, 3, 3) rotation matrices by Gram-Schmidt on two 3-vectors (columns b1, b2, b1 x b2)."""
+    a1, a2 = x[:, :3], x[:, 3:]
+    b1 = a1 / torch.linalg.norm(a1, dim=-1, keepdim=True).clamp_min(1e-6)
+    a2 = a2 - (b1 * a2).sum(-1, keepdim=True) * b1
+    b2 = a2 / torch.linalg.norm(a2, dim=-1, keepdim=True).clamp_min(1e-6)
+    return torch.stack([b1, b2, torch.cross(b1, b2, dim=-1)], -1)
+
+
+def template_pose(layout) -> torch.Tensor:
+    """A standing person (arms slightly out) from the simulator's body proportions, root-relative in the
+    body frame (`body_frame`), scaled to unit RMS joint distance: (J, 3). Only COCO-17 has one (None else)."""
+    import numpy as np
+
+    from hpe_ros.sim.motion import PROPORTIONS, forward_kinematics
+
+    if layout.name != "coco17":
+        return None
+    body = {k: np.array([v * 1.7]) for k, v in PROPORTIONS.items()}
+    body["height"] = np.array([1.7])
+    z = lambda *shape: np.zeros(shape)  # noqa: E731
+    ang = dict(trunk=z(1), hip=z(1, 2), knee=z(1, 2), sh_flex=z(1, 2), sh_abd=np.full((1, 2), 0.2),
+               elbow=np.full((1, 2), 0.3), roll=z(1, 2), sway=z(1))
+    P = torch.as_tensor(forward_kinematics(body, z(1), z(1), z(1), ang), dtype=torch.float32)
+    lh, rh = hip_indices(layout)
+    P = body_frame(P - 0.5 * (P[:, lh] + P[:, rh])[:, None], layout)[0]
+    return P / P.pow(2).sum(-1).mean().sqrt()
+
+
+class DictionaryTeacher(nn.Module):
+    """net_input (B, J + 1, 3) -> (camera-frame shape X (B, J, 3), canonical S (B, J, 3), coefficients (B, K),
+    R (B, 3, 3)) with S = sum_k a_k D_k and X = R S, both root-relative (mid-hip at the origin)."""
+
+    def __init__(self, num_joints: int, lh: int, rh: int, bases: int = 10, width: int = 256, blocks: int = 2,
+                 template: torch.Tensor | None = None):
+        super().__init__()
+        self.J, self.lh, self.rh = num_joints, lh, rh
+        D = 0.1 * torch.randn(bases, num_joints, 3)
+        if template is not None:
+            D[0] = template
+        self.dictionary = nn.Parameter(D)
+        self.inp = nn.Sequential(nn.Linear(3 * num_joints + 2, width), nn.LayerNorm(width), nn.ReLU())
+        self.blocks = nn.ModuleList([nn.Sequential(nn.Linear(width, width), nn.LayerNorm(width), nn.ReLU(),
+                                                   nn.Linear(width, width), nn.LayerNorm(width), nn.ReLU())
+                                     for _ in range(blocks)])
+        self.coef = nn.Linear(width, bases)
+        self.rot = nn.Linear(width, 6)
+        with torch.no_grad():
+            self.coef.weight.mul_(0.1)
+            self.coef.bias.zero_()
+            self.coef.bias[0] = 1.0
+            self.rot.weight.mul_(0.1)
+            # Body x (right to left hip) -> camera +x, body up -> camera -y: an upright person facing the camera.
+            self.rot.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0, -1.0, 0.0]))
+
+    def canonical(self, a: torch.Tensor) -> torch.Tensor:
+        S = torch.einsum("bk,kjd->bjd", a, self.dictionary)
+        return S - 0.5 * (S[:, self.lh] + S[:, self.rh])[:, None]
+
+    def forward(self, x):
+        J = self.J
+        flat = torch.cat([x[:, :J].reshape(x.shape[0], 3 * J), x[:, J, :2]], 1)
+        h = self.inp(flat)
+        for block in self.blocks:
+            h = h + block(h)
+        a = self.coef(h)
+        R = rotation_6d(self.rot(h))
+        S = self.canonical(a)
+        return torch.einsum("bij,bkj->bki", R, S), S, a, R
+
+
+def body_frame(shape: torch.Tensor, layout) -> torch.Tensor:
+    """(B, J, 3) root-relative shapes -> the same shapes in a body frame: x from right to left hip, y along
+    the spine (mid-hip to mid-shoulder, made orthogonal to x), z = x cross y."""
+    lh, rh = hip_indices(layout)
+    ls, rs = layout.index("left_shoulder"), layout.index("right_shoulder")
+    x = shape[:, lh] - shape[:, rh]
+    x = x / torch.linalg.norm(x, dim=-1, keepdim=True).clamp_min(1e-6)
+    y = 0.5 * (shape[:, ls] + shape[:, rs]) - 0.5 * (shape[:, lh] + shape[:, rh])
+    y = y - (x * y).sum(-1, keepdim=True) * x
+    y = y / torch.linalg.norm(y, dim=-1, keepdim=True).clamp_min(1e-6)
+    z = torch.cross(x, y, dim=-1)
+    B = torch.stack([x, y, z], 1)                                     # rows: body axes in camera coordinates
+    return torch.einsum("bij,bkj->bki", B, shape)
+
+
+def joint_distance(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+    d = torch.linalg.norm(a - b, dim=-1)
+    if w is None:
+        return d.mean()
+    return (w * d).sum() / w.sum().clamp_min(1.0)
+
+
+class ItesMethod(Method):
+    needs_targets = False
+
+    def __init__(self, config, layout, device):
+        super().__init__(config, layout, device)
+        self.lh, self.rh = hip_indices(layout)
+        finetune = bool(config.init)
+        self.teacher_steps = self.option("teacher_steps", int(round((0.2 if finetune else 0.3) * config.steps)))
+        init = self.option("teacher_init", "auto")
+        self.pca_init = init == "pca" or (init == "auto" and finetune)
+        self.pca_batches = max(1, self.option("pca_batches", 4))
+        self.anchor_weight = self.option("anchor_weight", 1.0 if self.pca_init else 0.0)
+        self.keep_weight = self.option("keep_weight", 0.0)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(config.seed) + 7741)
+            self.teacher = DictionaryTeacher(layout.num_joints, self.lh, self.rh, self.option("bases", 10),
+                                             self.option("teacher_width", 256), template=template_pose(layout)).to(device)
+        self.teacher_lr = self.option("teacher_lr", 1e-3)
+        self.teacher_opt = torch.optim.Adam(self.teacher.parameters(), lr=self.teacher_lr)
+        self.generator = np_rng_generator(config.seed + 1013)
+        self.pca_pool: list[torch.Tensor] = []
+        self.initialised = not self.pca_init
+        self.start_model = None                      # frozen copy of the starting lifter (keep_weight)
+        self._pending_start = None                   # its weights from a resumed checkpoint
+        self.last_teacher: dict[str, torch.Tensor] = {}
+
+    # --- teacher ------------------------------------------------------------------------------------
+
+    def teacher_losses(self, batch, model=None) -> dict[str, torch.Tensor]:
+        net, spread = batch["net_input"], batch["spread"]
+        X, S, _, _ = self.teacher(net)
+        reproj = reprojection_loss(X, net, spread)
+        R = random_rotations(len(net), self.generator, device=net.device)
+        net2, s2, target = rotate_and_view(X, net, spread, R, self.lh, self.rh)
+        X2, S2, _, _ = self.teacher(net2)
+        ratio = (spread / s2)[:, None, None]
+        invariance = joint_distance(S2, S * ratio)
+        equivariance = joint_distance(X2, target)
+        reproj2 = reprojection_loss(X2, net2, s2)
+        sym = symmetry_loss(S, self.layout)
+        total = (self.option("teacher_reproj_weight", 5.0) * (reproj + 0.5 * reproj2)
+                 + self.option("invariance_weight", 1.0) * invariance
+                 + self.option("equivariance_weight", 1.0) * equivariance
+                 + self.option("teacher_symmetry_weight", 0.1) * sym)
+        out = {"t_reproj": reproj, "t_invariance": invariance, "t_equivariance": equivariance, "t_symmetry": sym}
+        if model is not None and self.anchor_weight > 0:
+            with torch.no_grad():
+                was = model.training
+                model.eval()
+                Q, _ = model(net)
+                model.train(was)
+            anchor = joint_distance(X, Q)
+            total = total + self.anchor_weight * anchor
+            out["t_anchor"] = anchor
+        out["t_total"] = total
+        return out
+
+    @torch.no_grad()
+    def _init_from_lifter(self, model, batch) -> bool:
+        """Collect the lifter's shapes in a body frame; after `pca_batches` batches set the dictionary to
+        their top principal directions (uncentred: the mean pose is the first). True once done."""
+        was = model.training
+        model.eval()
+        Q, _ = model(batch["net_input"])
+        model.train(was)
+        Q = Q - 0.5 * (Q[:, self.lh] + Q[:, self.rh])[:, None]
+        self.pca_pool.append(body_frame(Q, self.layout).reshape(len(Q), -1))
+        if len(self.pca_pool) < self.pca_batches:
+            return False
+        data = torch.cat(self.pca_pool)
+        data = data[torch.isfinite(data).all(1)]
+        _, sv, Vt = torch.linalg.svd(data, full_matrices=False)
+        K = self.teacher.dictionary.shape[0]
+        # Bases scaled like the data along them, so coefficients of a typical pose are O(1).
+        scale = (sv[:K] / math.sqrt(len(data)))[:, None]
+        D = (scale * Vt[:K]).reshape(K, self.layout.num_joints, 3)
+        sign = torch.sign((data @ Vt[0]).mean())
+        D[0] *= sign if sign != 0 else 1.0
+        self.teacher.dictionary.copy_(D)
+        self.pca_pool = []
+        return True
+
+    def _teacher_update(self, model, batch, step):
+        if not self.initialised:
+            self.initialised = self._init_from_lifter(model, batch)
+        frac = step / max(self.config.steps, 1)
+        lr_final = self.teacher_lr * 0.01
+        for g in self.teacher_opt.param_groups:
+            g["lr"] = lr_final + 0.5 * (self.teacher_lr - lr_final) * (1 + math.cos(math.pi * frac))
+        self.teacher.train()
+        losses = self.teacher_losses(batch, model if step < self.teacher_steps else None)
+        self.teacher_opt.zero_grad(set_to_none=True)
+        losses["t_total"].backward()
+        torch.nn.utils.clip_grad_norm_(self.teacher.parameters(), 5.0)
+        self.teacher_opt.step()
+        self.last_teacher = {k: v.detach() for k, v in losses.items()}
+
+    def optimisers(self) -> list:
+        return [self._teacher_update]
+
+    # --- student ------------------------------------------------------------------------------------
+
+    def losses(self, model, batch, step):
+        logged = {f"loss_{k}": v for k, v in self.last_teacher.items()}
+        if step < self.teacher_steps:
+            zero = torch.zeros((), device=batch["net_input"].device, requires_grad=True)
+            return {"loss": zero, **logged}
+        net, spread = batch["net_input"], batch["spread"]
+        if self.keep_weight > 0 and self.start_model is None:
+            self.start_model = copy.deepcopy(model).eval()
+            if self._pending_start is not None:
+                self.start_model.load_state_dict(self._pending_start)
+            for p in self.start_model.parameters():
+                p.requires_grad_(False)
+        Q, log_scale = model(net)
+        with torch.no_grad():
+            self.teacher.eval()
+            X, _, _, _ = self.teacher(net)
+        reproj = reprojection_loss(Q, net, spread)
+        distill = joint_distance(Q, X)
+        sym = symmetry_loss(Q, self.layout)
+        constancy, prior = scale_losses(Q, log_scale, batch["person"], self.layout)
+        total = (self.option("reproj_weight", 1.0) * reproj + self.option("distill_weight", 1.0) * distill
+                 + self.option("symmetry_weight", 0.1) * sym + self.option("constancy_weight", 1.0) * constancy
+                 + self.option("prior_weight", 1.0) * prior)
+        out = {"loss_reproj": reproj, "loss_distill": distill, "loss_symmetry": sym,
+               "loss_constancy": constancy, "loss_prior": prior}
+        cycle_w = self.option("student_cycle_weight", 0.0)
+        if cycle_w > 0:
+            R = random_rotations(len(net), self.generator, device=net.device)
+            net2, s2, target = rotate_and_view(Q, net, spread, R, self.lh, self.rh)
+            Q2, _ = model(net2)
+            cycle = joint_distance(Q2, target)
+            total = total + cycle_w * cycle
+            out["loss_cycle"] = cycle
+        if self.keep_weight > 0:
+            with torch.no_grad():
+                Q0, ls0 = self.start_model(net)
+            keep = joint_distance(Q, Q0) + 0.5 * (log_scale - ls0).abs().mean()
+            total = total + self.keep_weight * keep
+            out["loss_keep"] = keep
+        return {"loss": total, **{k: v.detach() for k, v in out.items()}, **logged}
+
+    # --- checkpointing ------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {"teacher": self.teacher.state_dict(), "teacher_opt": self.teacher_opt.state_dict(),
+                "generator": self.generator.get_state(), "initialised": self.initialised,
+                "pca_pool": [p.cpu() for p in self.pca_pool],
+                "start_model": None if self.start_model is None else self.start_model.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.teacher.load_state_dict(state["teacher"])
+        self.teacher_opt.load_state_dict(state["teacher_opt"])
+        self.generator.set_state(state["generator"])
+        self.initialised = bool(state["initialised"])
+        self.pca_pool = [p.to(self.device) for p in state.get("pca_pool", [])]
+        self._pending_start = state.get("start_model")
+
+    def parameters(self, model) -> list:
+        return []
