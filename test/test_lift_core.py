@@ -94,15 +94,16 @@ def test_supervised_training_learns_and_is_reproducible(tmp_path, small):
     train_set, val = small
     data = prepare_data(train_set)
     cfg = dict(arch="mlp", width=128, blocks=1, steps=300, batch=128, eval_every=300, checkpoint_every=150)
-    untrained = build_lifter(TrainConfig(**cfg).lifter_config())
     torch.manual_seed(0)
+    untrained = build_lifter(TrainConfig(**cfg).lifter_config())
     before = evaluate(untrained.eval(), val)
     res = train(TrainConfig(**cfg), data, val, out_dir=tmp_path / "a", progress=False)
     losses = [h["loss"] for h in res.history if "loss" in h]
     assert losses[-1] < 0.8 * losses[0]
     after = res.final_eval
-    # Measured: untrained 483 mm P-MPJPE, after 300 steps 153 mm on held-out squat/wave (loss 0.88 -> 0.61).
-    assert after["val_pmpjpe_mm"] < before["pmpjpe_mm"] / 2.5, (before, after)
+    # Measured: untrained 166 mm P-MPJPE (the residual x, y start it near the flat 2D pose), after 300 steps
+    # 92 mm on held-out squat/wave.
+    assert after["val_pmpjpe_mm"] < before["pmpjpe_mm"] / 1.6 and after["val_pmpjpe_mm"] < 115, (before, after)
     for name in ("lifter.pt", "lifter.onnx", "loss_curve.png", "history.json", "checkpoint.pt"):
         assert (tmp_path / "a" / name).stat().st_size > 0
     again = train(TrainConfig(**cfg), data, val, out_dir=tmp_path / "b", progress=False)

@@ -113,7 +113,8 @@ def test_publishes_camera_frame_3d_for_every_person_in_one_network_call(ros_cont
         np.testing.assert_allclose(points3d, expected, rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(conf, expected_conf, atol=1e-6)
         assert np.isfinite(points3d).all() and (points3d[..., 2] > 0).all()  # in front of the camera
-        assert calls == [(len(points2d), 18, 3)]  # all people of the message in one network call
+        # all people of the message (and their mirror images, averaged) in one network call
+        assert calls == [(2 * len(points2d), 18, 3)]
         stats = graph.node.stats["cam0"]
         assert stats.processed == 1 and stats.extra["lifter"] == graph.node.lifter.name
     finally:

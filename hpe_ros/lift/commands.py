@@ -73,7 +73,7 @@ def _cmd_eval_lifter(a) -> int:
     return 0
 
 
-def _parse_options(items) -> dict:
+def parse_options(items) -> dict:
     out = {}
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -160,7 +160,7 @@ def _cmd_train_lifter(a) -> int:
     config = TrainConfig(method=a.method, arch=a.arch, width=a.width or (512 if a.arch == "mlp" else 96),
                          blocks=a.blocks or (2 if a.arch == "mlp" else 4), steps=a.steps, batch=a.batch, lr=a.lr,
                          seed=a.seed, init=init or "", device=a.device, checkpoint_every=a.checkpoint_every,
-                         eval_every=a.eval_every, options=_parse_options(a.option))
+                         eval_every=a.eval_every, options=parse_options(a.option))
     data, what = training_data(a, a.method)
     val = load_npz(a.val) if a.val else make_eval_samples(HELD_OUT_ACTIVITIES, 0.0, sequences=4, seconds=15.0)
     print(f"train-lifter: {a.method} / {config.arch} on {what}; {config.steps} steps; out {a.out}", flush=True)

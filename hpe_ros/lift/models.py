@@ -2,7 +2,9 @@
 
 Both take `net_input` (B, J + 1, 3) from `hpe_ros.lift.normalize` (J joints (p_x, p_y, confidence) + the
 root ray row) and return (shape (B, J, 3), log_scale (B, 1)): the scale-free root-relative 3D shape and
-log m, the metric scale (see normalize.py). One input tensor and two outputs make them exportable to ONNX
+log m, the metric scale (see normalize.py). With `residual_xy` the shape's x, y are the input's p plus
+what the network adds (a perspective correction, or the whole guess for an unseen joint, whose p is 0):
+as in Chen et al., the network's real job is depth, and fitting the 2D well never has to move it. One input tensor and two outputs make them exportable to ONNX
 and runnable by the same runners as the 2D networks.
 
 - ResidualMLP: Martinez et al. 2017 ("a simple yet effective baseline"): linear -> [BN, ReLU, dropout]x2
@@ -34,6 +36,7 @@ class LifterConfig:
     width: int = 512        # mlp: hidden units; gcn: channels per joint
     blocks: int = 2         # residual blocks (mlp) / graph layers (gcn)
     dropout: float = 0.1
+    residual_xy: bool = True  # answer x, y as the input's p plus a correction (depth is what is unknown)
 
     def __post_init__(self):
         if self.arch not in ARCHITECTURES:
@@ -53,9 +56,11 @@ class _Block(nn.Module):
 class ResidualMLP(nn.Module):
     """(B, J + 1, 3) -> shape (B, J, 3), log_scale (B, 1)."""
 
-    def __init__(self, num_joints: int, width: int = 512, blocks: int = 2, dropout: float = 0.1):
+    def __init__(self, num_joints: int, width: int = 512, blocks: int = 2, dropout: float = 0.1,
+                 residual_xy: bool = True):
         super().__init__()
         self.num_joints = J = num_joints
+        self.residual_xy = residual_xy
         self.inp = nn.Sequential(nn.Linear(3 * J + 2, width), nn.BatchNorm1d(width), nn.ReLU(), nn.Dropout(dropout))
         self.blocks = nn.Sequential(*[_Block(width, dropout) for _ in range(blocks)])
         self.out = nn.Linear(width, 3 * J + 1)
@@ -64,7 +69,15 @@ class ResidualMLP(nn.Module):
         J = self.num_joints
         flat = torch.cat([x[:, :J].reshape(x.shape[0], 3 * J), x[:, J, :2]], 1)
         y = self.out(self.blocks(self.inp(flat)))
-        return y[:, :3 * J].reshape(-1, J, 3), y[:, 3 * J:]
+        return _with_input_xy(y[:, :3 * J].reshape(-1, J, 3), x, self.residual_xy), y[:, 3 * J:]
+
+
+def _with_input_xy(shape, x, residual: bool):
+    """shape (B, J, 3) + (p_x, p_y, 0) of the input x (B, J + 1, 3) when residual."""
+    if not residual:
+        return shape
+    J = shape.shape[1]
+    return shape + torch.nn.functional.pad(x[:, :J, :2], (0, 1))
 
 
 def skeleton_adjacency(layout: Layout) -> np.ndarray:
@@ -113,8 +126,10 @@ class _GraphBlock(nn.Module):
 class GCNStudent(nn.Module):
     """(B, J + 1, 3) -> shape (B, J, 3), log_scale (B, 1). Each joint node gets (p_x, p_y, conf, c_x, c_y)."""
 
-    def __init__(self, layout: Layout, width: int = 96, blocks: int = 4, dropout: float = 0.05):
+    def __init__(self, layout: Layout, width: int = 96, blocks: int = 4, dropout: float = 0.05,
+                 residual_xy: bool = True):
         super().__init__()
+        self.residual_xy = residual_xy
         A = skeleton_adjacency(layout)
         self.num_joints = layout.num_joints
         self.embed = AdaptiveGraphConv(5, width, A)
@@ -128,14 +143,14 @@ class GCNStudent(nn.Module):
         h = torch.relu(self.embed(torch.cat([x[:, :J], ray], -1)))
         for block in self.blocks:
             h = block(h)
-        return self.head(h), self.scale(h.mean(1))
+        return _with_input_xy(self.head(h), x, self.residual_xy), self.scale(h.mean(1))
 
 
 def build_lifter(config: LifterConfig) -> nn.Module:
     layout = get_layout(config.layout)
     if config.arch == "mlp":
-        return ResidualMLP(layout.num_joints, config.width, config.blocks, config.dropout)
-    return GCNStudent(layout, config.width, config.blocks, config.dropout)
+        return ResidualMLP(layout.num_joints, config.width, config.blocks, config.dropout, config.residual_xy)
+    return GCNStudent(layout, config.width, config.blocks, config.dropout, config.residual_xy)
 
 
 def save_lifter(path, model: nn.Module, config: LifterConfig, meta: dict | None = None) -> None:
@@ -150,7 +165,7 @@ def load_lifter(path, map_location="cpu") -> tuple[nn.Module, LifterConfig, dict
     """Checkpoint -> (model in eval mode, config, meta). Raises ValueError for a file that is not one."""
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-        config = LifterConfig(**ckpt["config"])
+        config = LifterConfig(**{"residual_xy": False, **ckpt["config"]})  # older checkpoints: plain output
         model = build_lifter(config)
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, TypeError, RuntimeError) as exc:

@@ -31,6 +31,7 @@ class TrainConfig:
     width: int = 512
     blocks: int = 2
     dropout: float = 0.1
+    residual_xy: bool = True
     steps: int = 3000
     batch: int = 256
     frames_per_person: int = 4      # batches hold groups of frames of one person (bone-length constancy)
@@ -40,6 +41,7 @@ class TrainConfig:
     seed: int = 0
     init: str = ""                  # checkpoint to fine-tune from ("" = fresh weights)
     device: str = "auto"
+    freeze_norm: bool | None = None  # BatchNorm statistics + dropout fixed (None: when fine-tuning from init)
     mirror_augment: bool = True     # mirror half of every batch (an exact symmetry of the camera): free data
     checkpoint_every: int = 500
     eval_every: int = 250
@@ -47,7 +49,7 @@ class TrainConfig:
     options: dict = field(default_factory=dict)   # method-specific weights (see each method)
 
     def lifter_config(self) -> LifterConfig:
-        return LifterConfig(self.arch, self.layout, self.width, self.blocks, self.dropout)
+        return LifterConfig(self.arch, self.layout, self.width, self.blocks, self.dropout, self.residual_xy)
 
 
 @dataclass
@@ -211,7 +213,7 @@ def train(config: TrainConfig, data: TrainData, val: LiftSamples | None = None, 
     if config.init:
         model, init_cfg, _ = load_lifter(config.init)
         config.arch, config.width, config.blocks = init_cfg.arch, init_cfg.width, init_cfg.blocks
-        config.dropout, config.layout = init_cfg.dropout, init_cfg.layout
+        config.dropout, config.layout, config.residual_xy = init_cfg.dropout, init_cfg.layout, init_cfg.residual_xy
     else:
         model = build_lifter(config.lifter_config())
     model.to(device)
@@ -260,8 +262,20 @@ def train(config: TrainConfig, data: TrainData, val: LiftSamples | None = None, 
     bar = tqdm(range(start, config.steps), desc=f"train-lifter {config.method}/{config.arch}", disable=not progress,
                initial=start, total=config.steps, unit="step")
     running: dict[str, float] = {}
-    for step in bar:
+    # Fine-tuning on a new rig's batches (and on rotated views) must not rewrite the normalisation statistics
+    # learned from the large synthetic set, and dropout noise drowns the small 2D residuals the 2D-only losses
+    # work with: keep both as trained.
+    freeze = bool(config.init) if config.freeze_norm is None else config.freeze_norm
+
+    def train_mode():
         model.train()
+        if freeze:
+            for m in model.modules():
+                if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.Dropout)):
+                    m.eval()
+
+    for step in bar:
+        train_mode()
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         batch = data.take(sampler())
