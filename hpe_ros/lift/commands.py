@@ -4,7 +4,8 @@
                                        synthetic single-view evaluation data (held-out motion types by default)
     hpe-ros train-lifter --out DIR [--method supervised|epipolar|cycle|ites] [--arch mlp|gcn] [--steps N]
                          [--init default|PATH.pt] [data: synthetic (default) | --sim-rig CALIB | --calib CALIB
-                         --keypoints CAM=DIR ... | --data FILE.npz] [--val FILE.npz] [--option KEY=VALUE ...]
+                         --keypoints CAM=DIR ... | --calib CALIB --jsonl FILE | --data FILE.npz] [--val FILE.npz]
+                         [--option KEY=VALUE ...]
     hpe-ros eval-lifter --data FILE.npz [--model PATH]   prints {"frames", "mpjpe_mm", "pmpjpe_mm", "nmpjpe_mm"}
 """
 from __future__ import annotations
@@ -87,8 +88,16 @@ def parse_options(items) -> dict:
 
 
 def _recording_from_args(a):
-    """A multi-view recording from --sim-rig or --calib/--keypoints, else None."""
+    """A multi-view recording from --sim-rig, --calib/--keypoints or --calib/--jsonl, else None."""
     from hpe_ros.lift import recordings
+
+    jsonl = getattr(a, "jsonl", "")
+    if jsonl:
+        if a.sim_rig or a.keypoints:
+            raise ValueError("--jsonl is one recording source: give it without --sim-rig / --keypoints")
+        if not a.calib:
+            raise ValueError("--jsonl needs --calib (the rig's calibration)")
+        return recordings.load_recording_jsonl(a.calib, jsonl)
 
     if a.sim_rig:
         from hpe_ros.calibration import load_rig
@@ -136,7 +145,7 @@ def training_data(a, method: str):
         return prepare_data(samples, needs_3d), f"{len(samples)} samples from {a.data}"
     if method == "epipolar":
         raise ValueError("--method epipolar learns from a multi-view recording: give --sim-rig CALIB or "
-                         "--calib CALIB --keypoints CAM=DIR ...")
+                         "--calib CALIB --keypoints CAM=DIR ... or --calib CALIB --jsonl FILE")
     from hpe_ros.lift.synthetic import TRAIN_ACTIVITIES, CameraSampling
 
     acts = _activities(a.activities) if a.activities else TRAIN_ACTIVITIES
@@ -228,5 +237,8 @@ def add_parsers(sub) -> None:
     g.add_argument("--fps", type=float, default=10.0, help="recording frame rate")
     g.add_argument("--calib", default="", help="recorded rig: calibration file")
     g.add_argument("--keypoints", nargs="+", default=[], metavar="CAM=DIR", help="recorded rig: OpenPose folder per camera")
+    g.add_argument("--jsonl", default="", metavar="FILE",
+                   help="recorded rig: 2D keypoints as hpe_ros.pose2d.v1 JSON lines (with --calib; stamps and "
+                        "layout from the file)")
     g.add_argument("--layout", default="coco17")
     t.set_defaults(func=lambda a: run(_cmd_train_lifter, a))

@@ -1,5 +1,6 @@
-"""Multi-view recordings for the lifter: simulated or read from OpenPose folders, and what the lifter learns
-from them.
+"""Multi-view recordings for the lifter: simulated, read from OpenPose folders (`load_recording`) or from the
+package's 2D keypoint JSON lines (`load_recording_jsonl` / `save_recording_jsonl`), and what the lifter
+learns from them.
 
 A `Recording` is F synchronised frames of a calibrated rig: 2D detections (F, C, P, J, 2) px per camera
 (P rows per camera, NaN / score 0 = missing), and for simulated recordings the ground truth (world frame)
@@ -38,8 +39,8 @@ from hpe_ros.skeleton import get_layout
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Recording", "simulate_recording", "load_recording", "views_2d", "epipolar_samples",
-           "fuse_recording", "FusedRecording", "pseudo_label_weight"]
+__all__ = ["Recording", "simulate_recording", "load_recording", "load_recording_jsonl", "save_recording_jsonl",
+           "views_2d", "epipolar_samples", "fuse_recording", "FusedRecording", "pseudo_label_weight"]
 
 
 @dataclass
@@ -201,6 +202,46 @@ def load_recording(calibration, keypoint_dirs: Mapping[str, str | os.PathLike], 
             points[k, c, :len(pts)], scores[k, c, :len(pts)] = pts, sc
     stamps = np.asarray(indices[0], dtype=np.float64) / float(fps)
     return Recording(rig, stamps, points, scores, lay.name, None, None)
+
+
+def load_recording_jsonl(calibration, path: str | os.PathLike) -> Recording:
+    """A real rig's recording from the package's 2D keypoint JSON lines (`hpe_ros.io.pose2d_jsonl`, format
+    hpe_ros.pose2d.v1) and the rig's calibration (a file any `load_rig` reads, or a `Rig`).
+
+    The file's cameras are matched by name to the calibration's; the recording's cameras are the
+    calibration's, in its order. A camera of the file the calibration lacks is an error; a calibration
+    camera the file lacks gets no detections (logged). Stamps and layout come from the file. Raises
+    ValueError naming what is wrong (the reader's errors name the line).
+    """
+    from hpe_ros.calibration import load_rig
+    from hpe_ros.io.pose2d_jsonl import read_pose2d_jsonl
+
+    rig = calibration if isinstance(calibration, Rig) else load_rig(calibration)
+    seq = read_pose2d_jsonl(path)
+    unknown = [n for n in seq.cameras if n not in rig.names]
+    if unknown:
+        raise ValueError(f"{path}: camera(s) {unknown} are not in the calibration"
+                         f"{f' {calibration}' if not isinstance(calibration, Rig) else ''}, "
+                         f"whose cameras are {rig.names}")
+    absent = [n for n in rig.names if n not in seq.cameras]
+    if absent:
+        log.warning("%s: no detections for calibration camera(s) %s (not in the file)", path, absent)
+    F, _, P, J, _ = seq.points2d.shape
+    points = np.full((F, len(rig), P, J, 2), np.nan)
+    scores = np.zeros((F, len(rig), P, J))
+    for i, n in enumerate(seq.cameras):
+        c = rig.index(n)
+        points[:, c], scores[:, c] = seq.points2d[:, i], seq.scores[:, i]
+    return Recording(rig, seq.stamps, points, scores, seq.layout, None, None)
+
+
+def save_recording_jsonl(rec: Recording, path: str | os.PathLike, fps: float | None = None) -> None:
+    """Write `rec`'s 2D detections (stamps, every camera by name, layout) as hpe_ros.pose2d.v1 JSON lines,
+    atomically; `load_recording_jsonl(rec.rig, path)` reads them back. The ground truth and person ids of a
+    simulated recording are not written. fps: optional, for the header."""
+    from hpe_ros.io.pose2d_jsonl import write_pose2d_jsonl
+
+    write_pose2d_jsonl(path, rec.points2d, rec.scores, rec.stamps, rec.rig.names, rec.layout, fps=fps)
 
 
 # --- the rig's fusion over a recording ------------------------------------------------------------------
