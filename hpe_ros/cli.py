@@ -163,6 +163,17 @@ def _parse_board(spec: str):
     return Board(kind="charuco", cols=cols, rows=rows, square=sizes[0], marker=sizes[1], **extra)
 
 
+def parse_named(items, flag: str, form: str) -> dict[str, str]:
+    """["cam0=path", ...] -> {"cam0": "path", ...}; ValueError naming `flag` and the expected `form`."""
+    out = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"{flag} {item!r}: expected {form}")
+        out[name] = path
+    return out
+
+
 def _cmd_calibrate(a) -> int:
     import json
     import logging
@@ -182,12 +193,7 @@ def _cmd_calibrate(a) -> int:
             from hpe_ros.calibration.board_calibration import (calibrate_board, format_board_report,
                                                                render_board_report)
 
-            sources = {}
-            for item in a.images:
-                name, sep, path = item.partition("=")
-                if not sep or not name or not path:
-                    raise ValueError(f"--images {item!r}: expected CAMERA=FOLDER_OR_VIDEO")
-                sources[name] = path
+            sources = parse_named(a.images, "--images", "CAMERA=FOLDER_OR_VIDEO")
             rig, report = calibrate_board(sources, _parse_board(a.board), progress=not a.no_progress,
                                           max_views=a.max_views, step=a.step)
             print(format_board_report(report), flush=True)

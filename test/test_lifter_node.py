@@ -26,6 +26,7 @@ from hpe_ros.ros.lifter_node import LifterNode  # noqa: E402
 from hpe_ros.ros.pointcloud import cloud_to_pose3d, make_header, pose2d_to_cloud  # noqa: E402
 from hpe_ros.ros.qos import POSES  # noqa: E402
 from hpe_ros.sim import MotionScript, observe  # noqa: E402
+from ros_spin import spin  # noqa: E402
 from sensor_msgs.msg import CameraInfo  # noqa: E402
 
 
@@ -39,13 +40,6 @@ def lifter_onnx(tmp_path_factory):
     return path
 
 
-def spin(executor, seconds, until=None):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        executor.spin_once(timeout_sec=0.01)
-        if until is not None and until():
-            return True
-    return until is None
 
 
 class Rig2D:

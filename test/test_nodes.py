@@ -20,15 +20,9 @@ from hpe_ros.ros.fusion_node import FusionNode  # noqa: E402
 from hpe_ros.ros.pointcloud import cloud_to_human_pose, make_header, pose2d_to_cloud  # noqa: E402
 from hpe_ros.ros.qos import POSES  # noqa: E402
 from hpe_ros.sim import MotionScript, observe  # noqa: E402
+from ros_spin import spin  # noqa: E402
 
 
-def spin(executor, seconds, until=None):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        executor.spin_once(timeout_sec=0.01)
-        if until is not None and until():
-            return True
-    return until is None
 
 
 @pytest.fixture
@@ -91,8 +85,11 @@ def test_fusion_node_keeps_running_through_bad_input(graph):
     for k in range(15):
         publish_frame(pubs, rig, now + k / 30, rng, script)
         spin(executor, 0.02)
-    publish_frame(pubs, rig, now - 0.2, rng, script)  # reordered: older than frames already fused
     assert spin(executor, 2.0, until=lambda: len(out) >= n_before + 10)
+    # Reordered: older than frames already fused (published only once they are, so a loaded machine that
+    # fuses late cannot turn it into an in-order frame).
+    publish_frame(pubs, rig, now - 0.2, rng, script)
+    spin(executor, 2.0, until=lambda: fusion.sync.counters.late >= 1)
     assert len(out[-1].ids) == 1
     stats = fusion.stats
     assert stats["cam0"].errors >= 1 and stats["cam1"].errors >= 1 and stats["cam2"].errors >= 1

@@ -110,12 +110,9 @@ def _recording_from_args(a):
     if a.keypoints:
         if not a.calib:
             raise ValueError("--keypoints needs --calib (the rig's calibration)")
-        dirs = {}
-        for item in a.keypoints:
-            name, sep, path = item.partition("=")
-            if not sep or not name or not path:
-                raise ValueError(f"--keypoints {item!r}: expected CAMERA=FOLDER")
-            dirs[name] = path
+        from hpe_ros.cli import parse_named
+
+        dirs = parse_named(a.keypoints, "--keypoints", "CAMERA=FOLDER")
         return recordings.load_recording(a.calib, dirs, fps=a.fps, layout=a.layout)
     return None
 
