@@ -41,7 +41,7 @@ from hpe_ros.skeleton import get_layout  # noqa: E402
 FINE_TUNE = {
     "epipolar": dict(lr=1e-3, options={}),
     "cycle": dict(lr=1e-4, options={}),
-    "ites": dict(lr=1e-4, options={}),
+    "ites": dict(lr=3e-4, options={"keep_weight": 1.0}),
 }
 
 

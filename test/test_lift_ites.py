@@ -52,15 +52,16 @@ def test_registered_and_rotation_6d():
 
 
 def test_from_scratch_loss_falls_and_pmpjpe_improves(trained_from_scratch):
-    """(a) Random init, 2D only, GCN student: measured P-MPJPE 343 -> ~160 mm (2.2x) in 600 steps of a
-    larger run; this 300-step run: see the assertion (asserted >= 1.4x)."""
+    """(a) Random init, 2D only, GCN student. Baseline: the untrained residual model, whose answer is already
+    the flat pose (x, y = the input, depth ~ 0): P-MPJPE of a flat pose, not of noise. Measured (1 CPU
+    thread): 213.8 -> 169.8 mm (1.26x) in this 600-step run; asserted >= 1.15x."""
     hist = [h for h in trained_from_scratch["result"].history if "loss_distill" in h]
     assert hist[-1]["loss"] < 0.85 * hist[0]["loss"]
     teacher = [h for h in trained_from_scratch["result"].history if "loss_t_total" in h]
     assert teacher[-1]["loss_t_total"] < 0.8 * teacher[0]["loss_t_total"]
     before, after = trained_from_scratch["before"]["pmpjpe_mm"], trained_from_scratch["after"]["pmpjpe_mm"]
     print(f"ites from scratch: P-MPJPE {before:.1f} -> {after:.1f} mm")
-    assert after < before / 1.3
+    assert after < before / 1.15
 
 
 def _canonical_agreement(teacher, net, spread, seed=5):
@@ -107,12 +108,13 @@ def test_same_seed_same_weights(tmp_path):
             assert torch.equal(a[k], b[k]), k
 
 
-@pytest.mark.xfail(strict=False, reason="measured: 2D-only ITES fine-tuning does not yet improve a supervised "
-                   "start on a new rig (140.8 -> 140.0 mm with keep_weight=1, 140.8 -> 149.8 without; stand-in "
-                   "86.5 -> 93.9..115.7 mm); the teacher (~155 mm from scratch) is worse than the start")
 def test_finetune_on_new_rig_improves(tmp_path):
     """(b) A short supervised run (default cameras) fine-tuned with ITES on 2D from a higher, closer rig with
-    held-out activities should improve P-MPJPE on a held-out set from that rig."""
+    held-out activities improves P-MPJPE on a held-out set from that rig, and the teacher is what does it:
+    the same run without distillation (distill_weight 0: reprojection, symmetry, bone constancy and the pull
+    to the start only) gains less. Measured (1 CPU thread): P-MPJPE 144.2 -> 139.9 mm (no distillation
+    141.4), MPJPE 242.4 -> 235.3 mm (no distillation 237.9). Before this formulation (no pull to the start,
+    teacher free after its own phase) the same run got worse (144.2 -> 149.8)."""
     sup = make_samples(SyntheticSpec(n_random=1500, n_sequences=4, seconds=5, fps=10), seed=21)
     train(TrainConfig(method="supervised", arch="mlp", width=128, steps=300, batch=128, device="cpu",
                       eval_every=10 ** 6, checkpoint_every=10 ** 6), prepare_data(sup), out_dir=tmp_path / "sup",
@@ -123,11 +125,19 @@ def test_finetune_on_new_rig_improves(tmp_path):
                                      cameras=cams), seed=22)
     val = make_samples(SyntheticSpec(n_random=300, n_sequences=4, seconds=5, fps=10, activities=acts,
                                      cameras=cams), seed=23)
-    cfg = TrainConfig(method="ites", init=str(tmp_path / "sup" / "lifter.pt"), lr=3e-4, lr_final=3e-5, steps=300,
-                      batch=128, device="cpu", eval_every=10 ** 6, checkpoint_every=10 ** 6,
-                      options={"teacher_steps": 100, "keep_weight": 1.0})
-    res = train(cfg, prepare_data(new, with_targets=False), val=val, progress=False)
-    hist = [h for h in res.history if "val_pmpjpe_mm" in h]
-    before, after = hist[0]["val_pmpjpe_mm"], hist[-1]["val_pmpjpe_mm"]
-    print(f"ites fine-tune on new rig: P-MPJPE {before:.1f} -> {after:.1f} mm")
-    assert after < 0.97 * before
+    data = prepare_data(new, with_targets=False)
+    runs = {}
+    for name, extra in (("ites", {}), ("no_distill", {"distill_weight": 0.0})):
+        cfg = TrainConfig(method="ites", init=str(tmp_path / "sup" / "lifter.pt"), lr=1e-3, lr_final=1e-4,
+                          steps=300, batch=128, device="cpu", eval_every=10 ** 6, checkpoint_every=10 ** 6,
+                          options={"keep_weight": 1.0, **extra})
+        hist = [h for h in train(cfg, data, val=val, progress=False).history if "val_pmpjpe_mm" in h]
+        runs[name] = (hist[0], hist[-1])
+    before, after = runs["ites"]
+    control = runs["no_distill"][1]
+    print(f"ites fine-tune on new rig: P-MPJPE {before['val_pmpjpe_mm']:.1f} -> {after['val_pmpjpe_mm']:.1f} mm "
+          f"(no distillation {control['val_pmpjpe_mm']:.1f}), MPJPE {before['val_mpjpe_mm']:.1f} -> "
+          f"{after['val_mpjpe_mm']:.1f} mm (no distillation {control['val_mpjpe_mm']:.1f})")
+    assert after["val_pmpjpe_mm"] < 0.985 * before["val_pmpjpe_mm"]
+    assert after["val_mpjpe_mm"] < 0.99 * before["val_mpjpe_mm"]
+    assert after["val_pmpjpe_mm"] < control["val_pmpjpe_mm"] - 0.5

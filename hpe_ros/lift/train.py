@@ -179,6 +179,7 @@ def save_loss_curve(history: list[dict], path, title: str = "") -> None:
             ax.plot([h["step"] for h in val], [h[k] for h in val], marker="o", label=k.replace("val_", ""))
         ax.set_xlabel("step")
         ax.set_ylabel("mm")
+        ax.set_yscale("log")  # the untrained step-0 error would flatten everything after it
         ax.set_title("validation")
         ax.legend(fontsize=7)
     fig.tight_layout()

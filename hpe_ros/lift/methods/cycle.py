@@ -42,7 +42,8 @@ from hpe_ros.lift.normalize import MIN_SCORE, hip_indices, torch_normalise, torc
 
 DEFAULTS = dict(w_rep=1.0, w_3d=0.5, w_2d=0.5, w_adv=0.02, w_bone=0.5, w_prior=1.0, w_sym=0.1,
                 w_scale_cycle=0.1, max_elevation_deg=20.0, d_lr=2e-4, d_width=256, gan="ls", detach_view=0,
-                warmup=0, view_conf="input", freeze_bn=0, w_anchor=0.0, w_back3d=0.0)
+                warmup=0, view_conf="input", freeze_bn=0, w_anchor=0.0, w_back3d=0.0, axis=0, w_orient=0.0,
+                w_scale_anchor=0.0)
 
 
 class PoseDiscriminator(nn.Module):
@@ -79,6 +80,37 @@ def rotated_view(shape, net_input, spread, R, lh: int, rh: int, conf: str = "inp
     return net, s2, rotated * (spread / s2)[:, None, None], p_all
 
 
+def axis_rotations(axis, angle):
+    """Rodrigues: (B, 3) unit axes, (B,) angles -> (B, 3, 3) rotations."""
+    x, y, z = axis.unbind(-1)
+    o = torch.zeros_like(x)
+    K = torch.stack([torch.stack([o, -z, y], -1), torch.stack([z, o, -x], -1), torch.stack([-y, x, o], -1)], 1)
+    eye = torch.eye(3, dtype=axis.dtype, device=axis.device).expand_as(K)
+    s, c = torch.sin(angle)[:, None, None], torch.cos(angle)[:, None, None]
+    return eye + s * K + (1 - c) * (K @ K)
+
+
+def torso_frame(shape, idx):
+    """Unit up (mid-hip -> mid-shoulder) and across (right -> left, hips + shoulders) vectors (B, 3) each."""
+    ls, rs, lh, rh = idx
+    up = 0.5 * (shape[:, ls] + shape[:, rs] - shape[:, lh] - shape[:, rh])
+    across = shape[:, lh] - shape[:, rh] + shape[:, ls] - shape[:, rs]
+    return F.normalize(up, dim=-1, eps=1e-6), F.normalize(across, dim=-1, eps=1e-6)
+
+
+def view_rotations(n, generator, max_elevation, axis=None, device=None):
+    """`common.random_rotations` (same draws from `generator`); with axis (n, 3) the azimuth turns about
+    that axis (a person's up) rather than the camera's y, then the elevation about the camera's x."""
+    if axis is None:
+        return random_rotations(n, generator, max_elevation, device=device)
+    u = torch.rand(n, 2, generator=generator).to(device)
+    az = (2 * u[:, 0] - 1) * math.pi
+    el = (2 * u[:, 1] - 1) * max_elevation
+    ex = torch.zeros_like(axis)
+    ex[:, 0] = 1.0
+    return axis_rotations(ex, el) @ axis_rotations(axis, az)
+
+
 class CycleMethod(Method):
     needs_targets = False
 
@@ -88,6 +120,7 @@ class CycleMethod(Method):
         if unknown:
             raise ValueError(f"unknown cycle option(s) {unknown}; known: {sorted(DEFAULTS)}")
         self.lh, self.rh = hip_indices(layout)
+        self.torso = (layout.index("left_shoulder"), layout.index("right_shoulder"), self.lh, self.rh)
         self.generator = np_rng_generator(config.seed)              # rotations
         with torch.random.fork_rng(devices=[]):                       # keep the global stream as other methods see it
             torch.manual_seed(int(config.seed) + 7919)
@@ -143,16 +176,26 @@ class CycleMethod(Method):
         p, w, c = unpack(net)
         B = net.shape[0]
         Q, log_m = model(net)
-        anchor = Q.new_zeros(())
-        if self.opt("w_anchor") > 0:                  # stay near the starting model (fine-tuning)
+        anchor = orient = scale_anchor = Q.new_zeros(())
+        Qa = lma = None
+        if self.opt("w_anchor") > 0 or self.opt("w_orient") > 0 or self.opt("w_scale_anchor") > 0 \
+                or self.opt("axis") == 2:                         # stay near the starting model (fine-tuning)
             if self._anchor is None:
                 self._anchor = copy.deepcopy(model).eval().requires_grad_(False)
             with torch.no_grad():
-                Qa, _ = self._anchor(net)
+                Qa, lma = self._anchor(net)
             anchor = torch.linalg.norm(Q - Qa, dim=-1).mean()
+            u, a = torso_frame(Q, self.torso)
+            ua, aa = torso_frame(Qa, self.torso)
+            orient = (2.0 - (u * ua).sum(-1) - (a * aa).sum(-1)).mean()
+            size = lambda q, lm: lm[:, 0] + 0.5 * torch.log((q ** 2).sum((1, 2)).clamp_min(1e-8))  # noqa: E731
+            scale_anchor = (size(Q, log_m) - size(Qa, lma)).abs().mean()
         rep = reprojection_loss(Q, net, s)
 
-        R = random_rotations(B, self.generator, math.radians(self.opt("max_elevation_deg")), device=net.device)
+        axis = None
+        if self.opt("axis"):                       # azimuth about the person's torso up instead of camera y
+            axis = torso_frame((Q if self.opt("axis") == 1 else Qa).detach(), self.torso)[0]
+        R = view_rotations(B, self.generator, math.radians(self.opt("max_elevation_deg")), axis, net.device)
         net2, s2, target2, p_all = rotated_view(Q, net, s, R, self.lh, self.rh, self.opt("view_conf"))
         if self.opt("detach_view"):
             net2 = net2.detach()
@@ -180,9 +223,13 @@ class CycleMethod(Method):
         ramp = min(1.0, (step + 1) / warm) if warm > 0 else 1.0
         total = (self.opt("w_rep") * rep + ramp * (self.opt("w_3d") * cons3d + self.opt("w_2d") * cycle2d
                                                   + w_adv * adv + self.opt("w_scale_cycle") * scale_cycle)
-                 + self.opt("w_anchor") * anchor + ramp * self.opt("w_back3d") * back3d + self.opt("w_bone") * bone + self.opt("w_prior") * prior + self.opt("w_sym") * sym)
+                 + self.opt("w_anchor") * anchor + self.opt("w_orient") * orient
+                 + self.opt("w_scale_anchor") * scale_anchor + ramp * self.opt("w_back3d") * back3d
+                 + self.opt("w_bone") * bone + self.opt("w_prior") * prior + self.opt("w_sym") * sym)
         out = {"loss": total, "loss_rep": rep, "loss_3d": cons3d, "loss_2d": cycle2d, "loss_adv": adv,
-               "loss_scale_cycle": scale_cycle, "loss_anchor": anchor, "loss_back3d": back3d, "loss_bone": bone, "loss_prior": prior, "loss_sym": sym}
+               "loss_scale_cycle": scale_cycle, "loss_anchor": anchor, "loss_orient": orient,
+               "loss_scale_anchor": scale_anchor, "loss_back3d": back3d, "loss_bone": bone, "loss_prior": prior,
+               "loss_sym": sym}
         if getattr(self, "_d_loss", None) is not None:
             out["loss_disc"] = self._d_loss
         return {k: (v if k == "loss" else v.detach()) for k, v in out.items()}

@@ -156,7 +156,16 @@ class ItesMethod(Method):
         self.pca_init = init == "pca" or (init == "auto" and finetune)
         self.pca_batches = max(1, self.option("pca_batches", 4))
         self.anchor_weight = self.option("anchor_weight", 1.0 if self.pca_init else 0.0)
+        # Fine-tuning: the teacher stays anchored to the frozen start model for the whole run (not only its
+        # own phase), the student distils depth only, where teacher and student agree, and is kept near its
+        # start (shape and scale head).
+        self.finetune = finetune
+        self.anchor_always = bool(self.option("anchor_always", 1 if finetune else 0))
         self.keep_weight = self.option("keep_weight", 0.0)
+        self.keep_scale_weight = self.option("keep_scale_weight", 0.5 * self.keep_weight)
+        self.distill_axes = self.option("distill_axes", "z" if finetune else "xyz")
+        self.agree_tau = self.option("agree_tau", 0.0)        # shape units; 0: no gating
+        self.confidence_tau = self.option("confidence_tau", 0.0)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(config.seed) + 7741)
             self.teacher = DictionaryTeacher(layout.num_joints, self.lh, self.rh, self.option("bases", 10),
@@ -191,10 +200,13 @@ class ItesMethod(Method):
         out = {"t_reproj": reproj, "t_invariance": invariance, "t_equivariance": equivariance, "t_symmetry": sym}
         if model is not None and self.anchor_weight > 0:
             with torch.no_grad():
-                was = model.training
-                model.eval()
-                Q, _ = model(net)
-                model.train(was)
+                if self.start_model is not None:
+                    Q, _ = self.start_model(net)
+                else:
+                    was = model.training
+                    model.eval()
+                    Q, _ = model(net)
+                    model.train(was)
             anchor = joint_distance(X, Q)
             total = total + self.anchor_weight * anchor
             out["t_anchor"] = anchor
@@ -233,8 +245,11 @@ class ItesMethod(Method):
         lr_final = self.teacher_lr * 0.01
         for g in self.teacher_opt.param_groups:
             g["lr"] = lr_final + 0.5 * (self.teacher_lr - lr_final) * (1 + math.cos(math.pi * frac))
+        if self.finetune or self.keep_weight > 0:
+            self._frozen_start(model)
         self.teacher.train()
-        losses = self.teacher_losses(batch, model if step < self.teacher_steps else None)
+        anchored = step < self.teacher_steps or self.anchor_always
+        losses = self.teacher_losses(batch, model if anchored else None)
         self.teacher_opt.zero_grad(set_to_none=True)
         losses["t_total"].backward()
         torch.nn.utils.clip_grad_norm_(self.teacher.parameters(), 5.0)
@@ -252,18 +267,12 @@ class ItesMethod(Method):
             zero = torch.zeros((), device=batch["net_input"].device, requires_grad=True)
             return {"loss": zero, **logged}
         net, spread = batch["net_input"], batch["spread"]
-        if self.keep_weight > 0 and self.start_model is None:
-            self.start_model = copy.deepcopy(model).eval()
-            if self._pending_start is not None:
-                self.start_model.load_state_dict(self._pending_start)
-            for p in self.start_model.parameters():
-                p.requires_grad_(False)
         Q, log_scale = model(net)
         with torch.no_grad():
             self.teacher.eval()
             X, _, _, _ = self.teacher(net)
         reproj = reprojection_loss(Q, net, spread)
-        distill = joint_distance(Q, X)
+        distill = self._distill(Q, X, net, spread)
         sym = symmetry_loss(Q, self.layout)
         constancy, prior = scale_losses(Q, log_scale, batch["person"], self.layout)
         total = (self.option("reproj_weight", 1.0) * reproj + self.option("distill_weight", 1.0) * distill
@@ -279,13 +288,44 @@ class ItesMethod(Method):
             cycle = joint_distance(Q2, target)
             total = total + cycle_w * cycle
             out["loss_cycle"] = cycle
-        if self.keep_weight > 0:
+        if self.keep_weight > 0 or self.keep_scale_weight > 0:
             with torch.no_grad():
-                Q0, ls0 = self.start_model(net)
-            keep = joint_distance(Q, Q0) + 0.5 * (log_scale - ls0).abs().mean()
-            total = total + self.keep_weight * keep
+                Q0, ls0 = self._frozen_start(model)(net)
+            keep = joint_distance(Q, Q0)
+            keep_scale = (log_scale - ls0).abs().mean()
+            total = total + self.keep_weight * keep + self.keep_scale_weight * keep_scale
             out["loss_keep"] = keep
+            out["loss_keep_scale"] = keep_scale
         return {"loss": total, **{k: v.detach() for k, v in out.items()}, **logged}
+
+    def _frozen_start(self, model):
+        """The frozen copy of the starting lifter (made on first use; weights of a resumed run restored)."""
+        if self.start_model is None:
+            self.start_model = copy.deepcopy(model).eval()
+            if self._pending_start is not None:
+                self.start_model.load_state_dict(self._pending_start)
+            for p in self.start_model.parameters():
+                p.requires_grad_(False)
+        return self.start_model
+
+    def _distill(self, Q, X, net, spread):
+        """Distance of the student's shape Q to the teacher's X (detached), per joint: all axes or depth only
+        ("distill_axes"), weighted by agreement exp(-(|Q - X| / agree_tau)^2) and by the teacher's own
+        rotation invariance on this sample exp(-(e / confidence_tau)^2); mean over all joints."""
+        diff = Q - X
+        d = diff[..., 2].abs() if self.distill_axes == "z" else torch.linalg.norm(diff, dim=-1)
+        w = torch.ones_like(d)
+        if self.agree_tau > 0:
+            w = w * torch.exp(-(torch.linalg.norm(diff.detach(), dim=-1) / self.agree_tau) ** 2)
+        if self.confidence_tau > 0:
+            with torch.no_grad():
+                _, S, _, _ = self.teacher(net)
+                R = random_rotations(len(net), self.generator, device=net.device)
+                net2, s2, _ = rotate_and_view(X, net, spread, R, self.lh, self.rh)
+                _, S2, _, _ = self.teacher(net2)
+                e = torch.linalg.norm(S2 * (s2 / spread)[:, None, None] - S, dim=-1).mean(1)
+            w = w * torch.exp(-(e / self.confidence_tau) ** 2)[:, None]
+        return (w * d).mean()
 
     # --- checkpointing ------------------------------------------------------------------------------
 
