@@ -40,7 +40,7 @@ from hpe_ros.skeleton import get_layout  # noqa: E402
 # Fine-tuning settings per method (lr, method options), chosen on a different seed of the new rig.
 FINE_TUNE = {
     "epipolar": dict(lr=1e-3, options={}),
-    "cycle": dict(lr=1e-4, options={}),
+    "cycle": dict(lr=1e-4, options={"axis": 1, "w_scale_anchor": 1.0}),
     "ites": dict(lr=3e-4, options={"keep_weight": 1.0}),
 }
 

@@ -14,18 +14,15 @@ from hpe_ros.lift.methods import METHODS, make_method
 from hpe_ros.lift.methods.common import random_rotations
 from hpe_ros.lift.methods.cycle import view_rotations
 from hpe_ros.lift.runtime import default_checkpoint_path
-from hpe_ros.lift.synthetic import HELD_OUT_ACTIVITIES, TRAIN_ACTIVITIES, CameraSampling, SyntheticSpec, make_samples
+from hpe_ros.lift.synthetic import SyntheticSpec, make_samples
 from hpe_ros.lift.train import TrainConfig, evaluate, prepare_data, train
-from hpe_ros.sim import default_rig
+from hpe_ros.sim import default_rig as make_rig
 from hpe_ros.skeleton import get_layout
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_lifter import FINE_TUNE  # noqa: E402
 
 torch.set_num_threads(1)
-
-NEW_RIG = CameraSampling(height=(3.0, 4.5), distance=(2.5, 5.0))
-
 
 def _spec(n_random, n_sequences, **kw):
     return SyntheticSpec(n_random=n_random, n_sequences=n_sequences, seconds=5.0, **kw)
@@ -35,14 +32,6 @@ def _spec(n_random, n_sequences, **kw):
 def default_rig():
     train_set = make_samples(_spec(2000, 4), seed=1)
     val = make_samples(_spec(600, 4), seed=2)
-    return train_set, val
-
-
-@pytest.fixture(scope="module")
-def new_rig():
-    acts = TRAIN_ACTIVITIES + HELD_OUT_ACTIVITIES
-    train_set = make_samples(_spec(2000, 8, activities=acts, cameras=NEW_RIG), seed=11)
-    val = make_samples(_spec(600, 4, activities=acts, cameras=NEW_RIG), seed=12)
     return train_set, val
 
 
@@ -76,19 +65,21 @@ class _FlatPose(torch.nn.Module):
         return torch.nn.functional.pad(x[:, :J, :2], (0, 1)), self.log_m.expand(x.shape[0], 1)
 
 
-@pytest.mark.xfail(strict=True, reason="known weakness: with residual_xy (x, y = input + correction) 300 cycle "
-                   "steps from random weights do not beat the flat pose (measured seed 0: P-MPJPE 250 mm untrained "
-                   "-> 228 mm, flat pose 190 mm; 1000 steps 226 mm; w_adv=0.2 215 mm)")
 def test_cycle_from_random_weights_learns_3d_from_2d_alone(default_rig):
+    """From scratch the plain output head is used: with residual x, y the flat 2D pose is a local optimum the
+    2D-only losses do not leave (measured: 250 mm untrained -> 228 mm after 300 steps, flat pose 190 mm)."""
     train_set, val = default_rig
     data = prepare_data(train_set, with_targets=False)
     assert not data.has_targets
     flat = evaluate(_FlatPose(), val)["pmpjpe_mm"]
-    cfg = _config(steps=300, eval_every=300, dropout=0.0, seed=0)
+    cfg = _config(steps=300, eval_every=300, dropout=0.0, seed=0, residual_xy=False)
     res = train(cfg, data, val=val, progress=False)
     losses = [h for h in res.history if "loss" in h]
     assert {"loss_rep", "loss_3d", "loss_2d", "loss_adv", "loss_bone", "loss_prior", "loss_sym"} <= set(losses[-1])
-    assert _pmpjpe(res.history, 300) < flat - 10.0, (flat, _pmpjpe(res.history, 300))
+    assert losses[-1]["loss"] < 0.75 * losses[0]["loss"]
+    before, after = _pmpjpe(res.history, 0), _pmpjpe(res.history, 300)
+    print(f"cycle from scratch: P-MPJPE {before} -> {after} mm (flat pose {flat} mm)")
+    assert after < before / 1.8, (before, after, flat)
 
 
 def test_view_rotations_turn_about_the_given_axis():
@@ -109,7 +100,7 @@ def test_cycle_fine_tuning_improves_the_default_lifter_on_a_new_rig(tmp_path):
     # Measured (seed 0 / 1, 300 steps, on the residual default after 6000 of its 12000 steps): P-MPJPE 86.2
     # -> 62.4 / 62.7 mm, MPJPE 130.8 -> 100.9 / 101.5 mm, N-MPJPE 124.2 -> 90.6 / 91.1 mm. The old formulation
     # (azimuth about the camera's y, no scale anchor) made MPJPE worse (122 -> 153 mm in the benchmark).
-    rig = default_rig(3, radius=5.0, height=3.8, focal=800.0, size=(1280, 720))
+    rig = make_rig(3, radius=5.0, height=3.8, focal=800.0, size=(1280, 720))
     rig_train = recordings.views_2d(recordings.simulate_recording(rig, seconds=30.0, n_people=2, seed=0),
                                     progress=False)
     rig_val = recordings.views_2d(recordings.simulate_recording(rig, seconds=15.0, n_people=2, seed=1),
