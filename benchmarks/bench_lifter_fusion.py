@@ -11,8 +11,8 @@ outliers and occlusion between people. The same detections go through FusionPipe
   are missing);
 - ``placeholder``: lifted poses from ApparentSizeLifter (flat, depth from the torso's apparent size);
 - ``learned``: lifted poses from LearnedLifter(--model) (default: the shipped models/lifter.onnx);
-- ``learned_translation_only`` (unless --no-ablation): the learned lifter with the fusion's lifted-pose
-  alignment restricted to a translation (no scale fit), to show what the scale fit adds.
+- ``learned_scale_fit`` (unless --no-ablation): the learned lifter with the fusion's lifted-pose alignment
+  fitting scale + translation (`FusionConfig.lifted_scale_fit`) instead of the default translation only.
 
 Every camera's detections are lifted once per frame (all people of a camera in one call) and the time
 is reported per camera-frame. Scoring per frame and true person, by how many cameras reported them
@@ -33,14 +33,13 @@ for _k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_k, "1")
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-import hpe_ros.fusion.pipeline as fusion_pipeline  # noqa: E402
 from hpe_ros.fusion import FusionConfig, FusionPipeline  # noqa: E402
 from hpe_ros.lift.placeholder import ApparentSizeLifter  # noqa: E402
 from hpe_ros.lift.runtime import LearnedLifter, default_model_path  # noqa: E402
@@ -75,17 +74,6 @@ def lift_frame(lifter, rig, obs):
         lifted[c, rows], scores[c, rows] = lifter.lift(cam.K, obs.points2d[c, rows], obs.scores[c, rows])
         times.append(time.perf_counter() - t0)
     return lifted, scores, times
-
-
-@contextlib.contextmanager
-def translation_only():
-    """Fusion's lifted-pose alignment without the scale fit (for the ablation row)."""
-    saved = fusion_pipeline.ALIGN_MIN_JOINTS
-    fusion_pipeline.ALIGN_MIN_JOINTS = 10**9
-    try:
-        yield
-    finally:
-        fusion_pipeline.ALIGN_MIN_JOINTS = saved
 
 
 class Scores:
@@ -153,7 +141,7 @@ def run(args) -> dict:
     else:
         learned_error = None
         if not args.no_ablation:
-            methods["learned_translation_only"] = methods["learned"]
+            methods["learned_scale_fit"] = methods["learned"]
     config = FusionConfig()
     scores = {m: Scores() for m in methods}
     lift_ms = {m: [] for m in methods}
@@ -163,22 +151,21 @@ def run(args) -> dict:
         for method, lifter in methods.items():
             if method == "learned" and lifter is None:
                 continue
-            pipe = FusionPipeline(rig, "coco17", config)
-            ctx = translation_only() if method == "learned_translation_only" else contextlib.nullcontext()
-            with ctx:
-                for k, (t, truth, obs) in enumerate(frames):
-                    lifted = lifted_scores = None
-                    if lifter is not None:
-                        lifted, lifted_scores, times = lift_frame(lifter, rig, obs)
-                        lift_ms[method] += times
-                    t0 = time.perf_counter()
-                    result = pipe.step(t, obs.points2d, obs.scores, lifted, lifted_scores, orientations=False)
-                    fuse_ms[method].append(time.perf_counter() - t0)
-                    if k < args.skip:
-                        continue
-                    cams_seen = np.array([(obs.person_ids == p).any(1).sum() for p in range(len(truth))])
-                    points, _, _, views = result.as_arrays()
-                    scores[method].add(points, views, truth, cams_seen, args.gate_m)
+            cfg = dataclasses.replace(config, lifted_scale_fit=(method == "learned_scale_fit"))
+            pipe = FusionPipeline(rig, "coco17", cfg)
+            for k, (t, truth, obs) in enumerate(frames):
+                lifted = lifted_scores = None
+                if lifter is not None:
+                    lifted, lifted_scores, times = lift_frame(lifter, rig, obs)
+                    lift_ms[method] += times
+                t0 = time.perf_counter()
+                result = pipe.step(t, obs.points2d, obs.scores, lifted, lifted_scores, orientations=False)
+                fuse_ms[method].append(time.perf_counter() - t0)
+                if k < args.skip:
+                    continue
+                cams_seen = np.array([(obs.person_ids == p).any(1).sum() for p in range(len(truth))])
+                points, _, _, views = result.as_arrays()
+                scores[method].add(points, views, truth, cams_seen, args.gate_m)
 
     doc = {"benchmark": "lifter_fusion",
            "scene": {"cameras": 3, "focal_px": args.focal, "image": [640, 480], "people": args.people,

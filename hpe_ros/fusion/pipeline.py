@@ -44,6 +44,8 @@ class FusionConfig:
     prior_gate_px: float = 60.0      # association: distance of a detection to a projected track prior
     refine: bool = False             # Gauss-Newton refinement of triangulated points
     use_single_view: bool = True     # place lifted poses for persons / joints seen by one camera
+    lifted_scale_fit: bool = False   # align lifted poses to triangulated joints with scale + translation
+                                     # (default translation only: it measured as good or better, see README)
     gate_m: float = 0.5              # tracker: group-to-track gate (mean joint distance)
     birth_hits: int = 3              # tracker: hits before a track is published
     death_timeout_s: float = 0.5     # tracker: a track unseen this long dies
@@ -431,7 +433,7 @@ class FusionPipeline:
 
         anchor = np.isfinite(poses).all(-1) & (views >= 2)                # (G, J) triangulated joints
         aligned, anchored = _align_lifted(world, sc * np.where(anchor, confidence, 0.0)[None],
-                                          np.where(anchor[..., None], poses, 0.0)[None])
+                                          np.where(anchor[..., None], poses, 0.0)[None], fit_scale=self.config.lifted_scale_fit)
         # Views that saw the joint dominate (unseen joints come with a fraction of the person's score);
         # a view that could not be anchored does not mix with views of the same group that could.
         weight = sc ** 2 * (anchored | ~anchored.any(0))[..., None]
@@ -450,7 +452,8 @@ ALIGN_MIN_SPREAD_M = 0.1  # ... and their RMS distance from their centroid (a he
 ALIGN_SCALE_RANGE = (0.5, 2.0)
 
 
-def _align_lifted(points: np.ndarray, weights: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _align_lifted(points: np.ndarray, weights: np.ndarray, targets: np.ndarray,
+                  fit_scale: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Scale + translation that best map `points` onto `targets` (weighted least squares), applied.
 
     points (..., J, 3) world-oriented lifted joints (0 where unusable); weights (..., J), > 0 on the joints
@@ -468,7 +471,7 @@ def _align_lifted(points: np.ndarray, weights: np.ndarray, targets: np.ndarray) 
     dp, dt = points - mu_p[..., None, :], targets - mu_t[..., None, :]
     var = np.einsum("...j,...jk,...jk->...", weights, dp, dp) / safe[..., 0]
     cov = np.einsum("...j,...jk,...jk->...", weights, dp, dt) / safe[..., 0]
-    fit = ((weights > 0).sum(-1) >= ALIGN_MIN_JOINTS) & (var > ALIGN_MIN_SPREAD_M ** 2) & (cov > 0)
+    fit = fit_scale & ((weights > 0).sum(-1) >= ALIGN_MIN_JOINTS) & (var > ALIGN_MIN_SPREAD_M ** 2) & (cov > 0)
     scale = np.where(fit, np.clip(cov / np.where(fit, var, 1.0), *ALIGN_SCALE_RANGE), 1.0)
     shift = np.where(have[..., None], mu_t - scale[..., None] * mu_p, 0.0)
     return scale[..., None, None] * points + shift[..., None, :], have
