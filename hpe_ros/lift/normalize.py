@@ -150,18 +150,6 @@ def torch_normalise(rays, weights, lh: int, rh: int):
     return net, centre, spread
 
 
-def torch_unit_pose(shape, centre, spread):
-    """Shape Q (N, J, 3) placed in 'shape units' (metres / m): root at (c, 1) / s. Returns (N, J, 3).
-
-    Projecting this gives the same image as the metric pose (projection is scale-free), so 2D losses
-    need no metric scale.
-    """
-    import torch
-
-    root = torch.cat([centre, torch.ones_like(centre[:, :1])], -1) / spread[:, None]
-    return shape + root[:, None]
-
-
 # --- mirror symmetry ---------------------------------------------------------------------------------
 
 def mirror_index(layout: Layout) -> np.ndarray:

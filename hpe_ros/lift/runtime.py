@@ -42,30 +42,40 @@ def run_mirrored(fn, net_input: np.ndarray, mirror: np.ndarray) -> tuple[np.ndar
     return 0.5 * (shape[:B] + mirror_shape(shape[B:], mirror)), 0.5 * (log_scale[:B] + log_scale[B:])
 
 
-def lift_batch(model, points2d, scores, K, layout: Layout, device=None, chunk: int = 8192,
-               mirror: bool = True) -> np.ndarray:
-    """A torch lifter over many samples: (N, J, 2) px, (N, J), K (3, 3)/(N, 3, 3) -> (N, J, 3) camera frame.
-    mirror: average with the mirrored input's answer (see run_mirrored)."""
+def torch_net(model, device=None):
+    """A torch lifter as a numpy function (B, J + 1, 3) -> (shape, log_scale), without gradients."""
     import torch
 
-    norm = normalise(points2d, scores, K, layout)
     device = device or next(model.parameters()).device
-    flip = mirror_index(layout)
 
     def net(x):
         with torch.no_grad():
             s, ls = model(torch.as_tensor(x, device=device))
         return s.cpu().numpy(), ls.cpu().numpy()
+    return net
 
+
+def lift_normalised(net, norm, flip: np.ndarray | None, chunk: int = 8192) -> np.ndarray:
+    """Run `net` (numpy (B, J + 1, 3) -> (shape, log_scale)) over normalised skeletons in chunks and place
+    them: -> (N, J, 3) camera frame. flip: the layout's mirror_index to average with the mirror image
+    (run_mirrored), or None."""
     shapes, scales = [], []
     for i in range(0, len(norm.net_input), chunk):
         x = norm.net_input[i:i + chunk]
-        s, ls = run_mirrored(net, x, flip) if mirror else net(x)
+        s, ls = run_mirrored(net, x, flip) if flip is not None else net(x)
         shapes.append(s)
         scales.append(ls)
     if not shapes:
-        return np.zeros((0, layout.num_joints, 3))
+        return np.zeros(norm.net_input[:, :-1].shape)
     return place(np.concatenate(shapes), np.concatenate(scales), norm)
+
+
+def lift_batch(model, points2d, scores, K, layout: Layout, device=None, chunk: int = 8192,
+               mirror: bool = True) -> np.ndarray:
+    """A torch lifter over many samples: (N, J, 2) px, (N, J), K (3, 3)/(N, 3, 3) -> (N, J, 3) camera frame.
+    mirror: average with the mirrored input's answer (see run_mirrored)."""
+    norm = normalise(points2d, scores, K, layout)
+    return lift_normalised(torch_net(model, device), norm, mirror_index(layout) if mirror else None, chunk)
 
 
 class LearnedLifter:
@@ -87,13 +97,13 @@ class LearnedLifter:
             raise FileNotFoundError(f"lifter model not found: {path}")
         self.path = path
         self.runtime = "torch" if path.suffix == ".pt" else runtime
-        self._torch = None
         if path.suffix == ".pt":
             from hpe_ros.lift.models import load_lifter
 
-            self._torch, cfg, _ = load_lifter(path)
+            model, cfg, _ = load_lifter(path)
             if cfg.layout != self.layout.name:
                 raise ValueError(f"{path} was trained for layout {cfg.layout}, not {self.layout.name}")
+            self._net = torch_net(model)
             self.name = f"learned[{path.name}, torch]"
         else:
             from hpe_ros.detect2d.backends.runner import create_runner
@@ -103,6 +113,7 @@ class LearnedLifter:
             if len(shape) != 3 or shape[1:] not in ((self.layout.num_joints + 1, 3), (None, None)):
                 raise ValueError(f"{path} takes input {shape}; a {self.layout.name} lifter takes "
                                  f"(B, {self.layout.num_joints + 1}, 3)")
+            self._net = lambda x: self._runner.run(x)
             self.name = f"learned[{path.name}, {self._runner.name}]"
 
     def lift(self, K: np.ndarray, points2d: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -111,16 +122,8 @@ class LearnedLifter:
         P, J = scores.shape
         if P == 0:
             return np.zeros((0, J, 3)), np.zeros((0, J))
-        if self._torch is not None:
-            points3d = lift_batch(self._torch, points2d, scores, K, self.layout, mirror=self.mirror)
-            norm = normalise(points2d, scores, K, self.layout)
-        else:
-            norm = normalise(points2d, scores, K, self.layout)
-            if self.mirror:
-                shape, log_scale = run_mirrored(self._runner.run, norm.net_input, self._flip)
-            else:
-                shape, log_scale = self._runner.run(norm.net_input)
-            points3d = place(shape, log_scale, norm)
+        norm = normalise(points2d, scores, K, self.layout)
+        points3d = lift_normalised(self._net, norm, self._flip if self.mirror else None)
         seen = norm.weights > 0
         mean = norm.weights.sum(1) / np.maximum(seen.sum(1), 1)
         conf = np.where(seen, norm.weights, UNSEEN_CONFIDENCE * mean[:, None])
