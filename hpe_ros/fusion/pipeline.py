@@ -417,9 +417,9 @@ class FusionPipeline:
         """Fill joints seen by fewer than two cameras from the groups' lifted poses, in place.
 
         Every member view's lifted pose (camera frame) is turned into the world by the calibrated rotation
-        and then aligned to the group's triangulated joints (views >= 2) that it also has: scale +
-        translation (`_align_lifted`) with >= ALIGN_MIN_JOINTS common joints spread over the body,
-        translation only with fewer, and as placed by its camera with none (a single-view person). A joint
+        and then aligned to the group's triangulated joints (views >= 2) that it also has: a translation
+        (`_align_lifted`; with `lifted_scale_fit` also a scale when >= ALIGN_MIN_JOINTS common joints spread
+        over the body), and as placed by its camera with none (a single-view person). A joint
         to fill takes the score-weighted mean of the aligned views that have it. Filled joints have
         views = 1 and confidence x SINGLE_VIEW_CONFIDENCE. Batched over cameras, groups and joints.
         """
@@ -433,7 +433,8 @@ class FusionPipeline:
 
         anchor = np.isfinite(poses).all(-1) & (views >= 2)                # (G, J) triangulated joints
         aligned, anchored = _align_lifted(world, sc * np.where(anchor, confidence, 0.0)[None],
-                                          np.where(anchor[..., None], poses, 0.0)[None], fit_scale=self.config.lifted_scale_fit)
+                                          np.where(anchor[..., None], poses, 0.0)[None],
+                                          fit_scale=self.config.lifted_scale_fit)
         # Views that saw the joint dominate (unseen joints come with a fraction of the person's score);
         # a view that could not be anchored does not mix with views of the same group that could.
         weight = sc ** 2 * (anchored | ~anchored.any(0))[..., None]
