@@ -4,6 +4,7 @@ import numpy as np
 
 from fusion_scenes import observe, person, ring_rig
 from hpe_ros.fusion import FusionConfig, FusionPipeline
+from hpe_ros.skeleton import COCO17
 
 DT = 1 / 30
 
@@ -122,3 +123,25 @@ def test_lifted_filling_is_translation_only_with_few_common_joints():
     aligned, ok = _align_lifted(lifted[None], np.zeros((1, 17)), np.zeros((1, 17, 3)))
     assert not ok.any()
     np.testing.assert_allclose(aligned[0], lifted)                   # nothing to align to: as placed
+
+
+def test_single_view_depth_moves_part_way_to_the_track_and_keeps_the_2d():
+    """A person the other cameras lost, lifted 30 % too far by one camera: its depth moves halfway (in log
+    depth) towards where its track predicts it, about that camera's centre, so its image stays the same."""
+    rig = ring_rig(4)
+    pipe = FusionPipeline(rig, config=FusionConfig(lifted_track_depth=0.5))
+    cam = rig[0]
+    truth = person(0.3, 0.2)
+    lifted = 1.3 * cam.world_to_camera(truth)                            # same rays, 30 % deeper
+    C, J = len(rig), 17
+    cam_points = np.full((C, 1, J, 3), np.nan)
+    cam_points[0, 0] = lifted
+    prior_root = COCO17.hip_centre(truth)[None]                        # the track predicts the truth
+    moved = pipe._depth_towards_track(cam_points, prior_root)[0, 0]
+    rays = lambda p: p[:, :2] / p[:, 2:3]  # noqa: E731
+    np.testing.assert_allclose(rays(moved), rays(lifted), atol=1e-12)
+    np.testing.assert_allclose(moved / lifted, np.sqrt(1 / 1.3), rtol=1e-9)
+    untouched = pipe._depth_towards_track(cam_points, np.full((1, 3), np.nan))[0, 0]
+    np.testing.assert_allclose(untouched, lifted)
+    off = FusionPipeline(rig, config=FusionConfig(lifted_track_depth=0.0))
+    np.testing.assert_allclose(off._depth_towards_track(cam_points, prior_root)[0, 0], lifted)

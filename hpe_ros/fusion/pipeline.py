@@ -44,6 +44,7 @@ class FusionConfig:
     prior_gate_px: float = 60.0      # association: distance of a detection to a projected track prior
     refine: bool = False             # Gauss-Newton refinement of triangulated points
     use_single_view: bool = True     # place lifted poses for persons / joints seen by one camera
+    lifted_track_depth: float = 0.5  # single-view people: move lifted depth this far (log) to the track's
     lifted_scale_fit: bool = False   # align lifted poses to triangulated joints with scale + translation
                                      # (default translation only: it measured as good or better, see README)
     gate_m: float = 0.5              # tracker: group-to-track gate (mean joint distance)
@@ -58,8 +59,9 @@ class FusionConfig:
     def __post_init__(self):
         if self.min_views < 1:
             raise ValueError(f"FusionConfig.min_views must be >= 1, got {self.min_views}")
-        if not 0 <= self.min_score <= 1:
-            raise ValueError(f"FusionConfig.min_score must be in [0, 1], got {self.min_score}")
+        for name in ("min_score", "lifted_track_depth"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"FusionConfig.{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("max_error_px", "max_epipolar_px", "prior_gate_px"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"FusionConfig.{name} must be > 0, got {getattr(self, name)}")
@@ -147,7 +149,8 @@ class PreparedFrame:
     """A frame after association and triangulation (FusionPipeline.prepare), before tracking.
 
     groups (G, C) detection rows; poses (G, J, 3), confidence, views (G, J); cams (G,) cameras per group;
-    duplicate (G,) single-view groups that repeat a triangulated person.
+    duplicate (G,) single-view groups that repeat a triangulated person; prior_root (G, 3) world mid-hip
+    predicted by the track the 2D association matched a group to (NaN: none).
     """
 
     stamp: float
@@ -162,6 +165,7 @@ class PreparedFrame:
     duplicate: np.ndarray
     use_single_view: bool
     timer: "_Timer"
+    prior_root: np.ndarray | None = None
 
     @property
     def needs_lifted(self) -> bool:
@@ -263,8 +267,12 @@ class FusionPipeline:
         timer.lap("triangulate")
         duplicate = (self._single_views_of_triangulated_people(points2d, scores, groups, poses, cams)
                      if len(groups) else np.zeros(0, dtype=bool))
+        prior_root = np.full((len(groups), 3), np.nan)
+        matched = prior_index >= 0
+        if matched.any():
+            prior_root[matched] = self.layout.hip_centre(priors[prior_index[matched]])
         return PreparedFrame(stamp, points2d, scores, groups, prior_index, poses, confidence, views, cams,
-                             duplicate, cfg.use_single_view, timer)
+                             duplicate, cfg.use_single_view, timer, prior_root)
 
     def finish(self, frame: PreparedFrame, lifted: np.ndarray | None = None,
                lifted_scores: np.ndarray | None = None, orientations: bool = True) -> FusionResult:
@@ -277,7 +285,7 @@ class FusionPipeline:
         poses, confidence, views, cams = frame.poses, frame.confidence, frame.views, frame.cams
         groups, duplicate = frame.groups, frame.duplicate
         if lifted is not None and cfg.use_single_view and len(groups):
-            self._fill_from_lifted(poses, confidence, views, groups, lifted, lifted_scores)
+            self._fill_from_lifted(poses, confidence, views, groups, lifted, lifted_scores, frame.prior_root)
             poses[duplicate], confidence[duplicate], views[duplicate] = np.nan, 0.0, 0
         else:
             poses[cams < 2] = np.nan  # single-view groups cannot be placed without a lifted pose
@@ -413,7 +421,7 @@ class FusionPipeline:
         duplicate[single] = np.nan_to_num(iou, nan=0.0).max(1) > min_iou
         return duplicate
 
-    def _fill_from_lifted(self, poses, confidence, views, groups, lifted, lifted_scores):
+    def _fill_from_lifted(self, poses, confidence, views, groups, lifted, lifted_scores, prior_root=None):
         """Fill joints seen by fewer than two cameras from the groups' lifted poses, in place.
 
         Every member view's lifted pose (camera frame) is turned into the world by the calibrated rotation
@@ -426,6 +434,9 @@ class FusionPipeline:
         member = (groups >= 0).T                                          # (C, G)
         sc = self._gather(lifted_scores, groups) * member[..., None]      # (C, G, J)
         cam_points = self._gather(lifted, groups)                         # (C, G, J, 3) optical frames
+        if prior_root is not None and self.config.lifted_track_depth > 0:
+            unanchored = ~(np.isfinite(poses).all(-1) & (views >= 2)).any(-1)   # (G,)
+            cam_points = self._depth_towards_track(cam_points, np.where(unanchored[:, None], prior_root, np.nan))
         world = np.einsum("cgjk,ckl->cgjl", cam_points - self._t[:, None, None], self._R)  # R^T (x - t)
         usable = np.isfinite(world).all(-1) & (sc >= self.config.min_score)
         world = np.where(usable[..., None], world, 0.0)
@@ -446,6 +457,18 @@ class FusionPipeline:
         poses[fill] = merged[fill]
         confidence[fill] = SINGLE_VIEW_CONFIDENCE * score[fill]
         views[fill] = 1
+
+    def _depth_towards_track(self, cam_points: np.ndarray, prior_root: np.ndarray) -> np.ndarray:
+        """One view cannot tell a small near person from a big far one. Scale each lifted pose (C, G, J, 3)
+        about its camera centre (its 2D stays exactly as seen) part of the way (`lifted_track_depth`, in log
+        depth) towards the depth at which the matched track predicts its mid-hip, prior_root (G, 3) world
+        (NaN rows: untouched). Part of the way only: the track keeps learning from the lifted depth."""
+        pred = np.einsum("cij,gj->cgi", self._R, np.nan_to_num(prior_root)) + self._t[:, None]   # (C, G, 3)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = pred[..., 2] / self.layout.hip_centre(cam_points)[..., 2]
+            k = np.exp(self.config.lifted_track_depth * np.log(np.clip(ratio, 0.5, 2.0)))
+        ok = np.isfinite(prior_root).all(-1)[None] & np.isfinite(k) & (pred[..., 2] > 0)
+        return cam_points * np.where(ok, k, 1.0)[..., None, None]
 
 
 ALIGN_MIN_JOINTS = 4      # common joints needed to fit a lifted pose's scale (fewer: translation only)

@@ -48,6 +48,8 @@ _CONFIG_HELP = {
     "prior_gate_px": "pixel gate when matching detections to tracked people",
     "refine": "Gauss-Newton refinement of triangulated joints",
     "use_single_view": "use lifted 3D for people or joints seen by fewer than min_views cameras",
+    "lifted_track_depth": "single-view people: fraction (log depth) of the way their lifted depth moves to the "
+                          "depth their track predicts (0 = off)",
     "lifted_scale_fit": "align lifted poses to the triangulated joints with scale + translation (else translation)",
     "gate_m": "3D gate when assigning people to tracks",
     "birth_hits": "frames a new person must be seen before it gets a published id",
