@@ -71,7 +71,7 @@ def _canonical_agreement(teacher, net, spread, seed=5):
         teacher.eval()
         X, S, _, _ = teacher(net)
         R = random_rotations(len(net), np_rng_generator(seed))
-        net2, s2, _ = rotate_and_view(X, net, spread, R, LAYOUT.index("left_hip"), LAYOUT.index("right_hip"))
+        net2, s2, _, _ = rotate_and_view(X, net, spread, R, LAYOUT.index("left_hip"), LAYOUT.index("right_hip"))
         _, S2, _, _ = teacher(net2)
         same = torch.linalg.norm(S2 * (s2 / spread)[:, None, None] - S, dim=-1).mean()
         other = torch.linalg.norm(S.roll(1, 0) - S, dim=-1).mean()

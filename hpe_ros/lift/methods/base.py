@@ -1,6 +1,8 @@
 """What every training method provides to `hpe_ros.lift.train.train`."""
 from __future__ import annotations
 
+import copy
+
 import torch
 
 
@@ -12,6 +14,23 @@ class Method:
     def __init__(self, config, layout, device):
         self.config, self.layout, self.device = config, layout, device
         self.options = dict(config.options or {})
+        self._start = None            # frozen copy of the lifter a fine-tuning run started from
+        self._pending_start = None    # its weights from a resumed checkpoint, until the copy is made
+
+    def frozen_start(self, model):
+        """The lifter as it was when first asked for (the fine-tuning start), frozen. A resumed run gets the
+        saved weights back: methods put `start_state()` into their state and hand it to `restore_start`."""
+        if self._start is None:
+            self._start = copy.deepcopy(model).eval().requires_grad_(False)
+            if self._pending_start is not None:
+                self._start.load_state_dict(self._pending_start)
+        return self._start
+
+    def start_state(self):
+        return None if self._start is None else self._start.state_dict()
+
+    def restore_start(self, state) -> None:
+        self._pending_start = state
 
     def option(self, name: str, default):
         return type(default)(self.options.get(name, default))

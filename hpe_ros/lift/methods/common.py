@@ -63,18 +63,26 @@ def random_rotations(n: int, generator: torch.Generator | None = None, max_eleva
     return Rx @ Ry
 
 
-def rotate_and_view(shape, net_input, spread, R, lh: int, rh: int):
-    """Rotate the shape about its root by R (B, 3, 3), project every joint, renormalise as a new input.
+def rotate_and_view(shape, net_input, spread, R, lh: int, rh: int, conf: str = "ones"):
+    """Rotate the shape about its fitted root by R (B, 3, 3), project every joint, renormalise as a new input.
 
-    Returns (net_input' (B, J + 1, 3), spread' (B,), target shape' (B, J, 3)): the new view has all joints
-    seen, and the lifter should answer R Q s / s' for it (same metric pose, new 2D spread)."""
+    conf "ones": the new view has every joint seen with confidence 1; "input": it carries the input's
+    confidences (unseen joints stay unseen: p = 0, weight 0), like the detections a lifter is trained on.
+    Returns (net_input' (B, J + 1, 3), spread' (B,), target shape' (B, J, 3), p_all' (B, J, 2)): the lifter
+    should answer R Q s / s' for the new view (same metric pose, new 2D spread); p_all' is every joint's
+    normalised 2D (seen or not), e.g. for a discriminator."""
     p, w, c = unpack(net_input)
     root = fit_root(shape, p, w, c, spread)
     rotated = torch.einsum("bij,bkj->bki", R, shape)
     rays = torch_project(rotated + root[:, None])
-    weights = torch.ones(rays.shape[:2], device=rays.device, dtype=rays.dtype)
-    net, _, s2 = torch_normalise(rays, weights, lh, rh)
-    return net, s2, rotated * (spread / s2)[:, None, None]
+    weights = w if conf == "input" else torch.ones_like(w)
+    net, c2, s2 = torch_normalise(rays, weights, lh, rh)
+    p_all = (rays - c2[:, None]) / s2[:, None, None]
+    if conf == "input":
+        seen = (weights > 0).to(net.dtype)[..., None]
+        net = torch.cat([net[:, :-1] * torch.cat([seen.expand(-1, -1, 2), torch.ones_like(seen)], -1),
+                         net[:, -1:]], 1)
+    return net, s2, rotated * (spread / s2)[:, None, None], p_all
 
 
 def bone_lengths(points: torch.Tensor, layout: Layout) -> torch.Tensor:

@@ -16,13 +16,13 @@ Per batch of normalised 2D poses p (see hpe_ros/lift/normalize.py):
    `prior` (summed limb length log-normal around a 1.70 m person's), `sym` (left = right bones).
 
 The rotated view keeps the input's confidences ("view_conf" option "input"; "ones" = every joint seen with
-confidence 1, as `common.rotate_and_view`), so it looks like the detections the lifter is trained on and
+confidence 1, `common.rotate_and_view`'s default), so it looks like the detections the lifter is trained on and
 BatchNorm statistics of the two passes agree. Options (TrainConfig.options, defaults below): weights
 w_rep, w_3d, w_2d, w_adv, w_bone, w_prior, w_sym, w_scale_cycle; max_elevation_deg; d_lr, d_width;
 gan ("ls" least squares or "bce"); detach_view (1: no gradient from the second pass into the first lift
 through the rotated input; the targets R Q s / s' still carry it); warmup (steps before the cycle terms
-ramp in linearly). Fine-tuning a supervised lifter: freeze_bn (1: BatchNorm statistics frozen, 2: also no
-dropout), w_anchor (mean joint distance to a frozen copy of the starting model's answers), w_back3d (the
+ramp in linearly). Fine-tuning a supervised lifter (train.py then keeps BatchNorm statistics and dropout as
+trained): w_anchor (mean joint distance to a frozen copy of the starting model's answers), w_back3d (the
 first lift pulled to the rotated-back second lift, detached), w_orient (torso up / across directions of the
 starting model's answers), w_scale_anchor (|log of the metric size m rms(Q) minus the starting model's|), axis
 (0: the azimuth turns about the camera's y; 1: about the person's own torso up, hip -> shoulder of the current
@@ -34,7 +34,6 @@ Measured on the default lifter, a 3.8 m rig: P-MPJPE 80 -> 53 mm, MPJPE 122 -> 9
 """
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
@@ -42,13 +41,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from hpe_ros.lift.methods.base import Method
-from hpe_ros.lift.methods.common import (fit_root, np_rng_generator, random_rotations, reprojection_loss,
+from hpe_ros.lift.methods.common import (np_rng_generator, random_rotations, reprojection_loss, rotate_and_view,
                                          scale_losses, symmetry_loss, unpack)
-from hpe_ros.lift.normalize import MIN_SCORE, hip_indices, torch_normalise, torch_project
+from hpe_ros.lift.normalize import MIN_SCORE, hip_indices
 
 DEFAULTS = dict(w_rep=1.0, w_3d=0.5, w_2d=0.5, w_adv=0.02, w_bone=0.5, w_prior=1.0, w_sym=0.1,
                 w_scale_cycle=0.1, max_elevation_deg=20.0, d_lr=2e-4, d_width=256, gan="ls", detach_view=0,
-                warmup=0, view_conf="input", freeze_bn=0, w_anchor=0.0, w_back3d=0.0, axis=0, w_orient=0.0,
+                warmup=0, view_conf="input", w_anchor=0.0, w_back3d=0.0, axis=0, w_orient=0.0,
                 w_scale_anchor=0.0)
 
 
@@ -63,27 +62,6 @@ class PoseDiscriminator(nn.Module):
 
     def forward(self, p):
         return self.net(p.reshape(p.shape[0], -1))[:, 0]
-
-
-def rotated_view(shape, net_input, spread, R, lh: int, rh: int, conf: str = "input"):
-    """Rotate Q about its fitted root by R, project, renormalise (as `common.rotate_and_view`).
-
-    conf "input": the new view carries the input's confidences (unseen joints stay unseen: p = 0, weight 0);
-    "ones": every joint seen with confidence 1. Returns (net_input' (B, J + 1, 3), spread' (B,), target
-    shape R Q s / s' (B, J, 3), p_all' (B, J, 2) every joint's normalised 2D, for the discriminator).
-    """
-    p, w, c = unpack(net_input)
-    root = fit_root(shape, p, w, c, spread)
-    rotated = torch.einsum("bij,bkj->bki", R, shape)
-    rays = torch_project(rotated + root[:, None])
-    weights = w if conf == "input" else torch.ones_like(w)
-    net, c2, s2 = torch_normalise(rays, weights, lh, rh)
-    p_all = (rays - c2[:, None]) / s2[:, None, None]
-    if conf == "input":
-        seen = (weights > 0).to(net.dtype)[..., None]
-        net = torch.cat([net[:, :-1] * torch.cat([seen.expand(-1, -1, 2), torch.ones_like(seen)], -1),
-                         net[:, -1:]], 1)
-    return net, s2, rotated * (spread / s2)[:, None, None], p_all
 
 
 def axis_rotations(axis, angle):
@@ -134,7 +112,6 @@ class CycleMethod(Method):
         self.disc.to(device)
         self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=self.option("d_lr", DEFAULTS["d_lr"]),
                                          betas=(0.5, 0.999))
-        self._anchor: nn.Module | None = None                        # frozen copy of the starting model
         self._fake: torch.Tensor | None = None                        # the last step's rotated views (detached)
 
     def opt(self, name):
@@ -174,11 +151,6 @@ class CycleMethod(Method):
 
     def losses(self, model, batch, step):
         net, s, person = batch["net_input"], batch["spread"], batch["person"]
-        if self.opt("freeze_bn"):                      # fine-tuning: keep the starting model's statistics
-            for mod in model.modules():
-                if isinstance(mod, nn.modules.batchnorm._BatchNorm) or (self.opt("freeze_bn") > 1
-                                                                         and isinstance(mod, nn.Dropout)):
-                    mod.eval()
         p, w, c = unpack(net)
         B = net.shape[0]
         Q, log_m = model(net)
@@ -186,10 +158,8 @@ class CycleMethod(Method):
         Qa = lma = None
         if self.opt("w_anchor") > 0 or self.opt("w_orient") > 0 or self.opt("w_scale_anchor") > 0 \
                 or self.opt("axis") == 2:                         # stay near the starting model (fine-tuning)
-            if self._anchor is None:
-                self._anchor = copy.deepcopy(model).eval().requires_grad_(False)
             with torch.no_grad():
-                Qa, lma = self._anchor(net)
+                Qa, lma = self.frozen_start(model)(net)
             anchor = torch.linalg.norm(Q - Qa, dim=-1).mean()
             u, a = torso_frame(Q, self.torso)
             ua, aa = torso_frame(Qa, self.torso)
@@ -202,7 +172,7 @@ class CycleMethod(Method):
         if self.opt("axis"):                       # azimuth about the person's torso up instead of camera y
             axis = torso_frame((Q if self.opt("axis") == 1 else Qa).detach(), self.torso)[0]
         R = view_rotations(B, self.generator, math.radians(self.opt("max_elevation_deg")), axis, net.device)
-        net2, s2, target2, p_all = rotated_view(Q, net, s, R, self.lh, self.rh, self.opt("view_conf"))
+        net2, s2, target2, p_all = rotate_and_view(Q, net, s, R, self.lh, self.rh, self.opt("view_conf"))
         if self.opt("detach_view"):
             net2 = net2.detach()
         Q2, log_m2 = model(net2)
@@ -246,7 +216,7 @@ class CycleMethod(Method):
         return {"disc": self.disc.state_dict(), "disc_opt": self.disc_opt.state_dict(),
                 "generator": self.generator.get_state(),
                 "fake": None if self._fake is None else self._fake.cpu(),
-                "anchor": None if self._anchor is None else copy.deepcopy(self._anchor).cpu()}
+                "anchor": self.start_state()}
 
     def load_state_dict(self, state: dict) -> None:
         if not state:
@@ -255,7 +225,6 @@ class CycleMethod(Method):
         self.disc_opt.load_state_dict(state["disc_opt"])
         self.generator.set_state(state["generator"].cpu() if hasattr(state["generator"], "cpu")
                                  else state["generator"])
-        anchor = state.get("anchor")
-        self._anchor = None if anchor is None else anchor.to(self.device).eval().requires_grad_(False)
+        self.restore_start(state.get("anchor"))
         fake = state.get("fake")
         self._fake = None if fake is None else fake.to(self.device)

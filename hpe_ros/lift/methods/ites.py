@@ -39,7 +39,6 @@ keep_weight (0), teacher_init ("auto": "pca" when fine-tuning, else "random"), p
 """
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
@@ -175,8 +174,6 @@ class ItesMethod(Method):
         self.generator = np_rng_generator(config.seed + 1013)
         self.pca_pool: list[torch.Tensor] = []
         self.initialised = not self.pca_init
-        self.start_model = None                      # frozen copy of the starting lifter (keep_weight)
-        self._pending_start = None                   # its weights from a resumed checkpoint
         self.last_teacher: dict[str, torch.Tensor] = {}
 
     # --- teacher ------------------------------------------------------------------------------------
@@ -186,7 +183,7 @@ class ItesMethod(Method):
         X, S, _, _ = self.teacher(net)
         reproj = reprojection_loss(X, net, spread)
         R = random_rotations(len(net), self.generator, device=net.device)
-        net2, s2, target = rotate_and_view(X, net, spread, R, self.lh, self.rh)
+        net2, s2, target, _ = rotate_and_view(X, net, spread, R, self.lh, self.rh)
         X2, S2, _, _ = self.teacher(net2)
         ratio = (spread / s2)[:, None, None]
         invariance = joint_distance(S2, S * ratio)
@@ -200,8 +197,8 @@ class ItesMethod(Method):
         out = {"t_reproj": reproj, "t_invariance": invariance, "t_equivariance": equivariance, "t_symmetry": sym}
         if model is not None and self.anchor_weight > 0:
             with torch.no_grad():
-                if self.start_model is not None:
-                    Q, _ = self.start_model(net)
+                if self._start is not None:
+                    Q, _ = self._start(net)
                 else:
                     was = model.training
                     model.eval()
@@ -246,7 +243,7 @@ class ItesMethod(Method):
         for g in self.teacher_opt.param_groups:
             g["lr"] = lr_final + 0.5 * (self.teacher_lr - lr_final) * (1 + math.cos(math.pi * frac))
         if self.finetune or self.keep_weight > 0:
-            self._frozen_start(model)
+            self.frozen_start(model)
         self.teacher.train()
         anchored = step < self.teacher_steps or self.anchor_always
         losses = self.teacher_losses(batch, model if anchored else None)
@@ -283,30 +280,20 @@ class ItesMethod(Method):
         cycle_w = self.option("student_cycle_weight", 0.0)
         if cycle_w > 0:
             R = random_rotations(len(net), self.generator, device=net.device)
-            net2, s2, target = rotate_and_view(Q, net, spread, R, self.lh, self.rh)
+            net2, s2, target, _ = rotate_and_view(Q, net, spread, R, self.lh, self.rh)
             Q2, _ = model(net2)
             cycle = joint_distance(Q2, target)
             total = total + cycle_w * cycle
             out["loss_cycle"] = cycle
         if self.keep_weight > 0 or self.keep_scale_weight > 0:
             with torch.no_grad():
-                Q0, ls0 = self._frozen_start(model)(net)
+                Q0, ls0 = self.frozen_start(model)(net)
             keep = joint_distance(Q, Q0)
             keep_scale = (log_scale - ls0).abs().mean()
             total = total + self.keep_weight * keep + self.keep_scale_weight * keep_scale
             out["loss_keep"] = keep
             out["loss_keep_scale"] = keep_scale
         return {"loss": total, **{k: v.detach() for k, v in out.items()}, **logged}
-
-    def _frozen_start(self, model):
-        """The frozen copy of the starting lifter (made on first use; weights of a resumed run restored)."""
-        if self.start_model is None:
-            self.start_model = copy.deepcopy(model).eval()
-            if self._pending_start is not None:
-                self.start_model.load_state_dict(self._pending_start)
-            for p in self.start_model.parameters():
-                p.requires_grad_(False)
-        return self.start_model
 
     def _distill(self, Q, X, net, spread):
         """Distance of the student's shape Q to the teacher's X (detached), per joint: all axes or depth only
@@ -321,7 +308,7 @@ class ItesMethod(Method):
             with torch.no_grad():
                 _, S, _, _ = self.teacher(net)
                 R = random_rotations(len(net), self.generator, device=net.device)
-                net2, s2, _ = rotate_and_view(X, net, spread, R, self.lh, self.rh)
+                net2, s2, _, _ = rotate_and_view(X, net, spread, R, self.lh, self.rh)
                 _, S2, _, _ = self.teacher(net2)
                 e = torch.linalg.norm(S2 * (s2 / spread)[:, None, None] - S, dim=-1).mean(1)
             w = w * torch.exp(-(e / self.confidence_tau) ** 2)[:, None]
@@ -333,7 +320,7 @@ class ItesMethod(Method):
         return {"teacher": self.teacher.state_dict(), "teacher_opt": self.teacher_opt.state_dict(),
                 "generator": self.generator.get_state(), "initialised": self.initialised,
                 "pca_pool": [p.cpu() for p in self.pca_pool],
-                "start_model": None if self.start_model is None else self.start_model.state_dict()}
+                "start_model": self.start_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.teacher.load_state_dict(state["teacher"])
@@ -341,7 +328,7 @@ class ItesMethod(Method):
         self.generator.set_state(state["generator"])
         self.initialised = bool(state["initialised"])
         self.pca_pool = [p.to(self.device) for p in state.get("pca_pool", [])]
-        self._pending_start = state.get("start_model")
+        self.restore_start(state.get("start_model"))
 
     def parameters(self, model) -> list:
         return []
