@@ -144,6 +144,13 @@ class Camera:
         v = K[1, 1] * xy[..., 1] + K[1, 2]
         return np.stack([u, v], axis=-1)
 
+    def undistort_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Detected pixels (..., 2) -> the pixels an ideal pinhole camera with the same K would see
+        (returned as they are when the camera has no distortion)."""
+        if not np.any(self.dist):
+            return pixels
+        return self.normalized_to_pixels(self.undistort_points(pixels))
+
     def undistort_points(self, pixels: np.ndarray) -> np.ndarray:
         """Pixels (..., 2) -> undistorted normalised coordinates (..., 2) (z = 1 plane)."""
         px = np.asarray(pixels, dtype=np.float64)
@@ -229,6 +236,13 @@ class Rig:
     def project_per_camera(self, points: np.ndarray) -> np.ndarray:
         """Points (C, ..., 3), one set per camera -> pixels (C, ..., 2)."""
         return np.stack([c.project(p) for c, p in zip(self.cameras, points)])
+
+    def undistort_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Detected pixels (..., 2) -> the pixels an ideal pinhole camera with the same K would see
+        (returned as they are when the camera has no distortion)."""
+        if not np.any(self.dist):
+            return pixels
+        return self.normalized_to_pixels(self.undistort_points(pixels))
 
     def undistort_points(self, pixels: np.ndarray) -> np.ndarray:
         """Pixels (C, ..., 2) -> normalised undistorted coordinates (C, ..., 2)."""

@@ -74,3 +74,14 @@ def test_rodrigues_round_trip():
         ref, _ = cv2.Rodrigues(r)
         np.testing.assert_allclose(m, ref, atol=1e-12)
         np.testing.assert_allclose(rodrigues(rotation_to_rvec(m)), m, atol=1e-12)
+
+
+def test_undistort_pixels_gives_the_ideal_pinhole_pixels():
+    R, t = look_at([3.0, 0.5, 1.5], [0.0, 0.0, 1.0])
+    K = np.array([[600.0, 0.0, 320.0], [0.0, 610.0, 240.0], [0.0, 0.0, 1.0]])
+    distorted = Camera("c", K, [-0.2, 0.05, 0.001, -0.001, 0.0], R, t, (640, 480))
+    ideal = Camera("c", K, None, R, t, (640, 480))
+    pts = np.random.default_rng(0).uniform([-0.5, -0.5, 0.2], [0.5, 0.5, 1.8], (50, 3))
+    np.testing.assert_allclose(distorted.undistort_pixels(distorted.project(pts)), ideal.project(pts), atol=1e-6)
+    px = ideal.project(pts)
+    assert ideal.undistort_pixels(px) is px               # nothing to do without distortion

@@ -336,14 +336,9 @@ def _ideal_pixels(rig: Rig, points: np.ndarray, cam: np.ndarray) -> np.ndarray:
     """Detected pixels (N, J, 2) of cameras cam (N,) -> undistorted pixels (same K); unchanged without distortion."""
     out = points.copy()
     for c, camera in enumerate(rig):
-        if not camera.dist.any():
-            continue
         sel = cam == c
         if sel.any():
-            xy = camera.undistort_points(points[sel])
-            K = camera.K
-            out[sel] = np.stack([K[0, 0] * xy[..., 0] + K[0, 1] * xy[..., 1] + K[0, 2],
-                                 K[1, 1] * xy[..., 1] + K[1, 2]], -1)
+            out[sel] = camera.undistort_pixels(points[sel])
     return out
 
 

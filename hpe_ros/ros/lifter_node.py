@@ -189,9 +189,7 @@ class LifterNode(ManagedNode):
         t0 = time.perf_counter()
         try:
             with np.errstate(all="ignore"):  # garbage pixels make NaN / inf, which come out as missing joints
-                if camera.dist.any():
-                    points2d = camera.normalized_to_pixels(camera.undistort_points(points2d))
-                points3d, conf = self.lifter.lift(camera.K, points2d, scores)
+                points3d, conf = self.lifter.lift(camera.K, camera.undistort_pixels(points2d), scores)
         except Exception as exc:  # a lifter that chokes on one message must not stop the node
             stats.error(str(exc))
             self.problem(f"lift-{cam}", f"{cam}: lifting failed, message dropped: {type(exc).__name__}: {exc}")
