@@ -43,17 +43,19 @@ def rotation_to_rvec(R: np.ndarray) -> np.ndarray:
 
 
 def look_at(eye: Sequence[float], target: Sequence[float], up: Sequence[float] = (0, 0, 1)) -> tuple[np.ndarray, np.ndarray]:
-    """World->camera (R, t) for an optical-frame camera at `eye` looking at `target` (z-up world)."""
+    """World->camera (R, t) for an optical-frame camera at `eye` looking at `target` (z-up world).
+
+    Batched: eye, target (..., 3) -> R (..., 3, 3), t (..., 3)."""
     eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
     z = target - eye
-    z /= np.linalg.norm(z)
+    z = z / np.linalg.norm(z, axis=-1, keepdims=True)
     x = np.cross(z, up)
-    if np.linalg.norm(x) < 1e-9:  # looking straight along `up`
-        x = np.cross(z, [0.0, 1.0, 0.0])
-    x /= np.linalg.norm(x)
+    along_up = np.linalg.norm(x, axis=-1, keepdims=True) < 1e-9  # looking straight along `up`
+    x = np.where(along_up, np.cross(z, [0.0, 1.0, 0.0]), x)
+    x = x / np.linalg.norm(x, axis=-1, keepdims=True)
     y = np.cross(z, x)
-    R = np.stack([x, y, z])  # rows: camera axes in world coordinates
-    return R, -R @ eye
+    R = np.stack([x, y, z], axis=-2)  # rows: camera axes in world coordinates
+    return R, -np.einsum("...ij,...j->...i", R, eye)
 
 
 def distort_normalized(xy: np.ndarray, dist: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hpe_ros.camera import look_at
 from hpe_ros.sim.motion import PROPORTIONS, MotionScript, forward_kinematics
 from hpe_ros.skeleton import COCO17
 
@@ -103,13 +104,7 @@ def random_cameras(anchor: np.ndarray, rng: np.random.Generator, cams: CameraSam
     eye = np.stack([anchor[:, 0] + dist * np.cos(az), anchor[:, 1] + dist * np.sin(az),
                     rng.uniform(*cams.height, N)], -1)
     target = anchor + rng.normal(0.0, cams.aim_offset / 2, (N, 3)) * dist[:, None]
-    z = target - eye
-    z /= np.linalg.norm(z, axis=-1, keepdims=True)
-    x = np.cross(z, [0.0, 0.0, 1.0])
-    x /= np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-9)
-    y = np.cross(z, x)
-    R = np.stack([x, y, z], axis=1)
-    t = -np.einsum("nij,nj->ni", R, eye)
+    R, t = look_at(eye, target)
     size = np.asarray(cams.sizes, dtype=np.float64)[rng.integers(0, len(cams.sizes), N)]
     f = rng.uniform(*cams.focal_over_width, N) * size[:, 0]
     K = np.zeros((N, 3, 3))
