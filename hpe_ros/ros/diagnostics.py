@@ -81,11 +81,14 @@ class StampGapCounter:
         self.period_s = float(period_s)
         self.intervals: collections.deque = collections.deque(maxlen=window)
         self.last: float | None = None
+        self.first: float | None = None   # frames before this one never count: nothing shows they existed
         self.missed = 0
 
     def add(self, stamp: float) -> int:
         """Record a frame's stamp (s); returns the frames estimated missed just before it."""
         missed = 0
+        if self.first is None:
+            self.first = stamp
         if self.last is not None and stamp > self.last:
             dt = stamp - self.last
             self.intervals.append(dt)
