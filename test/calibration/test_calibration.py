@@ -22,7 +22,7 @@ from hpe_ros.calibration import (
 )
 from hpe_ros.camera import Camera, Rig, look_at, rodrigues
 
-EXAMPLE_RIG = Path(__file__).resolve().parents[1] / "config" / "example_rig.toml"
+EXAMPLE_RIG = Path(__file__).resolve().parents[2] / "config" / "example_rig.toml"
 
 
 def random_rig(seed: int = 0) -> Rig:

@@ -1,7 +1,7 @@
 """The fusion hot path's shortcuts give the same answers as the plain computations they replace."""
 import numpy as np
 
-from fusion_scenes import observe, random_people, ring_rig
+from helpers.fusion_scenes import observe, random_people, ring_rig
 from hpe_ros.fusion import FusionPipeline, triangulate
 from hpe_ros.fusion.association import _affinity_from, associate, epipolar_affinity
 from hpe_ros.fusion.geometry import rig_constants

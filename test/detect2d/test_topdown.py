@@ -1,7 +1,7 @@
 """The top-down 2D pipeline on real ONNX networks: planted keypoints come back at their pixels.
 
 Images hold coded dots (hpe_ros.sim.keypoint_images) at known coordinates; the coded-dot network
-(heatmap and SimCC heads) and a bright-pixel box detector (test/detect2d_nets.py) run through
+(heatmap and SimCC heads) and a bright-pixel box detector (test/helpers/detect2d_nets.py) run through
 onnxruntime (and torch), and the decoded keypoints must land on the planted coordinates.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install '.[onnx]'")
 torch = pytest.importorskip("torch", reason="the test networks are built with torch: pip install '.[torch]'")
 
-from detect2d_nets import dot_image, export_half_box_detector, person_pixels  # noqa: E402
+from helpers.detect2d_nets import dot_image, export_half_box_detector, person_pixels  # noqa: E402
 
 from hpe_ros.detect2d import create_backend  # noqa: E402
 from hpe_ros.sim.keypoint_net import export_keypoint_net  # noqa: E402

@@ -18,7 +18,7 @@ pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install '.[onn
 pytest.importorskip("torch", reason="the test network is built with torch: pip install '.[torch]'")
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(180)]
 
-from detect2d_nets import dot_image, person_pixels  # noqa: E402
+from helpers.detect2d_nets import dot_image, person_pixels  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402

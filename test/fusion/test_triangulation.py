@@ -4,7 +4,7 @@ import time
 import numpy as np
 import pytest
 
-from fusion_scenes import observe, random_people, ring_rig
+from helpers.fusion_scenes import observe, random_people, ring_rig
 from hpe_ros.fusion.triangulation import Triangulation, triangulate, triangulate_normalized
 
 

@@ -4,7 +4,7 @@ import time
 import numpy as np
 import pytest
 
-from fusion_scenes import observe, random_people, ring_rig
+from helpers.fusion_scenes import observe, random_people, ring_rig
 from hpe_ros.fusion.association import Association, associate
 
 
@@ -77,7 +77,7 @@ def test_priors_keep_close_people_apart():
         rig = ring_rig(4)
         centre = rng.uniform(-0.8, 0.8, 2)
         step = rng.uniform(0.35, 0.55) * np.array([np.cos(a := rng.uniform(0, np.pi)), np.sin(a)])
-        from fusion_scenes import random_person
+        from helpers.fusion_scenes import random_person
         truth = np.stack([random_person(rng, centre + k * step) for k in (-1, 0, 1)])   # < 0.6 m apart
         px, sc = observe(rig, truth, rng, 2.0)
         perm = np.stack([rng.permutation(3) for _ in range(4)])

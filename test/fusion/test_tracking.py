@@ -6,7 +6,7 @@ from hpe_ros.fusion.filters import ConstantVelocityFilter, OneEuroFilter
 from hpe_ros.fusion.tracking import Tracker, TrackerConfig, pose_distance
 from hpe_ros.skeleton import COCO17
 
-from fusion_scenes import TEMPLATE, person
+from helpers.fusion_scenes import TEMPLATE, person
 
 DT = 1 / 30
 

@@ -19,7 +19,7 @@ from hpe_ros.lift.train import TrainConfig, evaluate, prepare_data, train
 from hpe_ros.sim import default_rig as make_rig
 from hpe_ros.skeleton import get_layout
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from bench_lifter import FINE_TUNE  # noqa: E402
 
 torch.set_num_threads(1)

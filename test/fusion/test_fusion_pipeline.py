@@ -13,7 +13,7 @@ from hpe_ros.fusion import FusionConfig, FusionPipeline, FusionResult
 from hpe_ros.fusion.tracking import pose_distance
 from hpe_ros.skeleton import COCO17
 
-from fusion_scenes import person
+from helpers.fusion_scenes import person
 
 DT = 1 / 30
 

@@ -2,7 +2,7 @@
 other cameras triangulate does not become a second track."""
 import numpy as np
 
-from fusion_scenes import observe, person, ring_rig
+from helpers.fusion_scenes import observe, person, ring_rig
 from hpe_ros.fusion import FusionConfig, FusionPipeline
 from hpe_ros.skeleton import COCO17
 

@@ -26,7 +26,7 @@ from hpe_ros.ros.lifter_node import LifterNode  # noqa: E402
 from hpe_ros.ros.pointcloud import cloud_to_pose3d, make_header, pose2d_to_cloud  # noqa: E402
 from hpe_ros.ros.qos import POSES  # noqa: E402
 from hpe_ros.sim import MotionScript, observe  # noqa: E402
-from ros_spin import spin  # noqa: E402
+from helpers.ros_spin import spin  # noqa: E402
 from sensor_msgs.msg import CameraInfo  # noqa: E402
 
 

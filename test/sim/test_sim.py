@@ -162,7 +162,7 @@ def test_default_rig_geometry():
 
 
 def test_default_rig_matches_example_calibration_file():
-    path = Path(__file__).resolve().parents[1] / "config" / "example_rig.toml"
+    path = Path(__file__).resolve().parents[2] / "config" / "example_rig.toml"
     if not path.exists():
         pytest.skip("config/example_rig.toml not written yet")
     data = tomllib.loads(path.read_text())

@@ -1,0 +1,1 @@
+"""Shared test helpers: small networks, fusion scenes, ROS spinning."""
