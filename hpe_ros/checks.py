@@ -50,6 +50,11 @@ def check_shape(name: str, array: Any, shape: Sequence[Dim], dims: dict[str, int
 
 def _coerce(owner: str, key: str, kind: Any, value: Any) -> Any:
     """`value` converted to the field's declared kind, or ValueError."""
+    choices = typing.get_args(kind)
+    if type(None) in choices and len(choices) == 2:  # `X | None`: None ("automatic") or an X
+        if value is None:
+            return None
+        kind = next(c for c in choices if c is not type(None))
     if kind is bool:
         if not isinstance(value, (bool, np.bool_)):
             raise ValueError(f"{owner} option {key} must be true or false, got {value!r}")
