@@ -58,8 +58,12 @@ def look_at(eye: Sequence[float], target: Sequence[float], up: Sequence[float] =
     return R, -np.einsum("...ij,...j->...i", R, eye)
 
 
-def distort_normalized(xy: np.ndarray, dist: np.ndarray) -> np.ndarray:
-    """Apply OpenCV distortion to normalised coordinates (..., 2)."""
+def distort_normalized(xy: np.ndarray, dist) -> np.ndarray:
+    """Apply OpenCV distortion to normalised coordinates xy (..., 2) -> (..., 2); the one distortion model.
+
+    dist: the 8 coefficients (k1, k2, p1, p2, k3, k4, k5, k6), each a number or an array broadcasting
+    with xy[..., 0] (e.g. (C, 1) per camera for xy (C, N, 2): every camera in one expression).
+    """
     k1, k2, p1, p2, k3, k4, k5, k6 = dist
     x, y = xy[..., 0], xy[..., 1]
     r2 = x * x + y * y

@@ -2,7 +2,7 @@
 
 `rig_constants(rig)` returns a cached `RigConstants`: stacked intrinsics, distortion, [R | t], camera
 centres, the essential matrix of every camera pair, and batched (one numpy expression for all cameras,
-no Python loop over cameras) undistortion and projection with the same formulas as `hpe_ros.camera`.
+no Python loop over cameras) undistortion and projection with `hpe_ros.camera`'s distortion model.
 
 The cache is keyed by the rig object and checked on every call against the identity of its cameras and
 of their K, distortion, R and t arrays (a few microseconds): replacing a camera or one of those arrays
@@ -19,7 +19,7 @@ import weakref
 
 import numpy as np
 
-from ..camera import Rig, undistort_normalized
+from ..camera import Rig, distort_normalized, undistort_normalized
 
 _UNDISTORT_ITERATIONS = 10  # as Camera.undistort_points (cv2.undistortPoints' default)
 
@@ -101,11 +101,8 @@ class RigConstants:
         x = np.where(front, pc[..., 0] / zs, np.nan)
         y = np.where(front, pc[..., 1] / zs, np.nan)
         if self.has_distortion:
-            k1, k2, p1, p2, k3, k4, k5, k6 = (d[:, None] for d in self.dist.T)
-            r2 = x * x + y * y
-            radial = (1 + r2 * (k1 + r2 * (k2 + r2 * k3))) / (1 + r2 * (k4 + r2 * (k5 + r2 * k6)))
-            x, y = (x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x),
-                    y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y)
+            xy = distort_normalized(np.stack([x, y], axis=-1), self.dist.T[:, :, None])
+            x, y = xy[..., 0], xy[..., 1]
         out = np.empty((self.C, flat.shape[1], 2))
         out[..., 0] = self.fx[:, None] * x + self.skew[:, None] * y + self.cx[:, None]
         out[..., 1] = self.fy[:, None] * y + self.cy[:, None]
