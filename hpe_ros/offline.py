@@ -1,11 +1,13 @@
 """Offline triangulation of OpenPose JSON folders, with the live node's fusion (`hpe-ros triangulate`).
 
 The Pose2Sim workflow: one folder of OpenPose JSON files per camera, a calibration TOML, and out comes
-a TRC for OpenSim (one person) or a JSON of tracked skeletons (several). The frames run, in frame
-order, through the same `FusionPipeline` as `fusion_node` (association, robust triangulation, tracking
-with ids and One-Euro smoothing), stamped frame / fps.
+a TRC for OpenSim (one person) or a JSON of tracked skeletons (several). The cameras' files are paired
+by frame number (`hpe_ros.io.openpose`); the frames run, in frame order, through the same `FusionPipeline`
+as `fusion_node` (association, robust triangulation, tracking with ids and One-Euro smoothing), stamped
+frame / fps.
 
     >>> result = triangulate_folders("calib.toml", ["pose/cam1_json", "pose/cam2_json"], "body25", fps=30)
+    >>> result = triangulate_folders("calib.toml", {"cam1": "pose/cam1_json", "cam2": "pose/cam2_json"})
     >>> result.ids, result.points.shape          # (N,) track ids, (T, N, J, 3) m, NaN = absent
     >>> write_outputs(result, "out/walk")        # out/walk.trc (one id) or out/walk.json, out/walk.report.json
     >>> print(format_report(result.report))
@@ -26,12 +28,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -41,7 +42,7 @@ from .camera import Rig
 from .fusion import FusionConfig, FusionPipeline
 from .fusion.pipeline import stack_views
 from .io.atomic import write_text_atomic
-from .io.openpose import OpenPoseFolder, frame_union
+from .io.openpose import SynchronisedOpenPose
 from .io.skeleton_json import SkeletonFrame, write_skeleton_json
 from .io.trc import write_trc, zup_to_yup
 from .skeleton import Layout, get_layout
@@ -162,52 +163,27 @@ def format_report(report: dict) -> str:
 
 
 # --- the run -------------------------------------------------------------------------------------
-def _tokens(name: str) -> set[str]:
-    return {t.lower() for t in re.split(r"[^A-Za-z0-9]+", name) if t}
-
-
-def _check_folder_order(camera_names: list[str], dirs: list[Path]):
-    """Warn when every folder names exactly one camera and the order differs from the calibration's."""
-    owner = []
-    for d in dirs:
-        hits = [i for i, n in enumerate(camera_names) if n.lower() in _tokens(d.name) | {d.name.lower()}]
-        if len(hits) != 1:
-            return
-        owner.append(hits[0])
-    if len(set(owner)) == len(owner) and owner != list(range(len(owner))):
-        log.warning("keypoint folders %s look like cameras %s, but the calibration's order is %s; folders "
-                    "are paired with cameras by position", [d.name for d in dirs],
-                    [camera_names[i] for i in owner], camera_names)
-
-
-def triangulate_folders(calib_path: str | os.PathLike, keypoint_dirs: Sequence[str | os.PathLike],
+def triangulate_folders(calib_path: str | os.PathLike,
+                        keypoint_dirs: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike],
                         layout: str | Layout = "body25", fps: float = 30.0, progress: bool = True,
                         config: FusionConfig | None = None) -> OfflineResult:
-    """Fuse OpenPose JSON folders (one per camera, in the calibration file's camera order) frame by frame.
+    """Fuse OpenPose JSON folders frame by frame: one folder per camera, a list in the calibration file's
+    camera order or {camera: folder}.
 
-    Every frame index present in any folder is one step (stamp = index / fps); a camera lacking it,
-    or with an empty file, contributes no detections. Raises ValueError (CalibrationError for the
+    Frames are paired by frame number (`hpe_ros.io.openpose`): every frame number present in any folder
+    is one step (stamp = number / fps), and a camera lacking it, or with an empty file, contributes no
+    detections; report["inputs"] counts those per camera. Raises ValueError (CalibrationError for the
     calibration) with a message naming the file for bad input; nothing is written here.
     """
     if not (fps > 0 and np.isfinite(fps)):
         raise ValueError(f"fps must be > 0, got {fps}")
     layout = get_layout(layout)
     rig = load_rig(calib_path)
-    dirs = [Path(d) for d in keypoint_dirs]
-    if len(dirs) != len(rig):
-        raise ValueError(f"{calib_path}: the calibration has {len(rig)} cameras ({', '.join(rig.names)}) but "
-                         f"{len(dirs)} keypoint folders were given; give one folder per camera, in the "
-                         "calibration file's order")
-    _check_folder_order(rig.names, dirs)
-    folders = [OpenPoseFolder(d, layout) for d in dirs]
-    frames = frame_union(folders)
-    source = ((index, [f.get(index) for f in folders]) for index in frames)
-    out = fuse_frames(rig, layout, source, fps, total=len(frames), progress=progress, config=config,
+    recording = SynchronisedOpenPose.for_cameras(keypoint_dirs, rig.names, layout, source=calib_path)
+    out = fuse_frames(rig, layout, recording, fps, total=len(recording), progress=progress, config=config,
                       desc="triangulate")
     out.report["calibration"] = str(calib_path)
-    out.report["inputs"] = [{"camera": name, "folder": str(f.folder), "files": len(f),
-                             "frames_without_people": f.empty_frames, "frames_without_file": f.missing_frames}
-                            for name, f in zip(rig.names, folders)]
+    out.report["inputs"] = recording.inputs()
     return out
 
 

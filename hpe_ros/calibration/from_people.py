@@ -86,27 +86,17 @@ class _PairMatch:
 # --- input ---------------------------------------------------------------------------------------
 
 def load_keypoint_folders(folders: Sequence[str], layout: str | Layout = "body25") -> tuple[np.ndarray, np.ndarray]:
-    """One OpenPose JSON folder per camera (synchronised by frame index) -> points2d (C, F, P, J, 2)
-    px (NaN = missing) and scores (C, F, P, J) (0 = missing).
+    """One OpenPose JSON folder per camera -> points2d (C, F, P, J, 2) px (NaN = missing) and scores
+    (C, F, P, J) (0 = missing).
 
-    F spans the union of the folders' frame indices in order (a frame a folder lacks has no detections
-    there); P is the most people any file holds. Raises ValueError naming a bad folder or file.
+    Frames are paired by frame number (`hpe_ros.io.openpose`): F spans the union of the folders' frame
+    numbers in order, and a frame a folder lacks has no detections there (logged, with per-camera counts).
+    P is the most people any file holds (at least 1). Raises ValueError naming a bad folder or file.
     """
-    from hpe_ros.io.openpose import OpenPoseFolder, frame_union
+    from hpe_ros.io.openpose import SynchronisedOpenPose
 
-    layout = get_layout(layout)
-    cams = [OpenPoseFolder(f, layout) for f in folders]
-    frames = frame_union(cams)
-    per_cam = [[c.get(k) for k in frames] for c in cams]
-    P = max([len(p) for cam in per_cam for p, _ in cam] + [1])
-    J = layout.num_joints
-    points = np.full((len(cams), len(frames), P, J, 2), np.nan)
-    scores = np.zeros((len(cams), len(frames), P, J))
-    for c, cam in enumerate(per_cam):
-        for f, (p, s) in enumerate(cam):
-            points[c, f, : len(p)] = p
-            scores[c, f, : len(s)] = s
-    return points, scores
+    _, points, scores = SynchronisedOpenPose(folders, layout).read_all(min_people=1)
+    return np.ascontiguousarray(points.swapaxes(0, 1)), np.ascontiguousarray(scores.swapaxes(0, 1))
 
 
 def _check_inputs(intrinsics: Rig, points2d, scores, layout: Layout, min_score: float):

@@ -1,14 +1,28 @@
 """OpenPose JSON keypoints: one file per frame per camera, as OpenPose's `--write_json` and Pose2Sim use.
 
 Each file holds `{"people": [{"pose_keypoints_2d": [x0, y0, c0, x1, y1, c1, ...]}, ...]}` in pixels;
-a keypoint with x = y = 0 or c = 0 is missing (NaN here, score 0). A folder holds one camera's frames,
-named with the frame number, e.g. `cam1_000000000012_keypoints.json`: files are ordered by the last
-integer in the name (natural order), or by name when some name has no digits.
+a keypoint with x = y = 0 or c = 0 is missing (NaN here, score 0). A folder holds one camera's frames.
+
+Frame pairing, the one rule every multi-camera reader here follows (`SynchronisedOpenPose`):
+
+- A file's frame number is the last integer in its name (`cam1_000000000012_keypoints.json` -> 12).
+  In a folder where some name holds no digits, the files are numbered 0, 1, 2, ... in name order.
+  Two files of one folder with the same frame number are an error.
+- Cameras are paired by frame number, never by position: the recording's frames are the union of
+  every folder's frame numbers, in increasing order.
+- A camera without a file for a frame, with an empty file or with `"people": []` has no detections
+  in that frame. Each camera's first such frame is logged; all of them are counted (`inputs()`).
+- Folders are matched to a calibration's cameras by name ({camera: folder}, `CAM=DIR` on the command
+  line) or by position (a list in the calibration's camera order; a list whose folder names look
+  like the calibration's cameras in another order is flagged).
 
     >>> points, scores = read_openpose_frame("cam1/cam1_000000000012_keypoints.json", "body25")  # (P, 25, 2), (P, 25)
     >>> cam = OpenPoseFolder("cam1", "body25")
     >>> cam.frame_indices[:3], len(cam)          # [0, 1, 2], 400
     >>> points, scores = cam.get(12)             # frame 12; a frame the folder lacks = no detections
+    >>> rec = SynchronisedOpenPose.for_cameras({"cam1": "pose/cam1", "cam2": "pose/cam2"}, rig.names, "body25")
+    >>> for index, detections in rec: ...        # detections[c] = (points (P, J, 2), scores (P, J))
+    >>> frames, points2d, scores = rec.read_all()  # (F,), (F, C, P, J, 2) px, (F, C, P, J)
 """
 from __future__ import annotations
 
@@ -17,6 +31,7 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -118,11 +133,10 @@ def _frame_number(name: str) -> int | None:
 
 
 class OpenPoseFolder:
-    """One camera's OpenPose JSON folder: frames by index, read on access.
+    """One camera's OpenPose JSON folder: frames by frame number (the module's rule), read on access.
 
-    Frame indices are the last integer in each file name (natural order); when some name has none,
-    files are taken in name order and numbered 0, 1, 2, ... Raises ValueError for a missing or empty
-    folder and for two files with the same frame number. `get(index)` of a frame the folder lacks,
+    Raises ValueError for a missing or empty folder and for two files with the same frame number.
+    `get(index)` of a frame the folder lacks,
     of an empty file or of a file without people gives no detections (P = 0); the first such frame
     is logged once per folder, and `empty_frames` counts them.
     """
@@ -198,4 +212,114 @@ def frame_union(folders: list[OpenPoseFolder]) -> list[int]:
     return sorted(set().union(*(f.frame_indices for f in folders))) if folders else []
 
 
-__all__ = ["read_openpose_frame", "write_openpose_frame", "OpenPoseFolder", "frame_union"]
+def _tokens(name: str) -> set[str]:
+    return {t.lower() for t in re.split(r"[^A-Za-z0-9]+", name) if t}
+
+
+def _warn_if_reordered(camera_names: Sequence[str], dirs: Sequence[Path]) -> None:
+    """Warn when every folder names exactly one camera and the order differs from the calibration's."""
+    owner = []
+    for d in dirs:
+        hits = [i for i, n in enumerate(camera_names) if n.lower() in _tokens(d.name) | {d.name.lower()}]
+        if len(hits) != 1:
+            return
+        owner.append(hits[0])
+    if len(set(owner)) == len(owner) and owner != list(range(len(owner))):
+        log.warning("keypoint folders %s look like cameras %s, but the calibration's order is %s; folders "
+                    "are paired with cameras by position", [d.name for d in dirs],
+                    [camera_names[i] for i in owner], list(camera_names))
+
+
+def folders_for_cameras(folders: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike],
+                        camera_names: Sequence[str], source: object = "the calibration") -> list[Path]:
+    """One folder per camera, in `camera_names` order, from {camera: folder} (matched by name, every
+    camera exactly once) or a list (the calibration's camera order, one folder per camera).
+
+    source names the calibration in error messages. Raises ValueError for missing, unknown or
+    surplus cameras; warns when a list's folder names look like the cameras in another order.
+    """
+    names = list(camera_names)
+    if isinstance(folders, Mapping):
+        given = [str(k) for k in folders]
+        missing = [n for n in names if n not in given]
+        unknown = [n for n in given if n not in names]
+        if missing or unknown:
+            parts = ([f"no keypoint folder for camera(s) {missing}"] if missing else []) + \
+                    ([f"folder(s) given for camera(s) {unknown} the calibration does not have"] if unknown else [])
+            raise ValueError(f"{source}: {'; '.join(parts)}; the calibration's cameras are {names}")
+        by_name = {str(k): Path(v) for k, v in folders.items()}
+        return [by_name[n] for n in names]
+    if isinstance(folders, (str, os.PathLike)):
+        raise ValueError(f"keypoint folders: expected one folder per camera (a list, or {{camera: folder}}), "
+                         f"got the single path {str(folders)!r}")
+    dirs = [Path(d) for d in folders]
+    if len(dirs) != len(names):
+        raise ValueError(f"{source}: the calibration has {len(names)} cameras ({', '.join(names)}) but "
+                         f"{len(dirs)} keypoint folders were given; give one folder per camera, in the "
+                         "calibration's order, or CAMERA=FOLDER pairs")
+    _warn_if_reordered(names, dirs)
+    return dirs
+
+
+class SynchronisedOpenPose:
+    """One OpenPose folder per camera, frames paired by frame number (the module's rule).
+
+    Iterating yields (frame number, [(points (P, J, 2) px, scores (P, J)) per camera]) over the union
+    of the folders' frames; a camera lacking a frame contributes no detections (P = 0) there.
+    names: the cameras' names (default: the folders' names).
+    """
+
+    def __init__(self, folders: Sequence[str | os.PathLike], layout: str | Layout = "body25",
+                 names: Sequence[str] | None = None):
+        self.layout = get_layout(layout)
+        self.folders = [OpenPoseFolder(f, self.layout) for f in folders]
+        self.names = list(names) if names is not None else [f.name for f in self.folders]
+        if len(self.names) != len(self.folders):
+            raise ValueError(f"{len(self.names)} camera names for {len(self.folders)} keypoint folders")
+        self.frame_indices: list[int] = frame_union(self.folders)
+
+    @classmethod
+    def for_cameras(cls, folders: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike],
+                    camera_names: Sequence[str], layout: str | Layout = "body25",
+                    source: object = "the calibration") -> "SynchronisedOpenPose":
+        """The folders of a calibration's cameras, matched by `folders_for_cameras`, in the calibration's order."""
+        return cls(folders_for_cameras(folders, camera_names, source), layout, camera_names)
+
+    def __len__(self) -> int:
+        return len(self.frame_indices)
+
+    def __iter__(self) -> Iterator[tuple[int, list[tuple[np.ndarray, np.ndarray]]]]:
+        for index in self.frame_indices:
+            yield index, [folder.get(index) for folder in self.folders]
+
+    def read_all(self, min_people: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every frame at once: frame numbers (F,), points2d (F, C, P, J, 2) px (NaN = missing) and
+        scores (F, C, P, J) (0 = missing); P is the most people any file holds, at least `min_people`.
+        Cameras lacking files for some frames are logged in one line, with their counts."""
+        frames = [detections for _, detections in self]
+        if self.gaps():
+            log.warning("keypoint folders: %s; no detections there", self.gaps())
+        P = max([len(points) for detections in frames for points, _ in detections] + [int(min_people)])
+        F, C, J = len(frames), len(self.folders), self.layout.num_joints
+        points2d = np.full((F, C, P, J, 2), np.nan)
+        scores = np.zeros((F, C, P, J))
+        for f, detections in enumerate(frames):
+            for c, (points, score) in enumerate(detections):
+                points2d[f, c, :len(points)], scores[f, c, :len(points)] = points, score
+        return np.asarray(self.frame_indices, dtype=np.int64), points2d, scores
+
+    def inputs(self) -> list[dict]:
+        """Per camera: folder, files, frames without people (counted as they are read) and without a file."""
+        return [{"camera": name, "folder": str(folder.folder), "files": len(folder),
+                 "frames_without_people": folder.empty_frames,
+                 "frames_without_file": len(self.frame_indices) - len(folder)}
+                for name, folder in zip(self.names, self.folders)]
+
+    def gaps(self) -> str:
+        """One line naming the cameras that lack files for some frames ("" when none does)."""
+        return "; ".join(f"{row['camera']}: {row['frames_without_file']} of {len(self)} frames without a file"
+                         for row in self.inputs() if row["frames_without_file"])
+
+
+__all__ = ["read_openpose_frame", "write_openpose_frame", "OpenPoseFolder", "frame_union", "folders_for_cameras",
+           "SynchronisedOpenPose"]

@@ -154,54 +154,26 @@ def simulate_recording(rig: Rig, seconds: float = 20.0, fps: float = 10.0, n_peo
     return Recording(rig, stamps, points, scores, "coco17", truth, ids)
 
 
-def load_recording(calibration, keypoint_dirs: Mapping[str, str | os.PathLike], fps: float = 30.0,
-                   layout: str = "coco17") -> Recording:
+def load_recording(calibration, keypoint_dirs: Mapping[str, str | os.PathLike] | Sequence[str | os.PathLike],
+                   fps: float = 30.0, layout: str = "coco17") -> Recording:
     """A real rig's recording: a calibration file (any format `hpe-ros triangulate` reads) and one OpenPose
-    JSON folder per camera, {camera name: folder}, every camera of the calibration exactly once.
+    JSON folder per camera, {camera name: folder} or a list in the calibration's camera order.
 
-    Every folder must hold the same number of frames; frame k of each camera (in frame-number order) is
-    one synchronised frame, stamped with camera 0's frame number / fps. Raises ValueError naming what is
-    wrong (unknown / missing cameras, frame counts that differ, unreadable files; CalibrationError, a
-    ValueError, for the calibration).
+    Frames are paired by frame number (`hpe_ros.io.openpose`): the recording holds every frame number any
+    folder has, stamped number / fps, and a camera without a file for a frame has no detections there
+    (logged with the per-camera counts). Raises ValueError naming what is wrong (unknown / missing
+    cameras, unreadable files; CalibrationError, a ValueError, for the calibration).
     """
     from hpe_ros.calibration import load_rig
-    from hpe_ros.io.openpose import OpenPoseFolder
+    from hpe_ros.io.openpose import SynchronisedOpenPose
 
     if not (fps > 0 and np.isfinite(fps)):
         raise ValueError(f"fps must be > 0, got {fps}")
     lay = get_layout(layout)
     rig = load_rig(calibration)
-    if not isinstance(keypoint_dirs, Mapping):
-        raise ValueError("keypoint_dirs must map camera names to OpenPose JSON folders, "
-                         f"e.g. {{{', '.join(repr(n) + ': ...' for n in rig.names)}}}")
-    given = [str(k) for k in keypoint_dirs]
-    missing = [n for n in rig.names if n not in given]
-    unknown = [n for n in given if n not in rig.names]
-    if missing or unknown:
-        parts = ([f"no keypoint folder for camera(s) {missing}"] if missing else []) + \
-                ([f"folder(s) given for camera(s) {unknown} the calibration does not have"] if unknown else [])
-        raise ValueError(f"{calibration}: {'; '.join(parts)}; the calibration's cameras are {rig.names}")
-    by_name = {str(k): v for k, v in keypoint_dirs.items()}
-    folders = [OpenPoseFolder(by_name[n], lay) for n in rig.names]
-    counts = [len(f) for f in folders]
-    if len(set(counts)) != 1:
-        listing = ", ".join(f"{n}: {k} ({f.folder})" for n, k, f in zip(rig.names, counts, folders))
-        raise ValueError(f"keypoint folders hold different numbers of frames ({listing}); a recording needs "
-                         "one file per frame in every camera")
-    indices = [f.frame_indices for f in folders]
-    if any(ix != indices[0] for ix in indices[1:]):
-        log.warning("keypoint folders number their frames differently (first frames %s); frames are paired "
-                    "by position", [ix[0] for ix in indices])
-    F, C, J = counts[0], len(rig), lay.num_joints
-    per_frame = [[folder[ix[k]] for folder, ix in zip(folders, indices)] for k in range(F)]
-    P = max((len(pts) for frame in per_frame for pts, _ in frame), default=0)
-    points = np.full((F, C, P, J, 2), np.nan)
-    scores = np.zeros((F, C, P, J))
-    for k, frame in enumerate(per_frame):
-        for c, (pts, sc) in enumerate(frame):
-            points[k, c, :len(pts)], scores[k, c, :len(pts)] = pts, sc
-    stamps = np.asarray(indices[0], dtype=np.float64) / float(fps)
-    return Recording(rig, stamps, points, scores, lay.name, None, None)
+    frames, points, scores = SynchronisedOpenPose.for_cameras(keypoint_dirs, rig.names, lay,
+                                                              source=calibration).read_all()
+    return Recording(rig, frames / float(fps), points, scores, lay.name, None, None)
 
 
 def load_recording_jsonl(calibration, path: str | os.PathLike) -> Recording:

@@ -3,7 +3,8 @@
 1. The rig's own triangulations, moved into each camera's frame, are close to the truth (pseudo-labels).
 2. Fine-tuning a supervised lifter with method "epipolar" on a new rig's recording (its pseudo-labels only)
    improves P-MPJPE and MPJPE on another recording of that rig.
-3. load_recording reads back OpenPose folders written by the package's own writer; bad input is refused.
+3. load_recording reads back OpenPose folders written by the package's own writer, pairing the cameras'
+   frames by frame number; bad input is refused.
 """
 from __future__ import annotations
 
@@ -156,23 +157,44 @@ def test_load_recording_round_trip_and_errors(tmp_path):
     # The same samples as from the simulated recording (ids come from the fusion's tracks instead).
     a, b = views_2d(loaded, progress=False), views_2d(rec, progress=False)
     np.testing.assert_allclose(a.keypoints2d, b.keypoints2d, atol=1e-3)
-    # Camera order comes from the calibration, not the mapping's order.
+    # Camera order comes from the calibration, not the mapping's order; a list is in the calibration's order.
     shuffled = {n: dirs[n] for n in reversed(rig.names)}
     np.testing.assert_allclose(load_recording(tmp_path / "calib.toml", shuffled, fps=10.0).scores, loaded.scores)
+    np.testing.assert_allclose(load_recording(tmp_path / "calib.toml", list(dirs.values()), fps=10.0).scores,
+                               loaded.scores)
 
     with pytest.raises(ValueError, match=r"no keypoint folder for camera\(s\) \['cam2'\]"):
         load_recording(tmp_path / "calib.toml", {n: dirs[n] for n in ("cam0", "cam1")})
     with pytest.raises(ValueError, match="camera.*'cam9'.*does not have"):
         load_recording(tmp_path / "calib.toml", {**dirs, "cam9": dirs["cam0"]})
-    with pytest.raises(ValueError, match="map camera names"):
-        load_recording(tmp_path / "calib.toml", list(dirs.values()))
+    with pytest.raises(ValueError, match="3 cameras .* 2 keypoint folders"):
+        load_recording(tmp_path / "calib.toml", list(dirs.values())[:2])
     with pytest.raises(ValueError, match="not found"):
         load_recording(tmp_path / "calib.toml", {**dirs, "cam1": tmp_path / "nowhere"})
     with pytest.raises(ValueError, match="17 keypoints but layout body25"):
         load_recording(tmp_path / "calib.toml", dirs, layout="body25")
-    next(iter(sorted(dirs["cam1"].iterdir()))).unlink()
-    with pytest.raises(ValueError, match="different numbers of frames.*cam1: 9"):
-        load_recording(tmp_path / "calib.toml", dirs)
+
+
+def test_load_recording_pairs_frames_by_number(tmp_path, caplog):
+    """Frames are paired by the number in the file name: a camera lacking a frame has no detections
+    there (counted and logged), and the other cameras' frames stay where their numbers say."""
+    rig = default_rig(3)
+    rec = simulate_recording(rig, seconds=1.0, fps=10.0, n_people=2, seed=4)
+    save_rig(rig, tmp_path / "calib.toml")
+    dirs = _write_folders(rec, tmp_path)
+    (dirs["cam1"] / "cam1_000000000000_keypoints.json").unlink()
+    (dirs["cam2"] / "cam2_000000000009_keypoints.json").unlink()
+    with caplog.at_level("WARNING"):
+        loaded = load_recording(tmp_path / "calib.toml", dirs, fps=10.0)
+    np.testing.assert_allclose(loaded.stamps, rec.stamps)                      # the union: frames 0..9
+    assert (loaded.scores[0, 1] == 0).all() and (loaded.scores[9, 2] == 0).all()
+    P = loaded.scores.shape[2]
+    keep = np.ones(loaded.scores.shape[:2], bool)
+    keep[0, 1] = keep[9, 2] = False
+    np.testing.assert_allclose(loaded.scores[keep], rec.scores[:, :, :P][keep], atol=1e-4)
+    summary = [r.getMessage() for r in caplog.records if "without a file" in r.getMessage()]
+    assert summary == ["keypoint folders: cam1: 1 of 10 frames without a file; cam2: 1 of 10 frames without a "
+                       "file; no detections there"]
 
 
 def test_recording_validates_shapes(new_rig):
