@@ -313,6 +313,12 @@ def associate(rig: Rig, points2d: np.ndarray, scores: np.ndarray, priors: np.nda
     return _ordered(groups, prior_index, tri)
 
 
+def gather_groups(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Per-camera rows of each group: values (C, P, ...), groups (G, C) -> (C, G, ...) (row 0 where -1)."""
+    rows = np.maximum(groups.T, 0)                                   # (C, G)
+    return values[np.arange(groups.shape[1])[:, None], rows]
+
+
 def _labels_to_groups(labels: np.ndarray, label_prior: np.ndarray, C: int, P: int) -> tuple[np.ndarray, np.ndarray]:
     """Union-find labels (C, P) -> groups (G, C), prior_index (G,)."""
     roots = np.unique(labels[labels >= 0])

@@ -1,6 +1,6 @@
-"""Causal smoothing filters batched over arrays of 3D points (tracks x joints x xyz).
+"""Causal smoothing filters batched over arrays of 3D points (tracks x joints x xyz), chosen by name.
 
-Both filters keep one state per *element* — every index of the leading shape, e.g. (T, J) for
+A filter keeps one state per *element* — every index of the leading shape, e.g. (T, J) for
 points (T, J, 3) — with its own timestamp, so joints seen at different times filter correctly.
 Invalid elements (``valid_mask`` False) keep their state untouched; their output is their last
 estimate (NaN until first seen).
@@ -9,10 +9,18 @@ estimate (NaN until first seen).
     smooth = f(t, points, valid)        # points (T, J, 3), valid (T, J) -> (T, J, 3)
     f.reset(valid & teleported)         # restart chosen elements; the next sample re-initialises them
     f.resize(n)                         # grow / shrink the leading axis (tracks come and go)
+
+`make_filter(name, settings)` builds the filter registered in FILTERS under `name` ("one_euro", "none"):
+a new filter is one class with that interface plus one entry in FILTERS; its constructor arguments
+come from the settings' `<name>_<argument>` fields (TrackerConfig.one_euro_beta -> beta).
 """
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
+
+from ..checks import check_shape
 
 _MIN_DT = 1e-4  # s; guards repeated stamps (dt = 0) from dividing by zero
 
@@ -47,15 +55,13 @@ class _BatchedState:
 
     def _inputs(self, t, x, valid_mask):
         x = np.asarray(x, dtype=np.float64)
-        if x.ndim < 1:
-            raise ValueError(f"points must be (..., D), got shape {x.shape}")
+        check_shape("points", x, ("D",), leading=True)
         self._ensure(x)
         t = np.broadcast_to(np.asarray(t, dtype=np.float64), self.shape)
         valid = np.all(np.isfinite(x), axis=-1)
         if valid_mask is not None:
             valid_mask = np.asarray(valid_mask, dtype=bool)
-            if valid_mask.shape != self.shape:
-                raise ValueError(f"valid_mask must have shape {self.shape}, got {valid_mask.shape}")
+            check_shape("valid_mask", valid_mask, self.shape)
             valid &= valid_mask
         return t, x, valid
 
@@ -138,41 +144,27 @@ class OneEuroFilter(_BatchedState):
         return self.dx_hat.copy()
 
 
-class ConstantVelocityFilter(_BatchedState):
-    """Alpha-beta (g-h) filter: a constant-velocity model with fixed gains, batched over elements.
-
-    Cheaper and more predictable than a Kalman filter; `alpha` weighs the position innovation, `beta`
-    the velocity one (0 < alpha <= 1, 0 <= beta <= 2). Tracks a ramp with zero steady-state lag.
-    """
-
-    _fields = ("x_hat", "v_hat")
-
-    def __init__(self, alpha: float = 0.5, beta: float = 0.1):
-        if not (0 < alpha <= 1 and 0 <= beta <= 2):
-            raise ValueError(f"need 0 < alpha <= 1 and 0 <= beta <= 2; got alpha={alpha}, beta={beta}")
-        super().__init__()
-        self.alpha, self.beta = float(alpha), float(beta)
-
-    def predict(self, t: float | np.ndarray) -> np.ndarray:
-        """(..., D) state extrapolated to time t (NaN for uninitialised elements)."""
-        if self.shape is None:
-            raise ValueError("filter has no state yet")
-        dt = np.broadcast_to(np.asarray(t, dtype=np.float64), self.shape) - self.t_prev
-        return self.x_hat + self.v_hat * dt[..., None]
+class PassThrough:
+    """No smoothing: the measurements go out as they came in (same interface as the filters)."""
 
     def __call__(self, t: float | np.ndarray, x: np.ndarray, valid_mask: np.ndarray | None = None) -> np.ndarray:
-        """Same contract as OneEuroFilter.__call__: (..., D) in, (..., D) filtered out."""
-        t, x, valid = self._inputs(t, x, valid_mask)
-        dt = np.maximum(t - self.t_prev, _MIN_DT)[..., None]
+        return np.asarray(x, dtype=np.float64)
 
-        with np.errstate(invalid="ignore"):
-            predicted = self.x_hat + self.v_hat * dt
-            residual = x - predicted
-            x_hat = predicted + self.alpha * residual
-            v_hat = self.v_hat + (self.beta / dt) * residual
+    def reset(self, mask: np.ndarray | None = None):
+        """Nothing to forget."""
 
-        return self._commit(t, x, valid, x_hat, "v_hat", v_hat)
+    def resize(self, n: int):
+        """No state to resize."""
 
-    @property
-    def velocity(self) -> np.ndarray:
-        return self.v_hat.copy()
+
+FILTERS: dict[str, type] = {"one_euro": OneEuroFilter, "none": PassThrough}
+
+
+def make_filter(name: str, settings: object = None):
+    """The filter registered as `name`, built with the `<name>_<argument>` attributes of `settings`
+    (arguments that settings lacks keep their defaults). ValueError for an unknown name."""
+    if name not in FILTERS:
+        raise ValueError(f"unknown filter {name!r}; choose one of: {', '.join(FILTERS)}")
+    cls = FILTERS[name]
+    arguments = inspect.signature(cls).parameters
+    return cls(**{a: getattr(settings, f"{name}_{a}") for a in arguments if hasattr(settings, f"{name}_{a}")})

@@ -8,7 +8,7 @@ Shared by the ROS fusion node and the offline CLI, so both behave the same:
 
 One step: predict tracks -> associate detections across views (track predictions as priors) ->
 triangulate every group's joints in one batched call -> fill single-view groups / joints from per-view
-lifted 3D poses -> tracker update (ids, gating, bone lengths, smoothing) -> body and joint orientations.
+lifted 3D poses (the placement maths is `fusion.single_view`) -> tracker update (ids, gating, bone lengths, smoothing) -> body and joint orientations.
 
 The association validates its groups by triangulating them with the pipeline's own triangulation
 settings, so the triangulation stage reuses those points and re-solves only the groups the association
@@ -19,42 +19,44 @@ only runs for detections no track prior claimed: time per frame grows about line
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..camera import Rig
+from ..checks import check_shape
 from ..skeleton import Layout, get_layout
-from .association import associate
+from .association import associate, gather_groups
 from .orientation import body_frames, joint_rotations
+from .single_view import duplicate_single_views, fill_from_lifted
 from .tracking import Tracker, TrackerConfig
 from .triangulation import triangulate
-
-SINGLE_VIEW_CONFIDENCE = 0.5  # lifted (single-view) joints are trusted half as much as triangulated ones
 
 
 @dataclass
 class FusionConfig:
-    """Fusion parameters; the names are the ROS parameters and the CLI's YAML keys."""
+    """Fusion parameters; the names are the ROS parameters (`fusion.<name>`, `fusion.tracker.<name>`) and
+    the CLI's YAML keys, each field's help text their description. Build one from a mapping with
+    `hpe_ros.checks.config_from_mapping(FusionConfig, {...})`."""
 
-    min_views: int = 2               # cameras a triangulated joint needs
-    max_error_px: float = 12.0       # reprojection error allowed per inlier view
-    min_score: float = 0.1           # 2D keypoints below this score are ignored
-    max_epipolar_px: float = 25.0    # association: epipolar distance for two detections to match
-    prior_gate_px: float = 60.0      # association: distance of a detection to a projected track prior
-    refine: bool = False             # Gauss-Newton refinement of triangulated points
-    use_single_view: bool = True     # place lifted poses for persons / joints seen by one camera
-    lifted_track_depth: float = 0.5  # single-view people: move lifted depth this far (log) to the track's
-    lifted_scale_fit: bool = False   # align lifted poses to triangulated joints with scale + translation
-                                     # (default translation only: it measured as good or better, see README)
-    gate_m: float = 0.5              # tracker: group-to-track gate (mean joint distance)
-    birth_hits: int = 3              # tracker: hits before a track is published
-    death_timeout_s: float = 0.5     # tracker: a track unseen this long dies
-    joint_hold_s: float = 0.2        # tracker: an unseen joint is extrapolated this long
-    max_joint_speed: float = 10.0    # tracker: faster joint updates are outliers
-    one_euro_min_cutoff: float = 1.0
-    one_euro_beta: float = 20.0           # Hz per m/s (speeds in metres: 0.3 would lag a walk by ~0.1 m)
-    filter: bool = True              # One-Euro smoothing
+    min_views: int = field(default=2, metadata={"help": "cameras needed to triangulate a joint"})
+    max_error_px: float = field(default=12.0, metadata={
+        "help": "reprojection error above which a view is rejected as an outlier"})
+    min_score: float = field(default=0.1, metadata={"help": "2D confidence below which a joint counts as missing"})
+    max_epipolar_px: float = field(default=25.0, metadata={"help": "epipolar distance gate of cross-view association"})
+    prior_gate_px: float = field(default=60.0, metadata={
+        "help": "pixel gate when matching detections to tracked people"})
+    refine: bool = field(default=False, metadata={"help": "Gauss-Newton refinement of triangulated joints"})
+    use_single_view: bool = field(default=True, metadata={
+        "help": "use lifted 3D for people or joints seen by fewer than min_views cameras"})
+    lifted_track_depth: float = field(default=0.5, metadata={
+        "help": "single-view people: fraction (log depth) of the way their lifted depth moves to the depth "
+                "their track predicts (0 = off)"})
+    # Translation only by default: it measured as good as scale + translation or better (see README).
+    lifted_scale_fit: bool = field(default=False, metadata={
+        "help": "align lifted poses to the triangulated joints with scale + translation (else translation)"})
+    tracker: TrackerConfig = field(default_factory=TrackerConfig, metadata={
+        "help": "tracking: ids, gates, hold-over, bone lengths, smoothing"})
 
     def __post_init__(self):
         if self.min_views < 1:
@@ -65,39 +67,8 @@ class FusionConfig:
         for name in ("max_error_px", "max_epipolar_px", "prior_gate_px"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"FusionConfig.{name} must be > 0, got {getattr(self, name)}")
-        self.tracker_config()  # validates the tracker's share
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "FusionConfig":
-        """Build from a mapping (YAML, ROS parameters); unknown keys and wrong types raise ValueError."""
-        valid = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(d) - set(valid))
-        if unknown:
-            raise ValueError(f"unknown fusion option(s) {unknown}; valid: {', '.join(valid)}")
-        defaults = cls()
-        kwargs = {}
-        for key, value in d.items():
-            kind = type(getattr(defaults, key))
-            if kind is bool:
-                if not isinstance(value, (bool, np.bool_)):
-                    raise ValueError(f"fusion option {key} must be true or false, got {value!r}")
-                value = bool(value)
-            elif kind is int:
-                if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or float(value) != int(value):
-                    raise ValueError(f"fusion option {key} must be an integer, got {value!r}")
-                value = int(value)
-            else:
-                if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-                    raise ValueError(f"fusion option {key} must be a number, got {value!r}")
-                value = float(value)
-            kwargs[key] = value
-        return cls(**kwargs)
-
-    def tracker_config(self) -> TrackerConfig:
-        return TrackerConfig(gate_m=self.gate_m, birth_hits=self.birth_hits, death_timeout_s=self.death_timeout_s,
-                             joint_hold_s=self.joint_hold_s, max_joint_speed=self.max_joint_speed,
-                             one_euro_min_cutoff=self.one_euro_min_cutoff, one_euro_beta=self.one_euro_beta,
-                             filter=self.filter)
+        if not isinstance(self.tracker, TrackerConfig):
+            raise ValueError(f"FusionConfig.tracker must be a TrackerConfig, got {type(self.tracker).__name__}")
 
 
 @dataclass
@@ -201,7 +172,7 @@ class FusionPipeline:
         self.config = config or FusionConfig()
         self._R = np.stack([c.R for c in rig])   # (C, 3, 3) world -> camera
         self._t = np.stack([c.t for c in rig])   # (C, 3)
-        self.tracker = Tracker(self.config.tracker_config(), self.layout)
+        self.tracker = Tracker(self.config.tracker, self.layout)
         self._last_stamp: float | None = None
         self.last_association = None  # the last step's Association (None when nothing was detected)
 
@@ -265,7 +236,7 @@ class FusionPipeline:
 
         poses, confidence, views, cams = self._triangulate_groups(points2d, scores, groups, assoc)
         timer.lap("triangulate")
-        duplicate = (self._single_views_of_triangulated_people(points2d, scores, groups, poses, cams)
+        duplicate = (duplicate_single_views(self.rig, points2d, scores, groups, poses, cams, cfg.min_score)
                      if len(groups) else np.zeros(0, dtype=bool))
         prior_root = np.full((len(groups), 3), np.nan)
         matched = prior_index >= 0
@@ -285,7 +256,8 @@ class FusionPipeline:
         poses, confidence, views, cams = frame.poses, frame.confidence, frame.views, frame.cams
         groups, duplicate = frame.groups, frame.duplicate
         if lifted is not None and cfg.use_single_view and len(groups):
-            self._fill_from_lifted(poses, confidence, views, groups, lifted, lifted_scores, frame.prior_root)
+            fill_from_lifted(self._R, self._t, self.layout, poses, confidence, views, groups, lifted, lifted_scores,
+                             frame.prior_root, cfg.min_score, cfg.lifted_track_depth, cfg.lifted_scale_fit)
             poses[duplicate], confidence[duplicate], views[duplicate] = np.nan, 0.0, 0
         else:
             poses[cams < 2] = np.nan  # single-view groups cannot be placed without a lifted pose
@@ -328,12 +300,8 @@ class FusionPipeline:
             raise ValueError(f"stamp went backwards (or repeated): {stamp:.6f} <= previous {self._last_stamp:.6f}")
         points2d = np.asarray(points2d, dtype=np.float64)
         scores = np.asarray(scores, dtype=np.float64)
-        if points2d.ndim != 4 or points2d.shape[0] != C or points2d.shape[2:] != (J, 2):
-            raise ValueError(f"points2d must be (C={C}, P, J={J}, 2) for this rig and layout {self.layout.name}, "
-                             f"got {points2d.shape}")
-        P = points2d.shape[1]
-        if scores.shape != (C, P, J):
-            raise ValueError(f"scores must be {(C, P, J)} to match points2d {points2d.shape}, got {scores.shape}")
+        dims = check_shape("points2d", points2d, ("C", None, "J", 2), {"C": C, "J": J})
+        check_shape("scores", scores, ("C", "P", "J"), {**dims, "P": points2d.shape[1]})
         # Missing = score 0: non-finite pixels or scores never reach the geometry.
         finite = np.isfinite(points2d).all(-1)
         scores = np.where(finite & np.isfinite(scores), np.clip(scores, 0.0, 1.0), 0.0)
@@ -347,20 +315,13 @@ class FusionPipeline:
             if lifted_scores is not None:
                 raise ValueError("lifted_scores given without lifted")
             return None, None
+        dims = {"C": C, "P": P, "J": J}
         lifted = np.asarray(lifted, dtype=np.float64)
-        if lifted.shape != (C, P, J, 3):
-            raise ValueError(f"lifted must be {(C, P, J, 3)} to match scores {scores.shape}, got {lifted.shape}")
+        check_shape("lifted", lifted, ("C", "P", "J", 3), dims)
         lifted_scores = scores if lifted_scores is None else np.asarray(lifted_scores, dtype=np.float64)
-        if lifted_scores.shape != (C, P, J):
-            raise ValueError(f"lifted_scores must be {(C, P, J)} to match scores {scores.shape}, "
-                             f"got {lifted_scores.shape}")
+        check_shape("lifted_scores", lifted_scores, ("C", "P", "J"), dims)
         ok = np.isfinite(lifted).all(-1) & np.isfinite(lifted_scores)
         return lifted, np.where(ok, np.clip(lifted_scores, 0.0, 1.0), 0.0)
-
-    def _gather(self, values: np.ndarray, groups: np.ndarray) -> np.ndarray:
-        """Per-camera rows of each group: values (C, P, ...) , groups (G, C) -> (C, G, ...) (row 0 where -1)."""
-        rows = np.maximum(groups.T, 0)                                   # (C, G)
-        return values[np.arange(len(self.rig))[:, None], rows]
 
     def _triangulate_groups(self, points2d, scores, groups, assoc=None):
         """Every multi-view group's joints -> poses (G, J, 3), confidence, views (G, J), cams (G,).
@@ -373,7 +334,7 @@ class FusionPipeline:
             return np.zeros((0, J, 3)), np.zeros((0, J)), np.zeros((0, J), dtype=np.int64), np.zeros(0, dtype=np.int64)
         cfg = self.config
         member = (groups >= 0).T                                         # (C, G)
-        sc = self._gather(scores, groups) * member[..., None]            # (C, G, J)
+        sc = gather_groups(scores, groups) * member[..., None]            # (C, G, J)
         cams = (member & (sc >= cfg.min_score).any(-1)).sum(0)
         poses = np.full((G, J, 3), np.nan)
         confidence = np.zeros((G, J))
@@ -386,125 +347,10 @@ class FusionPipeline:
         idx = np.flatnonzero(todo)
         if idx.size:
             n = idx.size
-            pts = self._gather(points2d, groups[idx])                    # (C, n, J, 2)
+            pts = gather_groups(points2d, groups[idx])                    # (C, n, J, 2)
             tri = triangulate(self.rig, pts.reshape(C, n * J, 2), sc[:, idx].reshape(C, n * J), min_views=cfg.min_views,
                               min_score=cfg.min_score, max_error_px=cfg.max_error_px, refine=cfg.refine)
             poses[idx] = tri.points.reshape(n, J, 3)
             confidence[idx] = tri.confidence.reshape(n, J)
             views[idx] = tri.views.reshape(n, J)
         return poses, confidence, views, cams
-
-    def _single_views_of_triangulated_people(self, points2d, scores, groups, poses, cams, min_iou=0.3):
-        """(G,) bool: single-view groups whose detection overlaps a triangulated person in that camera.
-
-        Association leaves a view on its own when it does not fit (an occluded or outlier-ridden
-        detection of someone the other cameras already triangulated). Lifted and placed on its own it
-        would become a second track of that person, so it is dropped: a detection box that overlaps the
-        projection of a multi-view group's pose (IoU > min_iou) in its camera is a duplicate.
-        """
-        duplicate = np.zeros(len(groups), dtype=bool)
-        single, multi = np.flatnonzero(cams == 1), np.flatnonzero(cams >= 2)
-        if single.size == 0 or multi.size == 0:
-            return duplicate
-        cam = (groups[single] >= 0).argmax(1)                                   # (S,)
-        det = points2d[cam, groups[single, cam]]                                # (S, J, 2)
-        det_ok = (scores[cam, groups[single, cam]] >= self.config.min_score) & np.isfinite(det).all(-1)
-        proj = self.rig.project(poses[multi])[cam]                              # (S, M, J, 2)
-        proj_ok = np.isfinite(proj).all(-1)
-        box_d = _boxes(det, det_ok)[:, None]                                    # (S, 1, 4)
-        box_p = _boxes(proj, proj_ok)                                           # (S, M, 4)
-        lo, hi = np.maximum(box_d[..., :2], box_p[..., :2]), np.minimum(box_d[..., 2:], box_p[..., 2:])
-        inter = np.prod(np.clip(hi - lo, 0, None), axis=-1)
-        area = lambda b: np.prod(np.clip(b[..., 2:] - b[..., :2], 0, None), axis=-1)  # noqa: E731
-        with np.errstate(invalid="ignore", divide="ignore"):
-            iou = inter / (area(box_d) + area(box_p) - inter)
-        duplicate[single] = np.nan_to_num(iou, nan=0.0).max(1) > min_iou
-        return duplicate
-
-    def _fill_from_lifted(self, poses, confidence, views, groups, lifted, lifted_scores, prior_root=None):
-        """Fill joints seen by fewer than two cameras from the groups' lifted poses, in place.
-
-        Every member view's lifted pose (camera frame) is turned into the world by the calibrated rotation
-        and then aligned to the group's triangulated joints (views >= 2) that it also has: a translation
-        (`_align_lifted`; with `lifted_scale_fit` also a scale when >= ALIGN_MIN_JOINTS common joints spread
-        over the body), and as placed by its camera with none (a single-view person). A joint
-        to fill takes the score-weighted mean of the aligned views that have it. Filled joints have
-        views = 1 and confidence x SINGLE_VIEW_CONFIDENCE. Batched over cameras, groups and joints.
-        """
-        member = (groups >= 0).T                                          # (C, G)
-        sc = self._gather(lifted_scores, groups) * member[..., None]      # (C, G, J)
-        cam_points = self._gather(lifted, groups)                         # (C, G, J, 3) optical frames
-        if prior_root is not None and self.config.lifted_track_depth > 0:
-            unanchored = ~(np.isfinite(poses).all(-1) & (views >= 2)).any(-1)   # (G,)
-            cam_points = self._depth_towards_track(cam_points, np.where(unanchored[:, None], prior_root, np.nan))
-        world = np.einsum("cgjk,ckl->cgjl", cam_points - self._t[:, None, None], self._R)  # R^T (x - t)
-        usable = np.isfinite(world).all(-1) & (sc >= self.config.min_score)
-        world = np.where(usable[..., None], world, 0.0)
-        sc = np.where(usable, sc, 0.0)
-
-        anchor = np.isfinite(poses).all(-1) & (views >= 2)                # (G, J) triangulated joints
-        aligned, anchored = _align_lifted(world, sc * np.where(anchor, confidence, 0.0)[None],
-                                          np.where(anchor[..., None], poses, 0.0)[None],
-                                          fit_scale=self.config.lifted_scale_fit)
-        # Views that saw the joint dominate (unseen joints come with a fraction of the person's score);
-        # a view that could not be anchored does not mix with views of the same group that could.
-        weight = sc ** 2 * (anchored | ~anchored.any(0))[..., None]
-        total = weight.sum(0)                                             # (G, J)
-        fill = (total > 0) & ~anchor
-        with np.errstate(invalid="ignore", divide="ignore"):
-            merged = np.einsum("cgj,cgjk->gjk", weight, aligned) / total[..., None]
-            score = (weight * sc).sum(0) / total
-        poses[fill] = merged[fill]
-        confidence[fill] = SINGLE_VIEW_CONFIDENCE * score[fill]
-        views[fill] = 1
-
-    def _depth_towards_track(self, cam_points: np.ndarray, prior_root: np.ndarray) -> np.ndarray:
-        """One view cannot tell a small near person from a big far one. Scale each lifted pose (C, G, J, 3)
-        about its camera centre (its 2D stays exactly as seen) part of the way (`lifted_track_depth`, in log
-        depth) towards the depth at which the matched track predicts its mid-hip, prior_root (G, 3) world
-        (NaN rows: untouched). Part of the way only: the track keeps learning from the lifted depth."""
-        pred = np.einsum("cij,gj->cgi", self._R, np.nan_to_num(prior_root)) + self._t[:, None]   # (C, G, 3)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = pred[..., 2] / self.layout.hip_centre(cam_points)[..., 2]
-            k = np.exp(self.config.lifted_track_depth * np.log(np.clip(ratio, 0.5, 2.0)))
-        ok = np.isfinite(prior_root).all(-1)[None] & np.isfinite(k) & (pred[..., 2] > 0)
-        return cam_points * np.where(ok, k, 1.0)[..., None, None]
-
-
-ALIGN_MIN_JOINTS = 4      # common joints needed to fit a lifted pose's scale (fewer: translation only)
-ALIGN_MIN_SPREAD_M = 0.1  # ... and their RMS distance from their centroid (a head's joints alone: too tight)
-ALIGN_SCALE_RANGE = (0.5, 2.0)
-
-
-def _align_lifted(points: np.ndarray, weights: np.ndarray, targets: np.ndarray,
-                  fit_scale: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Scale + translation that best map `points` onto `targets` (weighted least squares), applied.
-
-    points (..., J, 3) world-oriented lifted joints (0 where unusable); weights (..., J), > 0 on the joints
-    common with the targets (..., J, 3). With >= ALIGN_MIN_JOINTS common joints spread over
-    ALIGN_MIN_SPREAD_M the scale is fitted (clipped to ALIGN_SCALE_RANGE); with fewer, or a degenerate fit,
-    only the translation (weighted mean offset); with none, the points are returned as they are.
-    Rotation is not fitted: the calibration already gives it. Returns the aligned points (..., J, 3) and
-    (...) bool: aligned to at least one target.
-    """
-    total = weights.sum(-1)                                               # (...)
-    have = total > 0
-    safe = np.where(have, total, 1.0)[..., None]
-    mu_p = np.einsum("...j,...jk->...k", weights, points) / safe          # (..., 3)
-    mu_t = np.einsum("...j,...jk->...k", weights, targets) / safe
-    dp, dt = points - mu_p[..., None, :], targets - mu_t[..., None, :]
-    var = np.einsum("...j,...jk,...jk->...", weights, dp, dp) / safe[..., 0]
-    cov = np.einsum("...j,...jk,...jk->...", weights, dp, dt) / safe[..., 0]
-    fit = fit_scale & ((weights > 0).sum(-1) >= ALIGN_MIN_JOINTS) & (var > ALIGN_MIN_SPREAD_M ** 2) & (cov > 0)
-    scale = np.where(fit, np.clip(cov / np.where(fit, var, 1.0), *ALIGN_SCALE_RANGE), 1.0)
-    shift = np.where(have[..., None], mu_t - scale[..., None] * mu_p, 0.0)
-    return scale[..., None, None] * points + shift[..., None, :], have
-
-
-def _boxes(points: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """Bounding boxes (..., 4) = (u0, v0, u1, v1) of points (..., J, 2) where ok (..., J); NaN if none."""
-    big = np.where(ok[..., None], points, np.inf)
-    small = np.where(ok[..., None], points, -np.inf)
-    box = np.concatenate([big.min(-2), small.max(-2)], axis=-1)
-    box[~ok.any(-1)] = np.nan
-    return box

@@ -13,39 +13,50 @@ assignment of the G groups (a few) loops in Python.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from ..checks import check_shape
 from ..skeleton import Layout, get_layout
-from .filters import OneEuroFilter
+from .filters import FILTERS, make_filter
 
 _NO_MATCH = 1e9  # cost of a forbidden assignment in the Hungarian matrix
 
 
 @dataclass
 class TrackerConfig:
-    """Tracker parameters (distances in metres, times in seconds, speeds in m/s)."""
+    """Tracker parameters (distances in metres, times in seconds, speeds in m/s); each field's help
+    text is its ROS parameter description (`fusion.tracker.<name>`)."""
 
-    gate_m: float = 0.5              # max mean joint distance between a group and a track's prediction
-    birth_hits: int = 3              # consecutive hits before a tentative track is confirmed
-    death_timeout_s: float = 0.5     # a track unseen for longer dies
-    joint_hold_s: float = 0.2        # an unseen joint is extrapolated this long, then NaN
-    max_joint_speed: float = 10.0    # joint updates implying a faster move are rejected (joint held)
-    speed_slack_m: float = 0.05      # noise allowance added to the speed gate's reach
-    merge_m: float = 0.25            # poses closer than this (mean joint distance) are the same person
-    min_joints: int = 4              # joints a group needs to start a track
-    min_common_joints: int = 3       # joints two poses must share to be compared
-    bone_min_samples: int = 15       # bone-length samples before lengths are stabilised
-    bone_gain: float = 0.3           # fraction of the length error corrected per frame
-    bone_memory: int = 300           # the running bone-length mean forgets beyond this many samples
-    velocity_smoothing: float = 0.3  # EMA factor for per-joint velocity (0..1; higher = more reactive)
-    held_confidence_decay: float = 0.5
-    one_euro_min_cutoff: float = 1.0
-    one_euro_beta: float = 20.0
-    one_euro_d_cutoff: float = 1.0
-    filter: bool = True              # One-Euro smoothing of joint positions
+    gate_m: float = field(default=0.5, metadata={"help": "3D gate when assigning people to tracks (mean joint distance, m)"})
+    birth_hits: int = field(default=3, metadata={"help": "frames a new person must be seen before it gets a published id"})
+    death_timeout_s: float = field(default=0.5, metadata={"help": "a track unseen this long is dropped"})
+    joint_hold_s: float = field(default=0.2, metadata={
+        "help": "an unseen joint is extrapolated this long, then stops being predicted"})
+    max_joint_speed: float = field(default=10.0, metadata={
+        "help": "joint speed (m/s) above which an update is rejected (the joint is held)"})
+    speed_slack_m: float = field(default=0.05, metadata={"help": "noise allowance added to the speed gate's reach"})
+    merge_m: float = field(default=0.25, metadata={
+        "help": "poses closer than this (mean joint distance, m) are the same person"})
+    min_joints: int = field(default=4, metadata={"help": "joints a group needs to start a track"})
+    min_common_joints: int = field(default=3, metadata={"help": "joints two poses must share to be compared"})
+    bone_min_samples: int = field(default=15, metadata={
+        "help": "multi-view bone-length samples before bone lengths are stabilised"})
+    bone_gain: float = field(default=0.3, metadata={"help": "fraction of the bone-length error corrected per frame"})
+    bone_memory: int = field(default=300, metadata={
+        "help": "the running bone-length mean forgets beyond this many samples"})
+    velocity_smoothing: float = field(default=0.3, metadata={
+        "help": "EMA factor of per-joint velocity (0..1; higher = more reactive)"})
+    held_confidence_decay: float = field(default=0.5, metadata={
+        "help": "confidence factor of a joint held without a measurement"})
+    filter: str = field(default="one_euro", metadata={
+        "help": f"smoothing of joint positions: {' | '.join(FILTERS)}"})
+    one_euro_min_cutoff: float = field(default=1.0, metadata={"help": "One-Euro filter minimum cutoff (Hz)"})
+    one_euro_beta: float = field(default=20.0, metadata={
+        "help": "One-Euro filter speed coefficient (Hz per m/s: 0.3 would lag a walk by ~0.1 m)"})
+    one_euro_d_cutoff: float = field(default=1.0, metadata={"help": "One-Euro filter cutoff of the speed estimate (Hz)"})
 
     def __post_init__(self):
         positive = ("gate_m", "death_timeout_s", "max_joint_speed", "merge_m", "one_euro_min_cutoff",
@@ -60,6 +71,8 @@ class TrackerConfig:
             raise ValueError("TrackerConfig: birth_hits, min_joints, min_common_joints, bone_memory must be >= 1")
         if not 0 < self.velocity_smoothing <= 1:
             raise ValueError(f"TrackerConfig.velocity_smoothing must be in (0, 1], got {self.velocity_smoothing}")
+        if self.filter not in FILTERS:
+            raise ValueError(f"TrackerConfig.filter must be one of {', '.join(FILTERS)}, got {self.filter!r}")
 
 
 @dataclass
@@ -151,8 +164,7 @@ class Tracker:
         self._views = np.zeros((m, J), dtype=np.int64)
         self._bone_mean = np.zeros((m, B))
         self._bone_n = np.zeros((m, B), dtype=np.int64)
-        c = self.config
-        self._filter = OneEuroFilter(c.one_euro_min_cutoff, c.one_euro_beta, c.one_euro_d_cutoff)
+        self._filter = make_filter(self.config.filter, self.config)
         self._filter.resize(m)
 
     def _grow(self):
@@ -292,18 +304,15 @@ class Tracker:
         if t < self._last_t:
             raise ValueError(f"stamp went backwards: {t:.6f} < previous {self._last_t:.6f}")
         poses = np.asarray(poses, dtype=np.float64)
-        if poses.ndim != 3 or poses.shape[1:] != (J, 3):
-            raise ValueError(f"poses must be (G, {J}, 3) for layout {self.layout.name}, got {poses.shape}")
-        G = poses.shape[0]
+        check_shape("poses", poses, (None, J, 3))
+        G = len(poses)
+        dims = {"G": G, "J": J}
         confidence = np.nan_to_num(np.asarray(confidence, dtype=np.float64), nan=0.0)
-        if confidence.shape != (G, J):
-            raise ValueError(f"confidence must be ({G}, {J}) to match poses {poses.shape}, got {confidence.shape}")
+        check_shape("confidence", confidence, ("G", "J"), dims)
         views = np.full((G, J), 2, dtype=np.int64) if views is None else np.asarray(views).astype(np.int64)
-        if views.shape != (G, J):
-            raise ValueError(f"views must be ({G}, {J}) to match poses {poses.shape}, got {views.shape}")
+        check_shape("views", views, ("G", "J"), dims)
         prior_index = np.full(G, -1, dtype=np.int64) if prior_index is None else np.asarray(prior_index).astype(np.int64)
-        if prior_index.shape != (G,):
-            raise ValueError(f"prior_index must be ({G},), got {prior_index.shape}")
+        check_shape("prior_index", prior_index, ("G",), dims)
         valid = np.isfinite(poses).all(-1) & (confidence > 0)
         poses = np.where(valid[..., None], poses, np.nan)
         return t, poses, np.where(valid, confidence, 0.0), np.where(valid, views, 0), prior_index
@@ -396,7 +405,7 @@ class Tracker:
         # Joints that were dropped (past the hold) restart their filter instead of sliding from stale state.
         stale = accepted & ~(dt_joint <= cfg.joint_hold_s)
         self._filter.reset(stale)
-        filtered = self._filter(t, meas, accepted) if cfg.filter else meas
+        filtered = self._filter(t, meas, accepted)
 
         # Velocity: smoothed finite differences of accepted measurements (fresh joints start at rest).
         with np.errstate(invalid="ignore", divide="ignore"):

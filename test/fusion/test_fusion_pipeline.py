@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from hpe_ros.camera import Camera, Rig, look_at
-from hpe_ros.fusion import FusionConfig, FusionPipeline, FusionResult
+from hpe_ros.checks import config_from_mapping
+from hpe_ros.fusion import FusionConfig, FusionPipeline, FusionResult, TrackerConfig
 from hpe_ros.fusion.tracking import pose_distance
 from hpe_ros.skeleton import COCO17
 
@@ -45,30 +46,32 @@ def mpjpe(truth, result):
 
 # --- configuration and validation -------------------------------------------------------------------
 
-def test_config_from_dict_checks_keys_and_types():
-    cfg = FusionConfig.from_dict({"min_views": 3.0, "gate_m": 1, "refine": True})
-    assert cfg.min_views == 3 and isinstance(cfg.min_views, int) and cfg.gate_m == 1.0 and cfg.refine
+def test_config_from_mapping_checks_keys_and_types():
+    cfg = config_from_mapping(FusionConfig, {"min_views": 3.0, "tracker": {"gate_m": 1}, "refine": True}, "fusion")
+    assert cfg.min_views == 3 and isinstance(cfg.min_views, int) and cfg.tracker.gate_m == 1.0 and cfg.refine
     with pytest.raises(ValueError, match=r"unknown fusion option.*'gate'.*valid: min_views, max_error_px"):
-        FusionConfig.from_dict({"gate": 0.5})
-    with pytest.raises(ValueError, match="integer"):
-        FusionConfig.from_dict({"birth_hits": 2.5})
+        config_from_mapping(FusionConfig, {"gate": 0.5}, "fusion")
+    with pytest.raises(ValueError, match="fusion.tracker option birth_hits must be an integer"):
+        config_from_mapping(FusionConfig, {"tracker": {"birth_hits": 2.5}}, "fusion")
     with pytest.raises(ValueError, match="true or false"):
-        FusionConfig.from_dict({"filter": "yes"})
+        config_from_mapping(FusionConfig, {"refine": "yes"}, "fusion")
+    with pytest.raises(ValueError, match="filter must be one of one_euro, none"):
+        config_from_mapping(FusionConfig, {"tracker": {"filter": "yes"}}, "fusion")
     with pytest.raises(ValueError, match="gate_m"):
-        FusionConfig(gate_m=-1)
+        FusionConfig(tracker=TrackerConfig(gate_m=-1))
 
 
 def test_inputs_must_agree_with_rig_and_layout():
     rig = ring_rig(3)
     pipe = FusionPipeline(rig, "coco17")
     ok = np.zeros((3, 1, 17, 2)), np.zeros((3, 1, 17))
-    with pytest.raises(ValueError, match=r"C=3.*\(4, 1, 17, 2\)"):
+    with pytest.raises(ValueError, match=r"points2d must have shape \(3, \?, 17, 2\), got \(4, 1, 17, 2\)"):
         pipe.step(0.0, np.zeros((4, 1, 17, 2)), np.zeros((4, 1, 17)))
-    with pytest.raises(ValueError, match=r"J=17.*\(3, 1, 25, 2\)"):
+    with pytest.raises(ValueError, match=r"points2d must have shape \(3, \?, 17, 2\), got \(3, 1, 25, 2\)"):
         pipe.step(0.0, np.zeros((3, 1, 25, 2)), np.zeros((3, 1, 25)))
-    with pytest.raises(ValueError, match=r"scores must be \(3, 1, 17\)"):
+    with pytest.raises(ValueError, match=r"scores must have shape \(3, 1, 17\)"):
         pipe.step(0.0, ok[0], np.zeros((3, 2, 17)))
-    with pytest.raises(ValueError, match=r"lifted must be \(3, 1, 17, 3\)"):
+    with pytest.raises(ValueError, match=r"lifted must have shape \(3, 1, 17, 3\)"):
         pipe.step(0.0, *ok, lifted=np.zeros((3, 1, 17, 2)))
     assert pipe.step(0.0, *ok).persons == []                    # all-zero scores: nothing, no error
 
@@ -138,7 +141,7 @@ def test_single_view_person_needs_lifted_pose():
 
 def test_joints_missing_from_triangulation_come_from_aligned_lifted_pose():
     rig, rng = ring_rig(4), np.random.default_rng(3)
-    pipe = FusionPipeline(rig, config=FusionConfig(filter=False))
+    pipe = FusionPipeline(rig, config=FusionConfig(tracker=TrackerConfig(filter="none")))
     wrist = COCO17.index("left_wrist")
     for k in range(6):
         truth = person(0.2, -0.3)[None]

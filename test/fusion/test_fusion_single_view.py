@@ -3,7 +3,8 @@ other cameras triangulate does not become a second track."""
 import numpy as np
 
 from helpers.fusion_scenes import observe, person, ring_rig
-from hpe_ros.fusion import FusionConfig, FusionPipeline
+from hpe_ros.fusion import FusionConfig, FusionPipeline, TrackerConfig
+from hpe_ros.fusion.single_view import align_lifted, depth_towards_track
 from hpe_ros.skeleton import COCO17
 
 DT = 1 / 30
@@ -90,7 +91,7 @@ def _two_view_frames(rig, rng, depth_factor, n=12):
 def test_joints_seen_by_one_camera_take_the_scale_aligned_lifted_position():
     """With `lifted_scale_fit` (off by default: on the benchmark scene it did not beat translation only)."""
     rig = ring_rig(4)
-    pipe = FusionPipeline(rig, config=FusionConfig(filter=False, lifted_scale_fit=True))
+    pipe = FusionPipeline(rig, config=FusionConfig(tracker=TrackerConfig(filter="none"), lifted_scale_fit=True))
     for t, truth, px, sc, lifted, limbs in _two_view_frames(rig, np.random.default_rng(4), depth_factor=1.3):
         result = pipe.step(t, px, sc, lifted, sc)
     points, conf, ids, views = result.as_arrays()
@@ -103,24 +104,22 @@ def test_joints_seen_by_one_camera_take_the_scale_aligned_lifted_position():
 
 def test_lifted_filling_is_translation_only_with_few_common_joints():
     """Three triangulated joints: not enough to fit a scale, the lifted pose is only shifted onto them."""
-    from hpe_ros.fusion.pipeline import _align_lifted
-
     rng = np.random.default_rng(5)
     truth = person(0.0, 0.0)
     lifted = 1.3 * truth + [0.5, -0.2, 0.1]
     w = np.zeros(17)
     w[[5, 6, 11]] = 1.0
-    aligned, ok = _align_lifted(lifted[None], w[None], np.where(w[:, None] > 0, truth, 0.0)[None])
+    aligned, ok = align_lifted(lifted[None], w[None], np.where(w[:, None] > 0, truth, 0.0)[None])
     assert ok.all()
     shift = (truth[[5, 6, 11]] - lifted[[5, 6, 11]]).mean(0)
     np.testing.assert_allclose(aligned[0], lifted + shift)
     w[[12, 15, 16]] = 1.0 + rng.uniform(0, 1, 3)                     # six, spread over the body: scale too
-    aligned, _ = _align_lifted(lifted[None], w[None], np.where(w[:, None] > 0, truth, 0.0)[None])
+    aligned, _ = align_lifted(lifted[None], w[None], np.where(w[:, None] > 0, truth, 0.0)[None])
     np.testing.assert_allclose(aligned[0], truth, atol=1e-9)
-    aligned, _ = _align_lifted(lifted[None], w[None], np.where(w[:, None] > 0, truth, 0.0)[None], fit_scale=False)
+    aligned, _ = align_lifted(lifted[None], w[None], np.where(w[:, None] > 0, truth, 0.0)[None], fit_scale=False)
     shift = (w[:, None] * (truth - lifted)).sum(0) / w.sum()
     np.testing.assert_allclose(aligned[0], lifted + shift)           # the default: translation only
-    aligned, ok = _align_lifted(lifted[None], np.zeros((1, 17)), np.zeros((1, 17, 3)))
+    aligned, ok = align_lifted(lifted[None], np.zeros((1, 17)), np.zeros((1, 17, 3)))
     assert not ok.any()
     np.testing.assert_allclose(aligned[0], lifted)                   # nothing to align to: as placed
 
@@ -129,7 +128,7 @@ def test_single_view_depth_moves_part_way_to_the_track_and_keeps_the_2d():
     """A person the other cameras lost, lifted 30 % too far by one camera: its depth moves halfway (in log
     depth) towards where its track predicts it, about that camera's centre, so its image stays the same."""
     rig = ring_rig(4)
-    pipe = FusionPipeline(rig, config=FusionConfig(lifted_track_depth=0.5))
+    R, t = np.stack([c.R for c in rig]), np.stack([c.t for c in rig])
     cam = rig[0]
     truth = person(0.3, 0.2)
     lifted = 1.3 * cam.world_to_camera(truth)                            # same rays, 30 % deeper
@@ -137,11 +136,10 @@ def test_single_view_depth_moves_part_way_to_the_track_and_keeps_the_2d():
     cam_points = np.full((C, 1, J, 3), np.nan)
     cam_points[0, 0] = lifted
     prior_root = COCO17.hip_centre(truth)[None]                        # the track predicts the truth
-    moved = pipe._depth_towards_track(cam_points, prior_root)[0, 0]
+    moved = depth_towards_track(R, t, COCO17, cam_points, prior_root, 0.5)[0, 0]
     rays = lambda p: p[:, :2] / p[:, 2:3]  # noqa: E731
     np.testing.assert_allclose(rays(moved), rays(lifted), atol=1e-12)
     np.testing.assert_allclose(moved / lifted, np.sqrt(1 / 1.3), rtol=1e-9)
-    untouched = pipe._depth_towards_track(cam_points, np.full((1, 3), np.nan))[0, 0]
+    untouched = depth_towards_track(R, t, COCO17, cam_points, np.full((1, 3), np.nan), 0.5)[0, 0]
     np.testing.assert_allclose(untouched, lifted)
-    off = FusionPipeline(rig, config=FusionConfig(lifted_track_depth=0.0))
-    np.testing.assert_allclose(off._depth_towards_track(cam_points, prior_root)[0, 0], lifted)
+    np.testing.assert_allclose(depth_towards_track(R, t, COCO17, cam_points, prior_root, 0.0)[0, 0], lifted)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from hpe_ros.fusion.filters import ConstantVelocityFilter, OneEuroFilter
+from hpe_ros.fusion.filters import FILTERS, OneEuroFilter, PassThrough, make_filter
 from hpe_ros.fusion.tracking import Tracker, TrackerConfig, pose_distance
 from hpe_ros.skeleton import COCO17
 
@@ -23,10 +23,9 @@ def observe(poses, rng, noise=0.01, miss=0.05):
 
 # --- filters -------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("make", [lambda: OneEuroFilter(1.0, 20.0), lambda: ConstantVelocityFilter(0.3, 0.05)])
-def test_filter_smooths_noise_at_rest(make):
+def test_filter_smooths_noise_at_rest():
     rng = np.random.default_rng(0)
-    f = make()
+    f = OneEuroFilter(1.0, 20.0)
     truth = np.array([[1.0, 2.0, 1.0]] * 5)                    # 5 elements at rest
     noisy = truth + rng.normal(0, 0.005, (300,) + truth.shape)
     out = np.array([f(k * DT, x) for k, x in enumerate(noisy)])[60:]
@@ -44,12 +43,18 @@ def test_one_euro_follows_a_ramp_with_small_lag():
     assert 0.9 < f.velocity[0, 0] < 1.3                     # speed estimate (drives the cutoff)
 
 
-def test_constant_velocity_filter_has_no_ramp_lag():
-    f = ConstantVelocityFilter(0.5, 0.1)
-    times = np.arange(150) * DT
-    out = np.array([f(t, np.array([[t, 0.0, 0.0]])) for t in times])
-    assert abs(out[-1, 0, 0] - times[-1]) < 1e-3
-    assert np.allclose(f.predict(times[-1] + 0.1)[0, 0], times[-1] + 0.1, atol=1e-3)
+def test_filters_are_chosen_by_name_with_their_prefixed_settings():
+    assert set(FILTERS) >= {"one_euro", "none"}
+    f = make_filter("one_euro", TrackerConfig(one_euro_beta=3.0, one_euro_min_cutoff=2.0))
+    assert isinstance(f, OneEuroFilter) and (f.beta, f.min_cutoff, f.d_cutoff) == (3.0, 2.0, 1.0)
+    none = make_filter("none", TrackerConfig())
+    assert isinstance(none, PassThrough)
+    x = np.array([[1.0, 2.0, 3.0]])
+    np.testing.assert_array_equal(none(0.0, x), x)
+    with pytest.raises(ValueError, match="unknown filter 'kalman'; choose one of: one_euro, none"):
+        make_filter("kalman")
+    with pytest.raises(ValueError, match="filter must be one of"):
+        TrackerConfig(filter="kalman")
 
 
 def test_filter_masks_reset_and_resize():
@@ -182,7 +187,7 @@ def test_velocity_gate_rejects_a_teleporting_joint():
 
 def test_bone_lengths_converge_and_steady_the_skeleton():
     rng = np.random.default_rng(6)
-    cfg = TrackerConfig(filter=False, bone_min_samples=15)
+    cfg = TrackerConfig(filter="none", bone_min_samples=15)
     tracker = Tracker(cfg)
     bones = COCO17.bone_array()
     true_len = np.linalg.norm(TEMPLATE[bones[:, 1]] - TEMPLATE[bones[:, 0]], axis=-1)
@@ -224,7 +229,7 @@ def test_update_validates_shapes_and_time():
     tracker.update(1.0, np.zeros((0, 17, 3)), np.zeros((0, 17)), np.zeros((0, 17)))
     with pytest.raises(ValueError, match="backwards"):
         tracker.update(0.5, np.zeros((0, 17, 3)), np.zeros((0, 17)))
-    with pytest.raises(ValueError, match=r"\(G, 17, 3\)"):
+    with pytest.raises(ValueError, match=r"poses must have shape \(\?, 17, 3\), got \(1, 16, 3\)"):
         tracker.update(2.0, np.zeros((1, 16, 3)), np.zeros((1, 16)))
     with pytest.raises(ValueError, match="confidence"):
         tracker.update(2.0, np.zeros((2, 17, 3)), np.zeros((1, 17)))
