@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # Keep DDS discovery on this machine unless the caller says otherwise.
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo realdata test bench clean
 
 # mediapipe 0.10.14 breaks with protobuf >= 5 and onnx >= 1.18 needs protobuf >= 6: pin the pair that both accept.
 TEST_PINS := 'onnx==1.17.0' 'protobuf>=4.25.3,<5'
@@ -25,7 +25,12 @@ venv: $(VENV)/.installed
 demo: venv
 	$(VENV)/bin/hpe-ros demo --out demo_out
 
-test: venv
+# Real recordings for the `realdata` tests (the pose2sim wheel's demos): downloaded once with pip into
+# $$HPE_ROS_DATA or ~/.cache/hpe_ros/realdata. Without a package registry those tests skip, saying why.
+realdata: venv
+	@$(PY) -m hpe_ros.realdata || echo "realdata: not available; the real-data tests will be skipped"
+
+test: venv realdata
 	$(PY) -m pytest -q test
 
 # Fusion benchmarks (JSON on stdout, markdown table on stderr). aniposelib (with opencv-contrib, jax,

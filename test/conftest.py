@@ -16,3 +16,24 @@ def ros_context():
     rclpy.init(context=context)
     yield context
     rclpy.try_shutdown(context=context)
+
+
+def pytest_runtest_setup(item):
+    """Tests marked `realdata` skip, saying why, when the real-data corpus (`make realdata`) is absent."""
+    if item.get_closest_marker("realdata"):
+        from hpe_ros.realdata import missing_reason
+
+        reason = missing_reason()
+        if reason:
+            pytest.skip(reason)
+
+
+@pytest.fixture
+def realdata_demo():
+    """`demo_dir` of the real-data corpus: realdata_demo("Demo_SinglePerson") -> its folder; skips when absent."""
+    from hpe_ros.realdata import demo_dir, missing_reason
+
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    return demo_dir

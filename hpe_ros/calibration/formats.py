@@ -40,6 +40,8 @@ Formats (all use world->camera ``x_cam = R X + t``, metres, OpenCV distortion):
   ``T``|``tvec``, and ``image_size`` ([w, h]) or ``image_width`` + ``image_height``. A file with these
   keys at the top level is one camera named by its ``name`` key or the file name.
 
+* Qualisys exports (``.qca.txt``, read only): see hpe_ros.io.qualisys.
+
 Writers build the whole text in memory after validating every camera, then write a temporary file
 in the target folder and rename it over the target, so a failed save never leaves a partial file.
 `save_opencv_rig` writes the OpenCV layout (R as a 3x3 matrix, every double with 17 significant
@@ -89,13 +91,17 @@ def load_rig(path: str | os.PathLike) -> Rig:
     """Load a rig from any supported file, chosen by extension and (for YAML) content."""
     path = Path(path)
     suffix = path.suffix.lower()
+    if path.name.lower().endswith(".qca.txt"):
+        from hpe_ros.io.qualisys import load_qualisys_rig  # not at the top: it imports calibration.validate
+
+        return load_qualisys_rig(path)
     if suffix == ".toml":
         return load_toml_rig(path)
     if suffix in (".xml", ".json"):
         return load_opencv_rig(path)
     if suffix not in (".yaml", ".yml"):
         fail(str(path), f"unsupported calibration file extension {path.suffix!r}; "
-                        "expected .toml, .yaml/.yml, .xml or .json")
+                        "expected .toml, .yaml/.yml, .xml, .json or .qca.txt")
     text = _read_text(path)
     # cv2.FileStorage writes "%YAML:1.0" (OpenCV 4) or "%YAML 1.2" + "!!opencv-matrix" tags (OpenCV 5);
     # PyYAML cannot parse either.
