@@ -13,7 +13,7 @@ TEST_PINS := 'onnx==1.17.0' 'protobuf>=4.25.3,<5'
 $(VENV)/.installed: setup.py setup.cfg
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip >/dev/null
-	$(PY) -m pip install -e '.[ros,test,onnx,torch]' $(TEST_PINS)
+	$(PY) -m pip install -e '.[ros,test,onnx,torch,blazepose]' $(TEST_PINS)
 	# mediapipe 0.10.14 bundles BlazePose; its declared deps (jax, opencv-contrib) are not needed for pose and
 	# opencv-contrib would shadow opencv-python-headless, so install it alone plus what pose really imports.
 	$(PY) -m pip install --no-deps mediapipe==0.10.14

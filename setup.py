@@ -37,6 +37,8 @@ setup(
         "ros": ROS_WHEELS,
         "onnx": ["onnxruntime", "onnx"],
         "mediapipe": ["mediapipe==0.10.14"],
+        # BlazePose through our own runtimes: reading .tflite (TFLite -> ONNX) and LiteRT's interpreter.
+        "blazepose": ["tflite", "ai-edge-litert"],
         "torch": ["torch==2.13.0"],
         "tensorrt": ["tensorrt"],
         "test": ["pytest", "pytest-timeout", "scikit-image"],
