@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 
     from bench_inference import _nets
-    from hpe_ros.detect2d.backends.torch_runner import export_onnx
+    from hpe_ros.runtime.torch_runner import export_onnx
     from hpe_ros.ros.diagnostics import read_status_values
     from hpe_ros.ros.images import numpy_to_compressed, numpy_to_image
     from hpe_ros.ros.launcher import node_command

@@ -84,9 +84,8 @@ def bench_networks(workdir: Path, repeats: int, threads: int, batches=(1, 2, 4, 
     import onnxruntime as ort
     import torch
 
-    from hpe_ros.detect2d.backends import BackendUnavailable
-    from hpe_ros.detect2d.backends.runner import create_runner
-    from hpe_ros.detect2d.backends.torch_runner import TorchRunner, export_onnx
+    from hpe_ros.runtime import BackendUnavailable, create_runner
+    from hpe_ros.runtime.torch_runner import TorchRunner, export_onnx
 
     rows, skipped = [], {}
     for name, (net, outputs) in _nets().items():

@@ -26,8 +26,8 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from hpe_ros.detect2d.manifest import (ModelManifest, load_manifest, model_cache_dir, models_dir,
-                                       resolve_model_file, sha256_file)
+from hpe_ros.detect2d.manifest import ModelManifest, load_manifest, models_dir, resolve_model_file
+from hpe_ros.runtime.cache import model_cache_dir, sha256_file
 
 log = logging.getLogger("hpe_ros.fetch")
 
@@ -286,7 +286,7 @@ def build_engine_for(name, fetch: bool = True, progress: bool = True, **options)
     force_engine_update, enable_fp16, max_batch, opt_batch, workspace_mb, device, input_shape. Returns the
     engine path (by default the cache path the runtime looks up, so a later run reuses it).
     """
-    from hpe_ros.detect2d.backends.tensorrt_runner import ensure_engine
+    from hpe_ros.runtime.tensorrt_runner import ensure_engine
 
     alias = options.pop("engine_path", None)
     if alias and not options.get("engine_file_path"):

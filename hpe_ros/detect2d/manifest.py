@@ -6,13 +6,13 @@ and output kind, so the top-down pipeline and the runners never hard-code them.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from hpe_ros.resources import share_dir
+from hpe_ros.runtime.cache import model_cache_dir
 
 try:
     import tomllib
@@ -68,27 +68,6 @@ _REQUIRED = ("name", "kind", "file", "input_size", "output")
 def models_dir() -> Path:
     """The package's models/ folder (source tree or colcon share dir)."""
     return share_dir() / "models"
-
-
-def model_cache_dir() -> Path:
-    """Where fetched models and built engines live: $HPE_ROS_MODEL_DIR, else ~/.cache/hpe_ros/models.
-
-    ($XDG_CACHE_HOME replaces ~/.cache when it is set.) The folder is not created here.
-    """
-    env = os.environ.get("HPE_ROS_MODEL_DIR", "").strip()
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME", "").strip() or "~/.cache"
-    return Path(base).expanduser() / "hpe_ros" / "models"
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _fail(path, key: str, msg: str) -> ManifestError:

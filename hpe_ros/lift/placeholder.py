@@ -1,4 +1,4 @@
-"""PLACEHOLDER lifter: flat 3D from apparent size. The learned lifter (issue 5) replaces it.
+"""The apparent-size lifter (model "apparent_size_placeholder"): a flat person at the depth its torso implies.
 
 It puts every joint of a person at one depth, the depth at which a torso of `torso_m` metres looks as long
 as the observed shoulder-to-hip distance in pixels. Good enough to place a person seen by a single camera

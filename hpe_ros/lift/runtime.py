@@ -1,8 +1,9 @@
 """Running a trained lifter: pixels + K -> camera-frame 3D, from a torch module, a .pt checkpoint or ONNX.
 
 `LearnedLifter(path)` has the same `lift(K, points2d, scores)` call as the placeholder, so `lifter_node` and
-offline tools take either. ONNX files run through the 2D stage's runners (onnxruntime here; TensorRT or
-CUDA providers on a GPU robot); .pt checkpoints through torch. The default model is models/lifter.onnx.
+offline tools take either (hpe_ros.lift.factory.make_lifter picks one by name). ONNX files run through
+hpe_ros.runtime's runners (onnxruntime here; TensorRT or CUDA providers on a GPU robot); .pt checkpoints
+through torch. The default model is models/lifter.onnx.
 """
 from __future__ import annotations
 
@@ -106,7 +107,7 @@ class LearnedLifter:
             self._net = torch_net(model)
             self.name = f"learned[{path.name}, torch]"
         else:
-            from hpe_ros.detect2d.backends.runner import create_runner
+            from hpe_ros.runtime import create_runner
 
             self._runner = create_runner(runtime, str(path), **runner_options)
             shape = tuple(self._runner.input_shape)

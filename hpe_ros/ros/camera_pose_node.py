@@ -18,7 +18,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from hpe_ros.detect2d import BackendUnavailable, create_backend
-from hpe_ros.detect2d.backends import BACKENDS
+from hpe_ros.detect2d.backends import BACKENDS, keypoints_in_layout
 from hpe_ros.detect2d.draw import draw_skeletons
 from hpe_ros.ros.base import ManagedNode, run
 from hpe_ros.ros.diagnostics import StampGapCounter
@@ -26,7 +26,6 @@ from hpe_ros.ros.images import ImageError, compressed_to_numpy, image_to_numpy, 
 from hpe_ros.ros.params import STRING_ARRAY, declare, value
 from hpe_ros.ros.pointcloud import pose2d_to_cloud, stamp_to_seconds
 from hpe_ros.ros.qos import NEWEST_ONLY, POSES, SENSOR
-from hpe_ros.skeleton import convert, convert_scores
 
 
 class CameraPoseNode(ManagedNode):
@@ -81,9 +80,8 @@ class CameraPoseNode(ManagedNode):
                        force_engine_update=g("force_engine_update"), enable_fp16=g("enable_fp16"),
                        max_batch=g("max_batch"), providers=g("providers"), threads=g("threads"),
                        topdown=dict(detect_every=g("detect_every"), max_people=g("max_people"),
-                                    box_score_threshold=g("box_score_threshold")))
-        if g("backend") == "mediapipe":
-            options = dict(model_complexity=g("model_complexity"))
+                                    box_score_threshold=g("box_score_threshold")),
+                       model_complexity=g("model_complexity"))
         if g("backend") == "tensorrt":
             self.get_logger().warning("tensorrt: building an engine the first time takes minutes; it is cached")
         try:
@@ -182,9 +180,7 @@ class CameraPoseNode(ManagedNode):
         out_layout = self.get_parameter("output_layout").value
         min_score = self.get_parameter("min_score").value
         for cam, image, header, (points, scores) in zip(cams, images, headers, results):
-            points = convert(points, self.backend.layout, out_layout)
-            scores = np.nan_to_num(convert_scores(scores, self.backend.layout, out_layout), nan=0.0)
-            scores = np.where((scores >= min_score) & np.isfinite(points).all(axis=-1), np.clip(scores, 0, 1), 0.0)
+            points, scores = keypoints_in_layout(points, scores, self.backend.layout, out_layout, min_score)
             if not header.frame_id:
                 info = self.info.get(cam)
                 header.frame_id = info.header.frame_id if info is not None and info.header.frame_id \

@@ -4,14 +4,8 @@ For every `/<cam>/pose_2d` message, all of its people are lifted in one network 
 camera's optical frame (metres) and published on `/<cam>/pose_3d` with the same header (stamp, frame_id)
 and the same rows, so the fusion node can pair them with the 2D detections of that stamp.
 
-`model` picks the lifter:
-- "default": the shipped learned lifter (`hpe_ros.lift.runtime.default_model_path()`, models/lifter.onnx).
-  While no model has been shipped, the node says so once and runs the placeholder below instead.
-- a path to a lifter .onnx (runs on `runtime`: onnxruntime with `providers` / `threads`, or tensorrt with
-  `enable_fp16` / `engine_file_path` / `force_engine_update` / `max_batch`) or to a .pt training
-  checkpoint (runs on torch).
-- "apparent_size_placeholder": `ApparentSizeLifter`, every joint of a person at the depth where a
-  `torso_m` torso looks as long as the observed one (no limb depth).
+`model` and `runtime` pick the lifter (hpe_ros.lift.factory.make_lifter): "default" (the shipped
+learned lifter, models/lifter.onnx), a lifter .onnx or .pt path, or "apparent_size_placeholder".
 
 The model is loaded in on_configure: a missing or unusable model file (or runtime) is one error line and
 configure fails; the node stays up unconfigured. Intrinsics (K and distortion; distorted pixels are
@@ -22,7 +16,6 @@ they are counted as errors in /diagnostics and logged once per kind of problem.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 from rclpy.lifecycle import TransitionCallbackReturn
@@ -30,19 +23,15 @@ from sensor_msgs.msg import CameraInfo, PointCloud2
 
 from hpe_ros.calibration import load_rig
 from hpe_ros.camera import Camera
-from hpe_ros.detect2d.backends import BackendUnavailable
-from hpe_ros.detect2d.backends.runner import RUNTIMES
-from hpe_ros.lift.placeholder import ApparentSizeLifter
-from hpe_ros.lift.runtime import LearnedLifter, default_model_path
+from hpe_ros.lift.factory import PLACEHOLDER, make_lifter
 from hpe_ros.resources import resolve_path
 from hpe_ros.ros.base import ManagedNode, run
 from hpe_ros.ros.camera_info import camera_info_to_intrinsics
 from hpe_ros.ros.params import STRING_ARRAY, declare, value
 from hpe_ros.ros.pointcloud import cloud_to_pose2d, pose3d_to_cloud, stamp_to_seconds
 from hpe_ros.ros.qos import POSES, SENSOR
+from hpe_ros.runtime import RUNTIMES
 from hpe_ros.skeleton import get_layout
-
-PLACEHOLDER = ApparentSizeLifter.name
 
 
 class LifterNode(ManagedNode):
@@ -97,53 +86,14 @@ class LifterNode(ManagedNode):
     def _load_lifter(self):
         """The lifter named by `model` / `runtime`, or None after logging one clear error."""
         g = lambda n: self.get_parameter(n).value  # noqa: E731
-        model, runtime = str(g("model")).strip(), str(g("runtime")).strip().lower()
-        if model == PLACEHOLDER:
-            return ApparentSizeLifter(self.layout.name, torso_m=g("torso_m"))
-        if model in ("", "default"):
-            path = default_model_path()
-            if not path.is_file():
-                self.get_logger().warning(
-                    f"model 'default': the learned lifter {path} is not installed; running the "
-                    f"{PLACEHOLDER} lifter instead (set model to a lifter .onnx / .pt path, or to "
-                    f"'{PLACEHOLDER}' to silence this)")
-                return ApparentSizeLifter(self.layout.name, torso_m=g("torso_m"))
-        else:
-            path = Path(model).expanduser()
-            if not path.exists():
-                try:
-                    path = Path(resolve_path(model))  # a file name inside the package's config/
-                except FileNotFoundError:
-                    pass  # reported below, with the path as given
-        if runtime not in RUNTIMES:
-            self.get_logger().error(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
-            return None
-        suffix = path.suffix.lower()
-        if suffix == ".pt" and runtime != "torch":
-            self.get_logger().info(f"{path.name} is a torch checkpoint: it runs on torch, not {runtime}")
-        if suffix not in (".onnx", ".pt", ".engine", ".plan", ".trt"):
-            self.get_logger().error(f"lifter model {path}: expected a .onnx file or a .pt checkpoint "
-                                    f"(or '{PLACEHOLDER}', 'default')")
-            return None
-        if runtime == "torch" and suffix != ".pt":
-            self.get_logger().error(f"lifter model {path}: the torch runtime takes .pt checkpoints; run .onnx "
-                                    "files on onnxruntime or tensorrt")
-            return None
-        options = {}
-        if runtime == "onnxruntime":
-            options = dict(providers=_providers(g("providers")), threads=g("threads"))
-        elif runtime == "tensorrt":
-            options = dict(enable_fp16=g("enable_fp16"), force_engine_update=g("force_engine_update"),
-                           max_batch=g("max_batch"))
-            if g("engine_file_path"):
-                options["engine_file_path"] = g("engine_file_path")
         try:
-            return LearnedLifter(path, layout=self.layout.name, runtime=runtime, **options)
-        except FileNotFoundError:
-            self.get_logger().error(f"lifter model not found: {path} (parameter model={model!r})")
-        except Exception as exc:  # a broken file, a wrong network, a runtime that is not installed
-            kind = "runtime unavailable" if isinstance(exc, BackendUnavailable) else "cannot load lifter model"
-            self.get_logger().error(f"{kind}: {path} on {runtime}: {type(exc).__name__}: {exc}")
+            return make_lifter(g("model"), layout=self.layout.name, runtime=g("runtime"), torso_m=g("torso_m"),
+                               providers=g("providers"), threads=g("threads"), enable_fp16=g("enable_fp16"),
+                               engine_file_path=g("engine_file_path"),
+                               force_engine_update=g("force_engine_update"), max_batch=g("max_batch"),
+                               warn=self.get_logger().warning)
+        except (ValueError, OSError, RuntimeError) as exc:  # a missing or broken model, a runtime not here
+            self.get_logger().error(f"lifter (model={g('model')!r}): {exc}")
         return None
 
     def on_activate(self, state) -> TransitionCallbackReturn:
@@ -198,12 +148,6 @@ class LifterNode(ManagedNode):
         stats.extra["lift_ms"] = f"{(time.perf_counter() - t0) * 1e3:.2f}"
         stats.extra["people"] = str(len(points3d))
         stats.tick(latency_ms=(time.time() - stamp_to_seconds(msg.header.stamp)) * 1e3)
-
-
-def _providers(text: str):
-    """'auto' or a comma list ('cuda, cpu') -> what OnnxRuntimeRunner takes."""
-    names = [p.strip() for p in str(text).split(",") if p.strip()]
-    return "auto" if not names or names == ["auto"] else names
 
 
 def main(args=None):

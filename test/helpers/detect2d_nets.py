@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpe_ros.detect2d.backends.torch_runner import export_onnx
+from hpe_ros.runtime.torch_runner import export_onnx
 from hpe_ros.sim.keypoint_images import render_keypoint_dots
 from hpe_ros.sim.keypoint_net import MMPOSE_MEAN, MMPOSE_STD
 

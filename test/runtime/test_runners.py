@@ -1,5 +1,4 @@
-"""Network runners: ONNX Runtime and torch agree on a small real conv net; chunking; errors; TensorRT cache."""
-import json
+"""Network runners: ONNX Runtime and torch agree on a small real conv net; chunking; errors; TensorRT on a GPU."""
 import os
 import warnings
 
@@ -10,11 +9,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from hpe_ros.detect2d.backends import BackendUnavailable  # noqa: E402
-from hpe_ros.detect2d.backends import tensorrt_runner as trt_runner  # noqa: E402
-from hpe_ros.detect2d.backends.onnxruntime_runner import OnnxRuntimeRunner, resolve_providers  # noqa: E402
-from hpe_ros.detect2d.backends.runner import create_runner, run_chunked  # noqa: E402
-from hpe_ros.detect2d.backends.torch_runner import TorchRunner, export_onnx  # noqa: E402
+from hpe_ros.runtime import BackendUnavailable, create_runner  # noqa: E402
+from hpe_ros.runtime import tensorrt_runner as trt_runner  # noqa: E402
+from hpe_ros.runtime.base import run_chunked  # noqa: E402
+from hpe_ros.runtime.cache import sidecar_path  # noqa: E402
+from hpe_ros.runtime.onnxruntime_runner import OnnxRuntimeRunner, resolve_providers  # noqa: E402
+from hpe_ros.runtime.torch_runner import TorchRunner, export_onnx  # noqa: E402
 
 W, H = 24, 32  # input_size (w, h)
 
@@ -204,6 +204,8 @@ def test_provider_resolution():
         ["CUDAExecutionProvider", "CPUExecutionProvider"]
     assert resolve_providers("auto", gpu) == gpu
     assert resolve_providers(["cuda", "cpu"], gpu) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert resolve_providers("cuda, cpu", gpu) == ["CUDAExecutionProvider", "CPUExecutionProvider"]  # a parameter
+    assert resolve_providers("", gpu) == resolve_providers(" Auto ", gpu) == gpu
     assert resolve_providers("CPUExecutionProvider", gpu) == ["CPUExecutionProvider"]
     opts = {"device_id": 0}
     assert resolve_providers([("CUDAExecutionProvider", opts)], gpu) == [("CUDAExecutionProvider", opts)]
@@ -223,83 +225,7 @@ def test_tensorrt_unavailable_is_backend_unavailable(onnx_dynamic):
         create_runner("tensorrt", str(onnx_dynamic))
 
 
-# ------------------------------------------------------------------------------- TensorRT cache logic (CPU)
-
-def key_for(onnx, **kw):
-    args = dict(enable_fp16=True, max_batch=8, gpu_name="NVIDIA H100", trt_version="10.3.0")
-    args.update(kw)
-    return trt_runner.engine_cache_key(onnx, **args)
-
-
-def test_engine_cache_key_fields(onnx_dynamic):
-    import hashlib
-
-    key = key_for(onnx_dynamic)
-    assert key["gpu_name"] == "NVIDIA H100" and key["tensorrt_version"] == "10.3.0"
-    assert key["onnx_sha256"] == hashlib.sha256(onnx_dynamic.read_bytes()).hexdigest()
-    assert key["precision"] == "fp16" and key["batch_profile"] == [1, 8, 8]
-    assert key_for(onnx_dynamic, opt_batch=2)["batch_profile"] == [1, 2, 8]
-    json.dumps(key)  # serialisable as the sidecar
-    with pytest.raises(ValueError):
-        key_for(onnx_dynamic, max_batch=0)
-    with pytest.raises(ValueError):
-        key_for(onnx_dynamic, opt_batch=9)
-
-
-def test_default_engine_path_uses_stem_and_key_digest(onnx_dynamic, monkeypatch, tmp_path):
-    monkeypatch.setenv("HPE_ROS_ENGINE_DIR", str(tmp_path / "engines"))
-    key = key_for(onnx_dynamic)
-    path = trt_runner.default_engine_path(onnx_dynamic, key)
-    assert path.parent == tmp_path / "engines"
-    assert path.name == f"tiny-{trt_runner.key_digest(key)}.engine" and len(trt_runner.key_digest(key)) == 12
-    assert trt_runner.default_engine_path(onnx_dynamic, key_for(onnx_dynamic, enable_fp16=False)) != path
-    monkeypatch.delenv("HPE_ROS_ENGINE_DIR")
-    monkeypatch.setenv("HPE_ROS_MODEL_DIR", str(tmp_path / "models"))
-    assert trt_runner.engine_cache_dir() == tmp_path / "models" / "engines"
-
-
-def test_needs_rebuild_decisions(onnx_dynamic, tmp_path):
-    onnx = tmp_path / "net.onnx"
-    onnx.write_bytes(onnx_dynamic.read_bytes())
-    engine = tmp_path / "net.engine"
-    key = key_for(onnx)
-
-    assert trt_runner.needs_rebuild(engine, key)  # no engine yet
-    assert "no engine" in trt_runner.rebuild_reason(engine, key)
-    trt_runner.write_engine(engine, b"serialized-engine", key)
-    assert engine.read_bytes() == b"serialized-engine"
-    assert json.loads(trt_runner.sidecar_path(engine).read_text())["key"] == key
-    assert trt_runner.sidecar_path(engine).name == "net.engine.json"
-
-    assert not trt_runner.needs_rebuild(engine, key)  # identical → reuse
-    assert not trt_runner.needs_rebuild(engine, key_for(onnx))  # recomputed from the same bytes → reuse
-    assert trt_runner.needs_rebuild(engine, key, force=True)  # force → rebuild
-    assert trt_runner.needs_rebuild(engine, key_for(onnx, enable_fp16=False))  # precision
-    assert trt_runner.needs_rebuild(engine, key_for(onnx, gpu_name="NVIDIA GeForce RTX 4090"))  # GPU
-    assert trt_runner.needs_rebuild(engine, key_for(onnx, trt_version="10.4.0"))  # TensorRT version
-    assert trt_runner.needs_rebuild(engine, key_for(onnx, max_batch=16))  # batch profile
-    reason = trt_runner.rebuild_reason(engine, key_for(onnx, enable_fp16=False))
-    assert "precision" in reason and "'fp16' → 'fp32'" in reason
-
-    onnx.write_bytes(onnx.read_bytes() + b"\0")  # ONNX bytes change → rebuild
-    assert trt_runner.needs_rebuild(engine, key_for(onnx))
-    assert "onnx_sha256" in trt_runner.rebuild_reason(engine, key_for(onnx))
-
-    trt_runner.sidecar_path(engine).unlink()  # an engine without its record is not trusted
-    assert trt_runner.needs_rebuild(engine, key)
-    trt_runner.sidecar_path(engine).write_text("{not json")
-    assert trt_runner.needs_rebuild(engine, key)
-
-
-def test_write_engine_replaces_the_old_record_first(tmp_path, onnx_dynamic):
-    engine = tmp_path / "sub" / "m.engine"
-    old, new = key_for(onnx_dynamic), key_for(onnx_dynamic, enable_fp16=False)
-    trt_runner.write_engine(engine, b"old", old)
-    trt_runner.write_engine(engine, b"new", new)
-    assert engine.read_bytes() == b"new"
-    assert not trt_runner.needs_rebuild(engine, new) and trt_runner.needs_rebuild(engine, old)
-    assert sorted(p.name for p in engine.parent.iterdir()) == ["m.engine", "m.engine.json"]
-
+# ------------------------------------------------------------- TensorRT: optimization profile, a real engine
 
 def test_profile_shapes():
     prof = [1, 4, 8]
@@ -310,8 +236,6 @@ def test_profile_shapes():
     with pytest.raises(ValueError, match="dynamic dim 2"):
         trt_runner._profile_shapes("x", (-1, 3, -1, -1), prof, None)
 
-
-# ------------------------------------------------------------------------------------ TensorRT on a GPU
 
 def _tensorrt_skip_reason():
     try:
@@ -328,7 +252,7 @@ def test_tensorrt_engine_builds_caches_and_matches_onnxruntime(net, onnx_dynamic
     reason = _tensorrt_skip_reason()
     if reason:
         pytest.skip(reason)
-    from hpe_ros.detect2d.backends.tensorrt_runner import TensorRTRunner
+    from hpe_ros.runtime.tensorrt_runner import TensorRTRunner
 
     monkeypatch.setenv("HPE_ROS_ENGINE_DIR", str(tmp_path / "engines"))
     x = batch(11, seed=9)  # > max_batch: chunked 4 + 4 + 3
@@ -339,7 +263,7 @@ def test_tensorrt_engine_builds_caches_and_matches_onnxruntime(net, onnx_dynamic
     assert fp32.output_names == ["output0", "output1"]
     assert_outputs_close(fp32.run(x), want, atol=1e-3)
     engine = fp32.engine_path
-    assert engine.parent == tmp_path / "engines" and trt_runner.sidecar_path(engine).is_file()
+    assert engine.parent == tmp_path / "engines" and sidecar_path(engine).is_file()
     mtime = engine.stat().st_mtime_ns
     fp32.close()
 

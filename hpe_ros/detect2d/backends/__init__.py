@@ -3,7 +3,7 @@
 - "mediapipe": BlazePose from mediapipe==0.10.14's wheel (one person per camera, CPU, no model files).
 - "onnxruntime", "tensorrt", "torch": the top-down pipeline (hpe_ros.detect2d.topdown) around a pose
   network described by a model manifest (models/*.toml), optionally with a person detector; the runtime
-  runs both networks (hpe_ros.detect2d.backends.runner).
+  runs both networks (hpe_ros.runtime).
 """
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from typing import Protocol
 
 import numpy as np
 
-
-class BackendUnavailable(RuntimeError):
-    """The backend's runtime is not installed or cannot run here (message says how to get it)."""
+from hpe_ros.runtime import RUNTIMES, BackendUnavailable
+from hpe_ros.skeleton import convert, convert_scores
 
 
 class PoseBackend(Protocol):
@@ -27,14 +26,14 @@ class PoseBackend(Protocol):
         """
 
 
-NETWORK_BACKENDS = ("onnxruntime", "tensorrt", "torch")
+NETWORK_BACKENDS = RUNTIMES
 BACKENDS = ("mediapipe",) + NETWORK_BACKENDS
 
 
 def _network(runtime: str, manifest_ref: str, file_override: str, role: str, options: dict):
     """(runner, manifest) for one network: the manifest says how to feed it, the file is the weights."""
-    from hpe_ros.detect2d.backends.runner import create_runner
     from hpe_ros.detect2d.manifest import load_manifest, resolve_model_file
+    from hpe_ros.runtime import create_runner
 
     manifest = load_manifest(manifest_ref)
     path = file_override or resolve_model_file(manifest)
@@ -80,3 +79,16 @@ def create_backend(name: str, *, model: str = "", model_file_path: str = "", det
     if detector:
         det = _network(name, detector, detector_file_path, "detector", runtime_options(detector_engine_file_path))
     return TopDownPoseBackend(pose[0], pose[1], det[0], det[1], TopDownConfig(**(topdown or {})))
+
+
+def keypoints_in_layout(points: np.ndarray, scores: np.ndarray, layout: str, out_layout: str,
+                        min_score: float) -> tuple[np.ndarray, np.ndarray]:
+    """A backend's keypoints in `out_layout`, with missing joints marked by score 0.
+
+    points: (P, J, 2) px and scores: (P, J) in the backend's `layout` → (P, J', 2), (P, J') in `out_layout`;
+    a joint scores 0 when it is below `min_score`, NaN or not finite; other scores are clipped to [0, 1].
+    """
+    points = convert(points, layout, out_layout)
+    scores = np.nan_to_num(convert_scores(scores, layout, out_layout), nan=0.0)
+    scores = np.where((scores >= min_score) & np.isfinite(points).all(axis=-1), np.clip(scores, 0, 1), 0.0)
+    return points, scores

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpe_ros.detect2d.backends import BackendUnavailable
+from hpe_ros.runtime import BackendUnavailable
 
 _LANDMARK_MODELS = {0: "pose_landmark_lite.tflite", 1: "pose_landmark_full.tflite", 2: "pose_landmark_heavy.tflite"}
 

@@ -1,20 +1,23 @@
-"""Network runners: one small interface over ONNX Runtime, TensorRT and torch.
+"""What every network runner shares: the NetworkRunner protocol, batch checks, chunking, install hints.
 
-A runner takes a preprocessed batch (B, 3, H, W) float32 (or another batched tensor: the lifter's
-(B, J + 1, 3)) and returns the network's raw outputs as
-numpy float32 arrays with leading dim B. Decoding (heatmap / SimCC / detector boxes) lives elsewhere
-(hpe_ros.detect2d.topdown), so every runtime is interchangeable behind `create_runner`.
+A runner takes a preprocessed batch (an image batch (B, 3, H, W) float32, or another batched tensor such
+as the lifter's (B, J + 1, 3)) and returns the network's raw outputs as numpy float32 arrays with leading
+dim B. Decoding the outputs is the caller's job, so every runtime is interchangeable behind
+`hpe_ros.runtime.create_runner`. The runners import this module; it imports none of them.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from hpe_ros.detect2d.backends import BackendUnavailable
+
+class BackendUnavailable(RuntimeError):
+    """A runtime (or a 2D backend's library) is not installed or cannot run here; the message says how to get it."""
+
 
 RUNTIMES = ("onnxruntime", "tensorrt", "torch")
+TFLITE_RUNTIME = "tflite"  # LiteRT, for .tflite files only (MediaPipe's networks): not a runtime for .onnx models
 
 INSTALL_HINTS = {
     "onnxruntime": "pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA / TensorRT providers); "
@@ -22,60 +25,27 @@ INSTALL_HINTS = {
     "tensorrt": "pip install tensorrt (needs an NVIDIA GPU, a CUDA driver and torch with CUDA); "
                 "or pip install 'hpe_ros[tensorrt,torch]'",
     "torch": "pip install torch (see https://pytorch.org for a CUDA build); or pip install 'hpe_ros[torch]'",
+    "tflite": "pip install ai-edge-litert; or pip install 'hpe_ros[blazepose]'",
 }
 
 
 class NetworkRunner(Protocol):
-    """A loaded network. Shapes: input (B, 3, H, W) float32; outputs (B, ...) float32 each."""
+    """A loaded network. Shapes: input (B, ...) float32 (images (B, 3, H, W)); outputs (B, ...) float32 each."""
 
     name: str                       # e.g. "onnxruntime[CPUExecutionProvider]", "tensorrt[fp16]", "torch[cpu]"
     input_name: str
-    input_shape: tuple              # (B, 3, H, W); None for a dynamic dim
+    input_shape: tuple              # (B, 3, H, W) or the lifter's (B, J + 1, 3); None for a dynamic dim
     output_names: list[str]
     max_batch: int | None           # largest batch one call to the runtime takes (None: unlimited)
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
-        """batch: (B, 3, H, W) float32 → outputs in `output_names` order, float32, leading dim B.
+        """batch: (B, ...) float32 matching input_shape → outputs in `output_names` order, float32, leading dim B.
 
         Batches larger than `max_batch` (or than a model's fixed batch) are split internally.
         """
 
     def close(self) -> None:
         """Release the session / engine / device memory. The runner is unusable afterwards."""
-
-
-def create_runner(runtime: str, model_path: str, **options) -> NetworkRunner:
-    """Open `model_path` with `runtime` ("onnxruntime", "tensorrt" or "torch").
-
-    onnxruntime: an .onnx file; options providers ("auto" | list), threads.
-    tensorrt: an .onnx file (the engine is built and cached) or a serialized .engine/.plan file;
-      options as TensorRTRunner (engine_file_path, force_engine_update, enable_fp16, max_batch, ...).
-    torch: a TorchScript file (torch.jit.save); options device ("auto" | "cpu" | "cuda[:N]").
-
-    Raises FileNotFoundError naming the path when the model file is missing, BackendUnavailable (with an
-    install hint) when the runtime is not installed or cannot run here, ValueError for an unknown runtime.
-    """
-    runtime = str(runtime).strip().lower()
-    if runtime not in RUNTIMES:
-        raise ValueError(f"unknown network runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
-    path = Path(str(model_path)).expanduser()
-    if not str(model_path) or not path.is_file():
-        raise FileNotFoundError(f"{runtime}: model file {str(model_path)!r} not found "
-                                "(hpe-ros models fetch NAME downloads the published ones)")
-    if runtime == "onnxruntime":
-        from hpe_ros.detect2d.backends.onnxruntime_runner import OnnxRuntimeRunner
-
-        return OnnxRuntimeRunner(str(path), **options)
-    if runtime == "tensorrt":
-        from hpe_ros.detect2d.backends.tensorrt_runner import TensorRTRunner
-
-        if path.suffix.lower() in (".engine", ".plan", ".trt"):
-            options.setdefault("engine_file_path", str(path))
-            return TensorRTRunner("", **options)
-        return TensorRTRunner(str(path), **options)
-    from hpe_ros.detect2d.backends.torch_runner import TorchRunner
-
-    return TorchRunner(str(path), **options)
 
 
 def require(module: str, runtime: str):

@@ -7,7 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
-from hpe_ros.detect2d.backends.runner import check_batch, dim_or_none, require, run_chunked
+from hpe_ros.runtime.base import check_batch, dim_or_none, require, run_chunked
+from hpe_ros.runtime.cache import engine_cache_dir
 
 log = logging.getLogger("hpe_ros.onnxruntime")
 
@@ -20,15 +21,19 @@ ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
 def resolve_providers(providers, available: Sequence[str]) -> list:
     """The provider list to open a session with.
 
-    providers: "auto" → TensorRT and CUDA when `available` lists them, then CPU; a name or a list of
-    names / (name, options) pairs is honoured in order ("cpu", "cuda", "tensorrt" accepted as short
-    names). Unknown names raise ValueError naming the available ones.
+    providers: "auto" (or "") → TensorRT and CUDA when `available` lists them, then CPU; a name, a comma
+    list ("cuda, cpu") or a list of names / (name, options) pairs is honoured in order ("cpu", "cuda",
+    "tensorrt" accepted as short names). Unknown names raise ValueError naming the available ones.
     """
     available = list(available)
-    if providers is None or (isinstance(providers, str) and providers.strip().lower() == "auto"):
+    if isinstance(providers, str):
+        providers = [name.strip() for name in providers.split(",") if name.strip()] or ["auto"]
+        if [name.lower() for name in providers] == ["auto"]:
+            providers = None
+    if providers is None:
         chosen: list = [p for p in AUTO_PROVIDERS if p in available]
         return chosen + ["CPUExecutionProvider"]
-    if isinstance(providers, (str, tuple)):
+    if isinstance(providers, tuple):
         providers = [providers]
     out: list = []
     for entry in providers:
@@ -118,8 +123,6 @@ class OnnxRuntimeRunner:
 
 
 def _trt_cache_dir() -> Path:
-    from hpe_ros.detect2d.backends.tensorrt_runner import engine_cache_dir
-
     d = engine_cache_dir() / "onnxruntime-trt"
     d.mkdir(parents=True, exist_ok=True)
     return d

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpe_ros.detect2d.backends.runner import check_batch, require, run_chunked
+from hpe_ros.runtime.base import BackendUnavailable, check_batch, require, run_chunked
 
 
 def _output_names(outputs, given: list[str] | None) -> list[str]:
@@ -35,8 +35,6 @@ def _pick_device(torch, device: str):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        from hpe_ros.detect2d.backends import BackendUnavailable
-
         raise BackendUnavailable(f"torch device {device!r} requested but CUDA is not available "
                                  f"(torch {torch.__version__}, built with CUDA {torch.version.cuda})")
     return dev
