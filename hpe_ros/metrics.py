@@ -1,5 +1,8 @@
-"""Accuracy of tracked 3D skeletons against ground truth: MPJPE, PCK, missing joints, id switches."""
+"""Accuracy of tracked 3D skeletons against ground truth: MPJPE, PCK, missing joints, id switches; and the
+summary of a live stream of them (accuracy, latency, drops, the nodes' own diagnostics), as the demo reports it."""
 from __future__ import annotations
+
+from typing import Mapping, Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -59,3 +62,54 @@ class PoseScorer:
             "false_positives": self.false_positives,
             "id_switches": self.id_switches,
         }
+
+
+def nearest_by_stamp(by_stamp_ns: Mapping[int, object], stamp: float, tolerance_s: float = 0.008):
+    """The entry whose stamp (ns keys) is nearest `stamp` (s), or None if none is within tolerance."""
+    if not by_stamp_ns:
+        return None
+    keys = np.fromiter(by_stamp_ns.keys(), dtype=np.int64)
+    k = keys[np.argmin(np.abs(keys - round(stamp * 1e9)))]
+    return by_stamp_ns[int(k)] if abs(k * 1e-9 - stamp) <= tolerance_s else None
+
+
+def summarise_stream(fused: Sequence[tuple[float, object]], truth: Mapping[int, object], t_start: float,
+                     diagnostics: Mapping[str, Mapping[str, str]] | None = None) -> dict:
+    """Score fused frames acquired after t_start against the nearest ground-truth frame.
+
+    fused: (arrival wall time s, poses) in arrival order; truth: {stamp ns: poses}; poses have `stamp` (s),
+    `points` (P, J, 3) m and (fused) `ids` (P,). diagnostics: {"<node>: <stage>": {key: value string}}
+    from /diagnostics. Latency = arrival - stamp; dropped = truth frames in the window no fused frame matched.
+    """
+    diagnostics = diagnostics or {}
+    # Frames acquired after the start (by stamp): frames queued before it would count start-up delays.
+    window = [(t, p) for t, p in fused if p.stamp >= t_start]
+    scorer = PoseScorer()
+    latencies = []
+    matched_stamps = set()
+    for arrival, poses in window:
+        latencies.append((arrival - poses.stamp) * 1e3)
+        gt = nearest_by_stamp(truth, poses.stamp)
+        if gt is None:
+            continue
+        matched_stamps.add(round(gt.stamp * 1e9))
+        scorer.add(poses.points, poses.ids, gt.points)
+    stamps = [p.stamp for _, p in window]
+    truth_in_window = [k for k in truth if stamps and min(stamps) * 1e9 <= k <= max(stamps) * 1e9]
+    fusion_diag = next((v for k, v in diagnostics.items() if k.endswith(": fusion")), {})
+    lat = np.asarray(latencies) if latencies else np.full(1, np.nan)
+    return {
+        "frames": len(window),
+        **scorer.summary(),
+        "latency_ms_p50": float(np.percentile(lat, 50)),
+        "latency_ms_p99": float(np.percentile(lat, 99)),
+        "latency_ms_max": float(np.max(lat)),
+        "dropped": len(set(truth_in_window) - matched_stamps),
+        "fusion_node_dropped": int(fusion_diag.get("dropped", 0)),
+        "fusion_node_latency_ms_p99": float(fusion_diag.get("latency_ms_p99", "nan")),
+        "stage_latency_ms": {name: {"p50": float(v.get("latency_ms_p50", "nan")),
+                                    "p99": float(v.get("latency_ms_p99", "nan"))}
+                             for name, v in sorted(diagnostics.items())},
+        "fusion_step_ms": {k.removesuffix("_ms"): float(v) for k, v in fusion_diag.items()
+                           if k.endswith("_ms") and not k.startswith("latency")},
+    }

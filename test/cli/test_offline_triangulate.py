@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from hpe_ros.calibration import save_toml_rig
+from hpe_ros.io.calibration import save_toml_rig
 from hpe_ros.cli import main
 from hpe_ros.io import (OpenPoseFolder, SkeletonFrame, read_openpose_frame, read_skeleton_json, read_trc,
                         write_openpose_frame, write_skeleton_json, write_trc)
@@ -279,6 +279,17 @@ def test_folder_count_must_match_the_cameras(sessions, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "4 cameras (cam0, cam1, cam2, cam3)" in err and "3 keypoint folders" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_camera_named_folders_give_the_same_result_in_any_order(sessions, tmp_path, capsys):
+    calib, dirs, _ = sessions["single"]
+    assert run(calib, dirs, tmp_path / "listed") == 0
+    named = [f"cam{c}={dirs[c]}" for c in (2, 0, 3, 1)]
+    assert run(calib, named, tmp_path / "named") == 0
+    assert read_trc(tmp_path / "named.trc").points.tobytes() == read_trc(tmp_path / "listed.trc").points.tobytes()
+    capsys.readouterr()
+    assert run(calib, named[:3], tmp_path / "three") == 2
+    assert "no keypoint folder for camera(s) ['cam1']" in capsys.readouterr().err
 
 
 def test_folders_in_another_order_than_the_cameras_are_flagged(sessions, tmp_path, caplog):

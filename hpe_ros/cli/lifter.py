@@ -1,18 +1,19 @@
-"""`hpe-ros train-lifter`, `hpe-ros eval-lifter` and `hpe-ros lifter-data`: parsers and what they run.
+"""`hpe-ros lifter-data`, `hpe-ros eval-lifter` and `hpe-ros train-lifter`: the 2D->3D lifter's commands.
 
     hpe-ros lifter-data --out FILE.npz [--activities squat,wave] [--noise-px 3] [--sequences 8] [--seed 100]
                                        synthetic single-view evaluation data (held-out motion types by default)
     hpe-ros train-lifter --out DIR [--method supervised|epipolar|cycle|ites] [--arch mlp|gcn] [--steps N]
                          [--init default|PATH.pt] [data: synthetic (default) | --sim-rig CALIB | --calib CALIB
-                         --keypoints CAM=DIR ... | --calib CALIB --jsonl FILE | --data FILE.npz] [--val FILE.npz]
-                         [--option KEY=VALUE ...]
+                         --keypoints DIR ... or CAM=DIR ... | --calib CALIB --jsonl FILE | --data FILE.npz]
+                         [--val FILE.npz] [--option KEY=VALUE ...]
     hpe-ros eval-lifter --data FILE.npz [--model PATH]   prints {"frames", "mpjpe_mm", "pmpjpe_mm", "nmpjpe_mm"}
 """
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
+
+from hpe_ros.cli.common import LAYOUT_CHOICES, add_progress_flag, camera_paths
 
 DEFAULT_CHECKPOINT = "lifter.pt"
 
@@ -100,7 +101,7 @@ def _recording_from_args(a):
         return recordings.load_recording_jsonl(a.calib, jsonl)
 
     if a.sim_rig:
-        from hpe_ros.calibration import load_rig
+        from hpe_ros.io.calibration import load_rig
         from hpe_ros.resources import resolve_path
 
         rig = load_rig(resolve_path(a.sim_rig))
@@ -110,10 +111,8 @@ def _recording_from_args(a):
     if a.keypoints:
         if not a.calib:
             raise ValueError("--keypoints needs --calib (the rig's calibration)")
-        from hpe_ros.cli import parse_named
-
-        dirs = parse_named(a.keypoints, "--keypoints", "CAMERA=FOLDER")
-        return recordings.load_recording(a.calib, dirs, fps=a.fps, layout=a.layout)
+        folders = camera_paths(a.keypoints, "--keypoints")
+        return recordings.load_recording(a.calib, folders, fps=a.fps, layout=a.layout)
     return None
 
 
@@ -142,7 +141,7 @@ def training_data(a, method: str):
         return prepare_data(samples, needs_3d), f"{len(samples)} samples from {a.data}"
     if method == "epipolar":
         raise ValueError("--method epipolar learns from a multi-view recording: give --sim-rig CALIB or "
-                         "--calib CALIB --keypoints CAM=DIR ... or --calib CALIB --jsonl FILE")
+                         "--calib CALIB --keypoints DIR ... (or CAM=DIR ...) or --calib CALIB --jsonl FILE")
     from hpe_ros.lift.synthetic import TRAIN_ACTIVITIES, CameraSampling
 
     acts = _activities(a.activities) if a.activities else TRAIN_ACTIVITIES
@@ -177,16 +176,7 @@ def _cmd_train_lifter(a) -> int:
     return 0
 
 
-def run(func, a) -> int:
-    """Run a command; bad input -> one clear line on stderr and exit status 2."""
-    try:
-        return func(a)
-    except (ValueError, OSError) as exc:
-        print(f"hpe-ros {a.command}: error: {exc}", file=sys.stderr)
-        return 2
-
-
-def add_parsers(sub) -> None:
+def _add_lifter_data(sub) -> None:
     d = sub.add_parser("lifter-data", help="write synthetic single-view evaluation data (.npz) for eval-lifter")
     d.add_argument("--out", required=True)
     d.add_argument("--activities", default="squat,wave", help="motion types (default: the held-out ones)")
@@ -195,14 +185,40 @@ def add_parsers(sub) -> None:
     d.add_argument("--seconds", type=float, default=20.0)
     d.add_argument("--size", default="640x480", help="image size WIDTHxHEIGHT")
     d.add_argument("--seed", type=int, default=100)
-    d.set_defaults(func=lambda a: run(_cmd_lifter_data, a))
+    d.set_defaults(func=_cmd_lifter_data)
 
+
+def _add_eval_lifter(sub) -> None:
     e = sub.add_parser("eval-lifter", help="MPJPE / P-MPJPE / N-MPJPE of a lifter on an .npz (JSON on stdout)")
     e.add_argument("--data", required=True, help=".npz with keypoints2d, [scores], K, joints3d, layout")
     e.add_argument("--model", default="default", help="lifter .onnx or .pt (default: models/lifter.onnx)")
     e.add_argument("--runtime", default="onnxruntime", help="runtime for .onnx models")
-    e.set_defaults(func=lambda a: run(_cmd_eval_lifter, a))
+    e.set_defaults(func=_cmd_eval_lifter)
 
+
+def _add_training_data(t) -> None:
+    g = t.add_argument_group("data (default: synthetic)")
+    g.add_argument("--random", type=int, default=40000, help="synthetic: joint-limit poses")
+    g.add_argument("--sequences", type=int, default=32, help="synthetic: motion sequences (30 s at 10 Hz each)")
+    g.add_argument("--activities", default="", help="synthetic / --sim-rig motion types (default: walk,turn,reach,stand)")
+    g.add_argument("--noise-px", type=float, default=4.0, help="synthetic: 2D noise up to this std (px at 640 wide)")
+    g.add_argument("--data-seed", type=int, default=0)
+    g.add_argument("--data", default="", help="single-view .npz (2D only unless it has joints3d)")
+    g.add_argument("--sim-rig", default="", help="simulate a recording of this calibrated rig (multi-view)")
+    g.add_argument("--seconds", type=float, default=60.0, help="--sim-rig: recording length")
+    g.add_argument("--people", type=int, default=2, help="--sim-rig: people in the scene")
+    g.add_argument("--fps", type=float, default=10.0, help="recording frame rate")
+    g.add_argument("--calib", default="", help="recorded rig: calibration file")
+    g.add_argument("--keypoints", nargs="+", default=[], metavar="DIR|CAM=DIR",
+                   help="recorded rig: one OpenPose folder per camera, in the calibration's order or CAM=DIR; "
+                        "cameras' files are paired by the frame number in their names")
+    g.add_argument("--jsonl", default="", metavar="FILE",
+                   help="recorded rig: 2D keypoints as hpe_ros.pose2d.v1 JSON lines (with --calib; stamps and "
+                        "layout from the file)")
+    g.add_argument("--layout", default="coco17", choices=LAYOUT_CHOICES, help="layout of the --keypoints files")
+
+
+def _add_train_lifter(sub) -> None:
     t = sub.add_parser("train-lifter", help="train or fine-tune the 2D->3D lifter (progress, checkpoints, loss curve)")
     t.add_argument("--out", required=True, help="folder for checkpoint.pt, lifter.pt, lifter.onnx, loss_curve.png")
     t.add_argument("--method", default="supervised", choices=["supervised", "epipolar", "cycle", "ites"])
@@ -220,22 +236,12 @@ def add_parsers(sub) -> None:
     t.add_argument("--eval-every", type=int, default=500)
     t.add_argument("--val", default="", help="validation .npz (default: synthetic held-out squat/wave, clean)")
     t.add_argument("--option", action="append", metavar="KEY=VALUE", help="method option (repeatable)")
-    t.add_argument("--no-progress", action="store_true")
-    g = t.add_argument_group("data (default: synthetic)")
-    g.add_argument("--random", type=int, default=40000, help="synthetic: joint-limit poses")
-    g.add_argument("--sequences", type=int, default=32, help="synthetic: motion sequences (30 s at 10 Hz each)")
-    g.add_argument("--activities", default="", help="synthetic / --sim-rig motion types (default: walk,turn,reach,stand)")
-    g.add_argument("--noise-px", type=float, default=4.0, help="synthetic: 2D noise up to this std (px at 640 wide)")
-    g.add_argument("--data-seed", type=int, default=0)
-    g.add_argument("--data", default="", help="single-view .npz (2D only unless it has joints3d)")
-    g.add_argument("--sim-rig", default="", help="simulate a recording of this calibrated rig (multi-view)")
-    g.add_argument("--seconds", type=float, default=60.0, help="--sim-rig: recording length")
-    g.add_argument("--people", type=int, default=2, help="--sim-rig: people in the scene")
-    g.add_argument("--fps", type=float, default=10.0, help="recording frame rate")
-    g.add_argument("--calib", default="", help="recorded rig: calibration file")
-    g.add_argument("--keypoints", nargs="+", default=[], metavar="CAM=DIR", help="recorded rig: OpenPose folder per camera")
-    g.add_argument("--jsonl", default="", metavar="FILE",
-                   help="recorded rig: 2D keypoints as hpe_ros.pose2d.v1 JSON lines (with --calib; stamps and "
-                        "layout from the file)")
-    g.add_argument("--layout", default="coco17")
-    t.set_defaults(func=lambda a: run(_cmd_train_lifter, a))
+    add_progress_flag(t)
+    _add_training_data(t)
+    t.set_defaults(func=_cmd_train_lifter)
+
+
+def add_parsers(sub) -> None:
+    _add_lifter_data(sub)
+    _add_eval_lifter(sub)
+    _add_train_lifter(sub)

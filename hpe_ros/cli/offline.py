@@ -1,0 +1,94 @@
+"""`hpe-ros triangulate` (OpenPose JSON folders) and `hpe-ros process` (videos): offline 3D skeletons."""
+from __future__ import annotations
+
+from hpe_ros.cli.common import LAYOUT_CHOICES, add_progress_flag, camera_paths
+
+KEYPOINTS_HELP = ("one OpenPose JSON folder per camera: DIR ... in the calibration file's camera order, or CAM=DIR ...; "
+                  "cameras' files are paired by the frame number in their names")
+
+
+def _cmd_triangulate(a) -> int:
+    from hpe_ros.offline import format_report, output_paths, triangulate_folders, write_outputs
+
+    output_paths(a.out, a.format)  # a contradictory --out / --format fails before the work
+    folders = camera_paths(a.keypoints, "--keypoints")
+    result = triangulate_folders(a.calib, folders, a.layout, a.fps, progress=not a.no_progress)
+    print(format_report(result.report), flush=True)
+    written = write_outputs(result, a.out, a.format, a.y_up)
+    who = f"person {written['person_id']}" if written["format"] == "trc" else f"{len(result.ids)} person id(s)"
+    print(f"wrote {written['output']} ({who}, {written['up_axis']}-up) and {written['report']}", flush=True)
+    return 0
+
+
+def _backend_from_args(a):
+    from hpe_ros.detect2d import create_backend
+
+    if a.backend == "mediapipe":
+        return create_backend("mediapipe", model_complexity=a.model_complexity)
+    return create_backend(a.backend, model=a.model, model_file_path=a.model_file or "", detector=a.detector,
+                          detector_file_path=a.detector_file or "", engine_file_path=a.engine_file or "",
+                          enable_fp16=not a.fp32, topdown={"detect_every": a.detect_every})
+
+
+def _cmd_process(a) -> int:
+    from hpe_ros.offline import format_report, output_paths, write_outputs
+    from hpe_ros.videos import process_videos
+
+    output_paths(a.out, a.format)
+    backend = _backend_from_args(a)
+    result = process_videos(a.videos, a.calib, backend, a.layout, a.fps, a.save_2d, a.max_frames,
+                            progress=not a.no_progress)
+    print(format_report(result.report), flush=True)
+    written = write_outputs(result, a.out, a.format, a.y_up)
+    print(f"wrote {written['output']} ({len(result.ids)} person id(s), 2D by {result.report['backend']}) and "
+          f"{written['report']}" + (f"; 2D keypoints in {a.save_2d}" if a.save_2d else ""), flush=True)
+    return 0
+
+
+def _add_triangulate(sub) -> None:
+    t = sub.add_parser("triangulate", help="fuse OpenPose JSON folders (one per camera) into a TRC or skeleton JSON")
+    t.add_argument("--calib", required=True, help="calibration file (anipose/Pose2Sim TOML, rig YAML, OpenCV)")
+    t.add_argument("--keypoints", required=True, nargs="+", metavar="DIR|CAM=DIR", help=KEYPOINTS_HELP)
+    t.add_argument("--out", required=True,
+                   help="output path without suffix (or ending in .trc / .json); the report goes to OUT.report.json")
+    t.add_argument("--layout", default="body25", choices=LAYOUT_CHOICES,
+                   help="keypoint layout of the JSON files (default: OpenPose's body25)")
+    t.add_argument("--fps", type=float, default=30.0, help="frame rate of the videos (frame i is at i / fps s)")
+    t.add_argument("--format", default="auto", choices=["auto", "trc", "json"],
+                   help="auto: TRC when exactly one person id appears, else JSON; trc: the longest-lived id")
+    t.add_argument("--y-up", action="store_true", help="write y-up coordinates as Pose2Sim does for OpenSim "
+                                                      "((x, y, z) -> (y, z, x)); default keeps the z-up world")
+    add_progress_flag(t)
+    t.set_defaults(func=_cmd_triangulate)
+
+
+def _add_process(sub) -> None:
+    p = sub.add_parser("process", help="2D inference on synchronised videos, fused into 3D skeletons")
+    p.add_argument("--videos", required=True, nargs="+", metavar="VIDEO",
+                   help="one video per camera, in the calibration file's camera order, frame i of each at the same time")
+    p.add_argument("--calib", required=True, help="calibration file (anipose/Pose2Sim TOML, rig YAML, OpenCV)")
+    p.add_argument("--out", required=True, help="output path (.json / .trc or a stem); report in OUT.report.json")
+    p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "tensorrt", "torch", "mediapipe"])
+    p.add_argument("--model", default="rtmpose-m", help="pose model: manifest name or .toml path")
+    p.add_argument("--model-file", help="pose network file (default: the manifest's downloaded file)")
+    p.add_argument("--detector", default="", help="person detector manifest (default: none = one person per frame)")
+    p.add_argument("--detector-file", help="detector network file")
+    p.add_argument("--engine-file", help="tensorrt: engine path (default: the engine cache)")
+    p.add_argument("--fp32", action="store_true", help="tensorrt: build without FP16")
+    p.add_argument("--detect-every", type=int, default=1, help="run the detector every N frames")
+    p.add_argument("--model-complexity", type=int, default=1, help="mediapipe: 0, 1 or 2")
+    p.add_argument("--layout", default="coco17", choices=LAYOUT_CHOICES,
+                   help="layout of the output skeletons and saved 2D keypoints")
+    p.add_argument("--fps", type=float, default=None, help="frame rate (default: the videos' own)")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    p.add_argument("--save-2d", metavar="DIR", help="also write the 2D keypoints as OpenPose JSON folders in DIR")
+    p.add_argument("--format", default="auto", choices=["auto", "trc", "json"])
+    p.add_argument("--y-up", action="store_true", help="y-up output as Pose2Sim/OpenSim expect")
+    add_progress_flag(p)
+    # A missing runtime or model (BackendUnavailable, a RuntimeError) is the user's setup, not a bug.
+    p.set_defaults(func=_cmd_process, input_errors=(RuntimeError,))
+
+
+def add_parsers(sub) -> None:
+    _add_triangulate(sub)
+    _add_process(sub)
