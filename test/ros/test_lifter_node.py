@@ -16,7 +16,7 @@ from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import PointCloud2, PointField  # noqa: E402
 
-from hpe_ros.calibration import load_rig  # noqa: E402
+from hpe_ros.io.calibration import load_rig  # noqa: E402
 from hpe_ros.camera import Camera  # noqa: E402
 from hpe_ros.lift.models import LifterConfig, build_lifter, export_lifter_onnx  # noqa: E402
 from hpe_ros.lift.runtime import LearnedLifter  # noqa: E402
@@ -38,8 +38,6 @@ def lifter_onnx(tmp_path_factory):
     path = tmp_path_factory.mktemp("lifter") / "tiny_lifter.onnx"
     export_lifter_onnx(model, path, num_joints=17)
     return path
-
-
 
 
 class Rig2D:
