@@ -5,15 +5,19 @@ Frames (parent = the world frame named by header.frame_id):
     <joint_name>_<id>  at each joint, oriented by the joint rotation (identity when unknown)
     <camera frame_id>  each camera's optical frame (pose of the camera in the world: R^T, centre)
 
-Building the messages needs only geometry_msgs; sending them needs tf2_ros, which PyPI does not
-ship. TFSender sends when tf2_ros is importable and otherwise keeps the last list in `.last_sent`.
+Building the messages needs only geometry_msgs. TFSender sends them through tf2_ros's broadcasters
+when tf2_ros is importable; without it (PyPI ships no tf2_ros) it publishes tf2_msgs/TFMessage on /tf
+and /tf_static itself, with the broadcasters' QoS, when tf2_msgs is importable (`make interfaces`
+generates it); otherwise it only keeps the last list in `.last_sent`.
 """
 from __future__ import annotations
 
 import numpy as np
 from geometry_msgs.msg import TransformStamped
+from rclpy.qos import QoSProfile
 
 from hpe_ros.ros.pointcloud import copy_header, make_header
+from hpe_ros.ros.qos import LATCHED
 from hpe_ros.skeleton import Layout, get_layout
 
 
@@ -117,29 +121,63 @@ def camera_transforms(rig, world_frame: str, stamp) -> list[TransformStamped]:
     return [_transform(header, c.frame_id, c.center, q[i]) for i, c in enumerate(cameras)]
 
 
-class TFSender:
-    """Sends TransformStamped lists through tf2_ros when it is installed; otherwise only keeps them.
+class _TFMessageBroadcaster:
+    """tf2_ros's broadcasters over a plain tf2_msgs/TFMessage publisher, for when tf2_ros is missing.
 
-    `.available`: whether tf2_ros is importable; `.last_sent`: the list given to the last send()
+    Dynamic: /tf, keep last 100. Static: /tf_static, transient local, keep last 1, and every message
+    carries all static frames sent so far (the newest per child frame), so late joiners get them all.
+    """
+
+    DYNAMIC_QOS = QoSProfile(depth=100)  # tf2_ros.TransformBroadcaster's default
+    STATIC_QOS = LATCHED  # tf2_ros.StaticTransformBroadcaster's: reliable, transient local, keep last 1
+
+    def __init__(self, node, message_type, static: bool):
+        self._message_type = message_type
+        self._static_frames: dict[str, TransformStamped] | None = {} if static else None
+        topic, qos = ("/tf_static", self.STATIC_QOS) if static else ("/tf", self.DYNAMIC_QOS)
+        self._publisher = node.create_publisher(message_type, topic, qos)
+
+    # tf2_ros's method name, so that TFSender drives either broadcaster the same way.
+    def sendTransform(self, transforms: list[TransformStamped]) -> None:
+        if self._static_frames is not None:
+            self._static_frames.update((t.child_frame_id, t) for t in transforms)
+            transforms = list(self._static_frames.values())
+        self._publisher.publish(self._message_type(transforms=transforms))
+
+
+def _make_broadcaster(node, static: bool):
+    """tf2_ros's broadcaster, else one over tf2_msgs, else None (neither is installed)."""
+    try:
+        import tf2_ros
+    except ImportError:
+        pass
+    else:
+        return (tf2_ros.StaticTransformBroadcaster if static else tf2_ros.TransformBroadcaster)(node)
+    try:
+        from tf2_msgs.msg import TFMessage
+    except ImportError:
+        return None
+    return _TFMessageBroadcaster(node, TFMessage, static)
+
+
+class TFSender:
+    """Sends TransformStamped lists on /tf (static: /tf_static) when tf2_ros or tf2_msgs is installed;
+    otherwise only keeps them.
+
+    `.available`: whether transforms are sent; `.last_sent`: the list given to the last send()
     (kept either way, for tests and the demo).
     """
 
     def __init__(self, node, static: bool = False):
         self.static = static
         self.last_sent: list[TransformStamped] = []
-        self._broadcaster = None
-        try:
-            import tf2_ros
-        except ImportError:
-            tf2_ros = None
-        self.available = tf2_ros is not None
-        if self.available:
-            cls = tf2_ros.StaticTransformBroadcaster if static else tf2_ros.TransformBroadcaster
-            self._broadcaster = cls(node)
-        else:
+        self._broadcaster = _make_broadcaster(node, static)
+        self.available = self._broadcaster is not None
+        if not self.available:
             node.get_logger().info(
-                f"TF frames are built but not sent: tf2_ros is not installed "
-                f"({'static' if static else 'dynamic'} transforms kept in memory only)")
+                f"TF frames are built but not sent: neither tf2_ros nor tf2_msgs is installed "
+                f"({'static' if static else 'dynamic'} transforms kept in memory only; `make interfaces` "
+                f"generates tf2_msgs)")
 
     def send(self, transforms: list[TransformStamped]) -> None:
         transforms = list(transforms)
