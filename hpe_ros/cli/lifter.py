@@ -15,8 +15,6 @@ from pathlib import Path
 
 from hpe_ros.cli.common import LAYOUT_CHOICES, add_progress_flag, camera_paths
 
-DEFAULT_CHECKPOINT = "lifter.pt"
-
 
 def _activities(text: str) -> tuple:
     from hpe_ros.sim.motion import MOTION_TYPES
@@ -76,6 +74,7 @@ def _cmd_eval_lifter(a) -> int:
 
 
 def parse_options(items) -> dict:
+    """--option KEY=VALUE ... -> {key: value}, each value read as JSON where it parses (1, 0.5, true), else text."""
     out = {}
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -92,13 +91,12 @@ def _recording_from_args(a):
     """A multi-view recording from --sim-rig, --calib/--keypoints or --calib/--jsonl, else None."""
     from hpe_ros.lift import recordings
 
-    jsonl = getattr(a, "jsonl", "")
-    if jsonl:
+    if a.jsonl:
         if a.sim_rig or a.keypoints:
             raise ValueError("--jsonl is one recording source: give it without --sim-rig / --keypoints")
         if not a.calib:
             raise ValueError("--jsonl needs --calib (the rig's calibration)")
-        return recordings.load_recording_jsonl(a.calib, jsonl)
+        return recordings.load_recording_jsonl(a.calib, a.jsonl)
 
     if a.sim_rig:
         from hpe_ros.io.calibration import load_rig
