@@ -5,7 +5,10 @@ behind another person (bodies approximated as capsules around their bones). Repo
 Gaussian pixel noise whose size the confidence reflects; some are missed at random, some are gross
 outliers (jumps of 30-150 px or a left/right swap) with plausible confidence, and some occluded
 joints are hallucinated with low confidence, as real detectors do. Rows are shuffled per camera,
-since a detector does not know who is who; `person_ids` keeps the ground truth.
+since a detector does not know who is who; `person_ids` keeps the ground truth. With
+`errors="realistic"` (or a `DetectorErrors`) the detections err as a real detector's do instead
+(detector_errors.py: size- and joint-dependent noise, joint-definition offsets, swaps, truncation,
+partial occlusion, false people, missed frames).
 
     >>> obs = observe(default_rig(4), MotionScript(3).pose(0.0), np.random.default_rng(0))
     >>> obs.points2d.shape, obs.scores.shape, obs.person_ids.shape   # (C, P, 17, 2), (C, P, 17), (C, P)
@@ -17,7 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..camera import Rig, distort_normalized
+from ..checks import check_shape
 from ..skeleton import COCO17
+from .detector_errors import DetectorErrors, preset
 
 # Body volume around the bones: (from joints, to joints, radius m); an end with two joints is their mean.
 _CAPSULES = [
@@ -52,7 +57,8 @@ class Observation:
     """2D detections of one frame in C cameras, P rows per camera (P = most people seen by a camera).
 
     points2d: (C, P, J, 2) px, NaN where missing; scores: (C, P, J) in [0, 1], 0 = missing;
-    person_ids: (C, P) ground-truth person index of each row, -1 for padding rows (at the end).
+    person_ids: (C, P) ground-truth person index of each row, -2 for a false person (realistic errors
+    only), -1 for padding rows (at the end).
     Ground truth for evaluation: is_outlier (C, P, J) gross errors; is_occluded (C, P, J) joints
     hidden behind another person (missing, or hallucinated with low confidence).
     """
@@ -170,7 +176,8 @@ def occluded_by_others(rig: Rig, joints3d: np.ndarray, pixels: np.ndarray | None
 
 def observe(rig: Rig, joints3d: np.ndarray, rng: np.random.Generator, noise_px: float = 2.0,
             miss_rate: float = 0.03, outlier_rate: float = 0.02, occlusion: bool = True,
-            min_visible_joints: int = 5, occluded_detect_rate: float = 0.3) -> Observation:
+            min_visible_joints: int = 5, occluded_detect_rate: float = 0.3,
+            errors: DetectorErrors | str | None = None) -> Observation:
     """Simulated 2D detections of COCO-17 people `joints3d` (P, 17, 3) (world, metres; NaN = absent).
 
     noise_px: std (px) of the pixel noise per coordinate, on average; a joint's confidence
@@ -180,16 +187,22 @@ def observe(rig: Rig, joints3d: np.ndarray, rng: np.random.Generator, noise_px: 
     `occluded_detect_rate` of those are still reported, with confidence 0.05-0.35 and 3 noise_px
     + 6 px of noise. A person with fewer than `min_visible_joints` detected joints in a camera is
     not reported there.
+
+    errors: None or "clean" for the model above; "realistic" or a `DetectorErrors` for a real
+    detector's errors (sim/detector_errors.py), which then replace noise_px, miss_rate, outlier_rate
+    and occluded_detect_rate.
     """
     joints3d = np.asarray(joints3d, dtype=np.float64)
-    if joints3d.ndim != 3 or joints3d.shape[1:] != (COCO17.num_joints, 3):
-        raise ValueError(f"joints3d must be (P, {COCO17.num_joints}, 3) COCO-17 points, got {joints3d.shape}")
+    check_shape("joints3d (COCO-17 points)", joints3d, ("P", COCO17.num_joints, 3))
     for name, rate in (("miss_rate", miss_rate), ("outlier_rate", outlier_rate),
                        ("occluded_detect_rate", occluded_detect_rate)):
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], got {rate}")
     if noise_px < 0:
         raise ValueError(f"noise_px must be >= 0, got {noise_px}")
+    model = preset(errors) if isinstance(errors, str) else errors
+    if model is not None:
+        joints3d = model.offset_joints(joints3d)
     C, (P, J, _) = len(rig), joints3d.shape
     N = P * J
 
@@ -199,6 +212,11 @@ def observe(rig: Rig, joints3d: np.ndarray, rng: np.random.Generator, noise_px: 
         visible = (depth > 0) & np.all((px >= 0) & (px < size), axis=-1)
     occluded = (occluded_by_others(rig, joints3d, px, depth).reshape(C, N) if occlusion
                 else np.zeros((C, N), dtype=bool)) & visible
+    if model is not None:
+        det = model.apply(px.reshape(C, P, J, 2), visible.reshape(C, P, J), occluded.reshape(C, P, J),
+                          size[:, 0], rng)
+        return _report(det.points2d, det.scores, det.is_outlier, det.is_occluded, det.person_ids,
+                       min_visible_joints, rng)
 
     # All draws have fixed shapes: a seed gives the same stream whatever the settings.
     difficulty, u_hallucinate, u_miss, u_outlier, u_swap, u_angle, u_jump, u_score = rng.random((8, C, N))
@@ -227,10 +245,16 @@ def observe(rig: Rig, joints3d: np.ndarray, rng: np.random.Generator, noise_px: 
 
     points[~detected] = np.nan
     scores = np.where(detected, np.clip(scores, 0.0, 1.0), 0.0)
+    return _report(points.reshape(C, P, J, 2), scores.reshape(C, P, J), outlier.reshape(C, P, J),
+                   occluded.reshape(C, P, J), np.broadcast_to(np.arange(P), (C, P)), min_visible_joints, rng)
 
-    # Report people with enough joints, in a random row order per camera, padding at the end.
-    points, scores = points.reshape(C, P, J, 2), scores.reshape(C, P, J)
-    detected, outlier, occluded = (m.reshape(C, P, J) for m in (detected, outlier, occluded))
+
+def _report(points: np.ndarray, scores: np.ndarray, outlier: np.ndarray, occluded: np.ndarray,
+            row_ids: np.ndarray, min_visible_joints: int, rng: np.random.Generator) -> Observation:
+    """Report rows (C, R, ...) with enough detected joints, in a random row order per camera, padding at
+    the end; row_ids (C, R) names each row's person (-2: a false person)."""
+    C, P, _ = scores.shape
+    detected = scores > 0
     reported = detected.sum(axis=-1) >= min_visible_joints                 # (C, P)
     order = np.argsort(rng.random((C, P)) + ~reported, axis=1)             # unreported sort last
     rows = int(reported.sum(axis=1).max()) if P and C else 0
@@ -243,7 +267,7 @@ def observe(rig: Rig, joints3d: np.ndarray, rng: np.random.Generator, noise_px: 
     return Observation(
         points2d=points,
         scores=scores,
-        person_ids=np.where(kept, order, -1),
+        person_ids=np.where(kept, np.take_along_axis(row_ids, order, axis=1), -1),
         is_outlier=np.take_along_axis(outlier, pick, axis=1) & kept[..., None],
         is_occluded=np.take_along_axis(occluded, pick, axis=1) & kept[..., None],
     )
