@@ -21,7 +21,7 @@ import numpy as np
 from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, PointCloud2
 
-from hpe_ros.calibration import load_rig
+from hpe_ros.io.calibration import load_rig
 from hpe_ros.camera import Camera
 from hpe_ros.lift.factory import PLACEHOLDER, make_lifter
 from hpe_ros.resources import resolve_path
@@ -93,7 +93,7 @@ class LifterNode(ManagedNode):
                                force_engine_update=g("force_engine_update"), max_batch=g("max_batch"),
                                warn=self.get_logger().warning)
         except (ValueError, OSError, RuntimeError) as exc:  # a missing or broken model, a runtime not here
-            self.get_logger().error(f"lifter (model={g('model')!r}): {exc}")
+            self.get_logger().error(str(exc))
         return None
 
     def on_activate(self, state) -> TransitionCallbackReturn:
