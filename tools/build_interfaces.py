@@ -82,15 +82,19 @@ def installed_version(dist: str) -> str | None:
 
 
 def run(cmd: list[str], log: Path, env: dict | None = None) -> None:
-    """Run `cmd`, appending its output to `log`; BuildError naming the step if it fails."""
+    """Run `cmd`, appending its output to `log`; BuildError naming the step and its first error if it fails."""
     with open(log, "a") as out:
         out.write(f"\n$ {' '.join(cmd)}\n")
         out.flush()
+        start = out.tell()
         result = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=log.parent)
     if result.returncode:
-        tail = log.read_text().strip().splitlines()[-1:] or [""]
+        with open(log, errors="replace") as out:
+            out.seek(start)
+            lines = [line.strip() for line in out if line.strip()]
+        first_error = next((line for line in lines if "error" in line.lower()), lines[-1] if lines else "")
         raise BuildError(f"`{Path(cmd[0]).name} {cmd[1] if len(cmd) > 1 else ''}` failed "
-                         f"(exit {result.returncode}; last line: {tail[0][:200]!r}; log: {log})")
+                         f"(exit {result.returncode}: {first_error[:200]!r}; log: {log})")
 
 
 def install_build_tools(log: Path) -> None:
