@@ -14,7 +14,7 @@ from hpe_ros.sim.detector_errors import (
     preset,
     swap_groups,
 )
-from hpe_ros.skeleton import COCO17
+from hpe_ros.skeleton import COCO17, get_layout
 
 # Every error off; each test turns on the one it measures.
 NONE = DetectorErrors(noise=0.0, definition_offset_m=0.0, swap_rate=0.0, jump_rate=0.0, miss_rate=0.0,
@@ -166,7 +166,6 @@ def test_sigmas_for_every_layout():
     names = ("mid_hip", "neck", "left_big_toe", "right_heel", "nose")
     expected = (OKS_SIGMAS["left_hip"], OKS_SIGMAS["left_shoulder"], OKS_SIGMAS["left_ankle"],
                 OKS_SIGMAS["left_ankle"], OKS_SIGMAS["nose"])
-    from hpe_ros.skeleton import get_layout
     for name, sigma in zip(names, expected):
         assert body25[get_layout("body25").index(name)] == pytest.approx(sigma)
     for layout in ("halpe26", "h36m17", "blazepose33", "body25b"):
