@@ -1,6 +1,8 @@
 """2D pose backends behind one interface: a batch of BGR images in, per-image keypoints out.
 
 - "mediapipe": BlazePose from mediapipe==0.10.14's wheel (one person per camera, CPU, no model files).
+- "blazepose": the same BlazePose networks, several people per camera, on onnxruntime | tflite | tensorrt
+  (`runtime`; hpe_ros.detect2d.blazepose).
 - "onnxruntime", "tensorrt", "torch": the top-down pipeline (hpe_ros.detect2d.topdown) around a pose
   network described by a model manifest (models/*.toml), optionally with a person detector; the runtime
   runs both networks (hpe_ros.runtime).
@@ -27,7 +29,7 @@ class PoseBackend(Protocol):
 
 
 NETWORK_BACKENDS = RUNTIMES
-BACKENDS = ("mediapipe",) + NETWORK_BACKENDS
+BACKENDS = ("mediapipe", "blazepose") + NETWORK_BACKENDS
 
 
 def _network(runtime: str, manifest_ref: str, file_override: str, role: str, options: dict):
@@ -47,18 +49,30 @@ def create_backend(name: str, *, model: str = "", model_file_path: str = "", det
                    detector_file_path: str = "", engine_file_path: str = "", detector_engine_file_path: str = "",
                    force_engine_update: bool = False, enable_fp16: bool = True, max_batch: int = 8,
                    providers: str = "auto", threads: int = 0, device: str = "auto", topdown: dict | None = None,
-                   **mediapipe_options) -> PoseBackend:
+                   runtime: str = "onnxruntime", blazepose: dict | None = None, **mediapipe_options) -> PoseBackend:
     """A 2D pose backend by name (see the module docstring).
 
     Network backends: `model` = manifest name (models/NAME.toml) or path to a manifest .toml;
     `model_file_path` overrides where its weights are (ONNX; TorchScript for "torch"); `detector` likewise
     ("" = no detector: the whole image is one person); TensorRT takes Isaac ROS's `engine_file_path`,
     `force_engine_update`, `enable_fp16`; `topdown`: TopDownConfig fields.
+    "blazepose": `runtime` (onnxruntime | tflite | tensorrt), `blazepose`: BlazePoseConfig fields; the
+    file paths override the .tflite files taken from mediapipe's wheel.
     """
     if name == "mediapipe":
         from hpe_ros.detect2d.backends.mediapipe_backend import MediaPipeBackend
 
         return MediaPipeBackend(**mediapipe_options)
+    if name == "blazepose":
+        from hpe_ros.detect2d.blazepose import create_blazepose_backend
+
+        runtime_options = {
+            "onnxruntime": dict(providers=providers, threads=threads), "tflite": dict(threads=threads),
+            "tensorrt": dict(engine_file_path=engine_file_path, detector_engine_file_path=detector_engine_file_path,
+                             force_engine_update=force_engine_update, enable_fp16=enable_fp16, max_batch=max_batch)}
+        return create_blazepose_backend(runtime, detector_file_path=detector_file_path,
+                                        model_file_path=model_file_path, config=blazepose,
+                                        **runtime_options.get(str(runtime).strip().lower(), {}))
     if name not in NETWORK_BACKENDS:
         raise BackendUnavailable(f"unknown 2D backend {name!r}; available: {', '.join(BACKENDS)}")
     if not model:

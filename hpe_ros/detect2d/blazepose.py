@@ -1,0 +1,233 @@
+"""Multi-person BlazePose, top-down: MediaPipe's detector and landmark networks on our runtimes.
+
+Per batch of camera images: the person detector runs (one batch, images letterboxed to 224) on the cameras
+that need it; every person's rotated ROI (hip centre, body scale, upright) is cut to 256 x 256 and the
+landmark network runs once on all people of all cameras; landmarks go back to image pixels through the
+inverse crop. Each person's next ROI follows their own alignment landmarks, so between detector runs
+(every `detect_every` frames of a camera, or whenever it tracks nobody) only newcomers need the detector.
+
+The weights are the two .tflite files in mediapipe==0.10.14's wheel (never copied into this repository);
+"onnxruntime" and "tensorrt" run their ONNX conversion (hpe_ros.runtime.tflite_to_onnx, cached), "tflite"
+runs them on LiteRT directly. Output layout: blazepose33 (points px, scores = landmark visibility).
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hpe_ros.checks import config_from_mapping
+from hpe_ros.detect2d import blazepose_decode as bp
+from hpe_ros.detect2d.boxes import box_iou
+from hpe_ros.runtime import BackendUnavailable, create_runner
+
+BLAZEPOSE_RUNTIMES = ("onnxruntime", "tflite", "tensorrt")
+_WHEEL_FILES = {"detector": ("pose_detection", "pose_detection.tflite"),
+                "landmark": ("pose_landmark", "pose_landmark_full.tflite")}
+
+
+@dataclass
+class BlazePoseConfig:
+    min_detection_score: float = 0.4   # MediaPipe uses 0.5 for its one person; the presence check below
+                                       # rejects non-people, and people small in the letterbox score lower
+    nms_iou: float = 0.3               # weighted NMS overlap (MediaPipe's)
+    min_presence: float = 0.5          # a person whose pose-presence score falls below this is dropped
+    detect_every: int = 10             # detector every N frames of a camera (and whenever it tracks nobody)
+    max_people: int = 8                # per camera, most present first
+    same_person_iou: float = 0.5       # ROI squares overlapping more are one person (newcomers, duplicates)
+    heatmap_refine: bool = True        # MediaPipe's sub-pixel refinement from the landmark heatmaps
+
+    def __post_init__(self):
+        if int(self.detect_every) < 1:
+            raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
+        if int(self.max_people) < 1:
+            raise ValueError(f"max_people must be >= 1, got {self.max_people}")
+
+
+@dataclass
+class _Stream:
+    rois: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # (P, 4) where to look next frame
+    smoothing: np.ndarray = field(default_factory=lambda: np.zeros((0, 3, 2, 2)))  # (P, 3, 2, 2) ROI filter state
+    frames: int = 0
+
+
+def wheel_model_files() -> dict[str, Path]:
+    """The detector and landmark .tflite files inside the installed mediapipe wheel (not imported)."""
+    spec = importlib.util.find_spec("mediapipe")
+    if spec is None or not spec.submodule_search_locations:
+        raise BackendUnavailable("the blazepose backend uses the weights in mediapipe==0.10.14's wheel: "
+                                 "pip install 'hpe_ros[mediapipe,blazepose]' (or set the model file paths)")
+    root = Path(list(spec.submodule_search_locations)[0]) / "modules"
+    return {role: root / folder / name for role, (folder, name) in _WHEEL_FILES.items()}
+
+
+def _open_network(tflite_path: Path, runtime: str, options: dict):
+    if runtime == "tflite":
+        return create_runner("tflite", str(tflite_path), threads=options.get("threads", 0))
+    from hpe_ros.runtime.tflite_to_onnx import converted_onnx
+
+    try:
+        onnx_path = converted_onnx(tflite_path)
+    except ImportError as exc:
+        raise BackendUnavailable(str(exc)) from exc
+    return create_runner(runtime, str(onnx_path), **options)
+
+
+def create_blazepose_backend(runtime: str = "onnxruntime", detector_file_path: str = "", model_file_path: str = "",
+                             config: dict | None = None, **runtime_options) -> BlazePoseBackend:
+    """A BlazePoseBackend on `runtime` (onnxruntime | tflite | tensorrt).
+
+    detector_file_path / model_file_path: the .tflite files (default: mediapipe's wheel); config:
+    BlazePoseConfig fields; runtime_options go to the runner (providers, threads; engine options, or
+    engine_file_path / detector_engine_file_path for TensorRT).
+    """
+    runtime = str(runtime).strip().lower()
+    if runtime not in BLAZEPOSE_RUNTIMES:
+        raise ValueError(f"blazepose runtime must be one of {', '.join(BLAZEPOSE_RUNTIMES)}, got {runtime!r}")
+    files = wheel_model_files() if not (detector_file_path and model_file_path) else {}
+    detector = Path(detector_file_path or files["detector"])
+    landmark = Path(model_file_path or files["landmark"])
+    for path in (detector, landmark):
+        if not path.is_file():
+            raise FileNotFoundError(f"blazepose: model file {str(path)!r} not found")
+    det_options, lm_options = dict(runtime_options), dict(runtime_options)
+    det_options["engine_file_path"] = det_options.pop("detector_engine_file_path", "")
+    lm_options.pop("detector_engine_file_path", None)
+    if runtime != "tensorrt":
+        for opts in (det_options, lm_options):
+            opts.pop("engine_file_path", None)
+    cfg = config_from_mapping(BlazePoseConfig, config or {}, "blazepose")
+    return BlazePoseBackend(_open_network(detector, runtime, det_options), _open_network(landmark, runtime, lm_options),
+                            cfg)
+
+
+class BlazePoseBackend:
+    """PoseBackend over two runners with MediaPipe's output order: detector (boxes (B, 2254, 12), scores
+    (B, 2254, 1)) and landmarks (landmarks (B, 195), presence (B, 1), segmentation, heatmaps (B, 64, 64, 39),
+    world landmarks)."""
+
+    layout = "blazepose33"
+
+    def __init__(self, detector_runner, landmark_runner, config: BlazePoseConfig | None = None):
+        self.detector, self.landmarks = detector_runner, landmark_runner
+        self.config = config or BlazePoseConfig()
+        self.name = f"blazepose[{landmark_runner.name}]"
+        self.anchors = bp.ssd_anchors()
+        self._streams: dict[str, _Stream] = {}
+
+    def infer(self, images: list[np.ndarray], streams: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """images: BGR uint8 (H, W, 3); streams: camera names -> per image (points (P, 33, 2) px, scores (P, 33))."""
+        if len(images) != len(streams):
+            raise ValueError(f"{len(images)} images but {len(streams)} stream names")
+        rgb = [np.ascontiguousarray(_check_image(im, k)[..., ::-1]) for k, im in enumerate(images)]
+        state = [self._streams.setdefault(s, _Stream()) for s in streams]
+        detect = [not len(st.rois) or st.frames % self.config.detect_every == 0 for st in state]
+        found = self.detect_people([im for im, d in zip(rgb, detect) if d])
+        rois, smoothing = [], []
+        for st, d in zip(state, detect):
+            new = _newcomers(st.rois, found.pop(0) if d else np.zeros((0, 4)), self.config.same_person_iou)
+            rois.append(np.concatenate([st.rois, new]))
+            smoothing.append(np.concatenate([st.smoothing, np.full((len(new), 3, 2, 2), np.nan)]))
+        points, visibility, presence, aux = self.landmarks_in_rois(rgb, rois)
+        out = []
+        for k, st in enumerate(state):
+            aux_smooth, smooth_state = bp.smooth_alignment(aux[k], smoothing[k])
+            next_rois = bp.rois_from_alignment(aux_smooth[:, 0], aux_smooth[:, 1])
+            keep = _keep_people(presence[k], next_rois, self.config)
+            st.rois, st.smoothing, st.frames = next_rois[keep], smooth_state[keep], st.frames + 1
+            out.append((points[k][keep].astype(np.float64), visibility[k][keep].astype(np.float64)))
+        return out
+
+    def detect_people(self, rgb: list[np.ndarray]) -> list[np.ndarray]:
+        """RGB images -> per image the detected people's ROIs (P, 4) image px, best first."""
+        if not rgb:
+            return []
+        affines = np.stack([bp.letterbox_affine((im.shape[1], im.shape[0])) for im in rgb])
+        size = bp.DETECTOR_SIZE
+        batch = _warp(rgb, affines, size, cv2.BORDER_CONSTANT).astype(np.float32) * (2 / 255) - 1
+        raw_boxes, raw_scores = self.detector.run(batch.transpose(0, 3, 1, 2))[:2]
+        per_image = bp.decode_detections(raw_boxes, raw_scores, self.anchors, self.config.min_detection_score)
+        out = []
+        for (scores, boxes, keypoints), affine in zip(per_image, affines):
+            scores, boxes, keypoints = bp.weighted_nms(scores, boxes, keypoints, self.config.nms_iou)
+            inverse = np.linalg.inv(np.vstack([affine, [0, 0, 1]]))[:2]
+            kp = keypoints @ inverse[:, :2].T + inverse[:, 2]
+            out.append(bp.rois_from_alignment(kp[:, 0], kp[:, 1])[: self.config.max_people])
+        return out
+
+    def landmarks_in_rois(self, rgb: list[np.ndarray], rois: list[np.ndarray]):
+        """Landmarks of every ROI (P, 4) of every image in one network call.
+
+        Returns per image: points (P, 33, 2) px, visibility (P, 33), pose presence (P,), and the alignment
+        points (P, 2, 2) px (hip centre, body-scale point) that place the next ROI.
+        """
+        counts = [len(r) for r in rois]
+        if not sum(counts):
+            nobody = (np.zeros((0, bp.NUM_LANDMARKS, 2)), np.zeros((0, bp.NUM_LANDMARKS)), np.zeros(0),
+                      np.zeros((0, 2, 2)))
+            return tuple([part] * len(rgb) for part in nobody)
+        all_rois = np.concatenate(rois)
+        affines = bp.roi_affines(all_rois)
+        index = np.repeat(np.arange(len(rgb)), counts)
+        crops = _warp([rgb[i] for i in index], affines, bp.LANDMARK_SIZE, cv2.BORDER_REPLICATE)
+        outputs = self.landmarks.run(crops.astype(np.float32).transpose(0, 3, 1, 2) * (1 / 255))
+        raw, pose_presence, heatmaps = outputs[0], outputs[1], outputs[3]
+        xy, visibility, _ = bp.decode_landmarks(raw, heatmaps if self.config.heatmap_refine else None)
+        px = bp.crop_to_image(xy, all_rois)
+        split = np.cumsum(counts)[:-1]
+        return (np.split(px[:, :bp.NUM_LANDMARKS], split), np.split(visibility[:, :bp.NUM_LANDMARKS], split),
+                np.split(pose_presence.reshape(-1), split), np.split(px[:, [bp.HIP_CENTER, bp.SCALE_POINT]], split))
+
+    def reset(self, stream: str | None = None) -> None:
+        """Forget tracked people (of one stream, or all)."""
+        if stream is None:
+            self._streams.clear()
+        else:
+            self._streams.pop(stream, None)
+
+    def close(self) -> None:
+        for runner in (self.detector, self.landmarks):
+            runner.close()
+        self._streams.clear()
+
+
+def _check_image(image, k: int) -> np.ndarray:
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+            and min(image.shape[:2]) > 0):
+        raise ValueError(f"images[{k}] must be a BGR (H, W, 3) uint8 array; got "
+                         f"{getattr(image, 'shape', type(image))} {getattr(image, 'dtype', '')}")
+    return image
+
+
+def _warp(images: list[np.ndarray], affines: np.ndarray, size: int, border: int) -> np.ndarray:
+    """(N, size, size, 3) uint8 crops, one cv2.warpAffine (bilinear) per image/affine pair."""
+    out = np.empty((len(images), size, size, 3), dtype=np.uint8)
+    for k, (image, affine) in enumerate(zip(images, affines)):
+        cv2.warpAffine(image, affine, (size, size), dst=out[k], flags=cv2.INTER_LINEAR, borderMode=border,
+                       borderValue=(0, 0, 0))
+    return out
+
+
+def _newcomers(tracked: np.ndarray, detected: np.ndarray, same_iou: float) -> np.ndarray:
+    """The detected ROIs (D, 4) whose squares overlap no tracked person's (P, 4) by more than `same_iou`."""
+    if not len(tracked) or not len(detected):
+        return detected
+    boxes = bp.roi_boxes(tracked)
+    new = [roi for roi, box in zip(detected, bp.roi_boxes(detected)) if box_iou(box, boxes).max() <= same_iou]
+    return np.reshape(new, (-1, 4))
+
+
+def _keep_people(presence: np.ndarray, rois: np.ndarray, cfg: BlazePoseConfig) -> np.ndarray:
+    """Indices of the people to report and track: present, not duplicates of a more present one, capped."""
+    keep: list[int] = []
+    boxes = bp.roi_boxes(rois)
+    for i in np.argsort(-presence, kind="stable"):
+        if presence[i] < cfg.min_presence or len(keep) >= cfg.max_people or not np.isfinite(rois[i]).all():
+            continue
+        if keep and box_iou(boxes[i], boxes[keep]).max() > cfg.same_person_iou:
+            continue
+        keep.append(int(i))
+    return np.array(sorted(keep), dtype=np.int64)
