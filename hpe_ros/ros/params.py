@@ -1,6 +1,14 @@
-"""Declare ROS parameters with a description and range in one line each, and read them back typed."""
+"""Declare ROS parameters with a description and range in one line each, and read them back typed.
+
+Config dataclasses declare themselves: `declare_config(node, FusionConfig, "fusion")` makes one parameter
+per field (`fusion.min_views`, `fusion.tracker.gate_m`, ...) with the field's default and the help text
+and range in its metadata; `config_values` reads them back as the nested mapping that
+`hpe_ros.checks.config_from_mapping` turns into the dataclass.
+"""
 from __future__ import annotations
 
+import dataclasses
+import typing
 from typing import Any
 
 from rclpy.exceptions import ParameterUninitializedException
@@ -46,6 +54,32 @@ def value(node, name: str) -> Any:
     except ParameterUninitializedException:
         return []
     return list(v) if isinstance(v, (tuple, list)) or type(v).__name__ == "array" else v
+
+
+def _config_fields(cls, prefix: str):
+    """(parameter name, field, nested dataclass or None) for every field of dataclass `cls`."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        nested = hints[f.name] if dataclasses.is_dataclass(hints[f.name]) else None
+        yield (f"{prefix}.{f.name}" if prefix else f.name), f, nested
+
+
+def declare_config(node, cls, prefix: str = "") -> None:
+    """Declare a parameter per field of dataclass `cls`, nested dataclasses as `<prefix>.<field>.<name>`;
+    description and range from the field's metadata ("help", "range": (low, high))."""
+    for name, f, nested in _config_fields(cls, prefix):
+        if nested is not None:
+            declare_config(node, nested, name)
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        low, high = f.metadata.get("range", (None, None))
+        declare(node, name, default, f.metadata.get("help", name), low=low, high=high)
+
+
+def config_values(node, cls, prefix: str = "") -> dict[str, Any]:
+    """The current values of the parameters `declare_config` made for `cls`, as a nested mapping."""
+    return {f.name: config_values(node, nested, name) if nested is not None else value(node, name)
+            for name, f, nested in _config_fields(cls, prefix)}
 
 
 STRING_ARRAY = ParameterType.PARAMETER_STRING_ARRAY

@@ -296,10 +296,10 @@ def cloud_to_pose3d(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 @dataclass
 class HumanPoses:
-    """Decoded /human_pose_3d cloud.
+    """Fused, tracked poses: what a /human_pose_3d cloud carries (the encoder's input, the decoder's output).
 
     points: (P, J, 3) m in `frame_id`, NaN where missing; confidence: (P, J), 0 where missing;
-    ids: (P,) int64 persistent track ids (uint32 on the wire); views: (P, J) int64 cameras per joint;
+    ids: (P,) persistent track ids (uint32 on the wire; int64 decoded); views: (P, J) cameras per joint;
     stamp: float seconds (image acquisition time); frame_id: the world frame.
     """
 
@@ -315,16 +315,16 @@ class HumanPoses:
         return self.points.shape[0]
 
 
-def human_pose_to_cloud(points, confidence, ids, views, header: Header | None) -> PointCloud2:
+def human_pose_to_cloud(poses: HumanPoses, header: Header | None = None) -> PointCloud2:
     """Fused, tracked poses -> human_pose cloud.
 
-    points: (P, J, 3) m in the world frame; confidence: (P, J); ids: (P,) track ids in [0, 2^32);
-    views: (P, J) int, number of cameras that supported each joint.
+    poses.ids must lie in [0, 2^32); header: None = one made of poses.stamp and poses.frame_id (a caller
+    that sends the same header with other messages, e.g. markers, passes it; its stamp and frame win).
     """
-    points, confidence = _check_poses("human_pose", points, confidence, 3)
+    points, confidence = _check_poses("human_pose", poses.points, poses.confidence, 3)
     persons, joints = confidence.shape
-    ids = _row_values("human_pose", "ids", ids, persons, *_UINT32)
-    views = np.asarray(views)
+    ids = _row_values("human_pose", "ids", poses.ids, persons, *_UINT32)
+    views = np.asarray(poses.views)
     if views.shape != (persons, joints):
         raise ValueError(f"human_pose: views must be (P, J) = {(persons, joints)}, got shape {views.shape}")
     columns = {
@@ -332,6 +332,7 @@ def human_pose_to_cloud(points, confidence, ids, views, header: Header | None) -
         "id": _per_person(ids, joints), "joint": _joint_column(persons, joints),
         "views": np.clip(np.nan_to_num(views, nan=0), *_INT32).astype(np.int32),
     }
+    header = make_header(poses.stamp, poses.frame_id) if header is None else header
     return _encode(HUMAN_POSE_FIELDS, columns, (persons, joints), header)
 
 

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from hpe_ros.calibration import load_rig, save_rig
+from hpe_ros.io.calibration import load_rig, save_rig
 from hpe_ros.calibration.compare import rotation_angle_deg
 from hpe_ros.calibration.online import OnlineRefiner
 from hpe_ros.camera import Rig, rodrigues
@@ -104,7 +104,7 @@ def test_fusion_node_refines_online_and_saves_the_calibration(ros_context, tmp_p
         Parameter("calibration_file", value=str(bad_file)), Parameter("refine_extrinsics", value=True),
         Parameter("refine_period_s", value=0.5), Parameter("calibration_output_file", value=str(out_file)),
         Parameter("use_lifter", value=False), Parameter("publish_markers", value=False),
-        Parameter("publish_tf", value=False), Parameter("fusion.birth_hits", value=2)])
+        Parameter("publish_tf", value=False), Parameter("fusion.tracker.birth_hits", value=2)])
     assert fusion.bring_up()
     tester = Node("calib_tester", context=ros_context)
     executor = SingleThreadedExecutor(context=ros_context)
@@ -117,7 +117,7 @@ def test_fusion_node_refines_online_and_saves_the_calibration(ros_context, tmp_p
         script = MotionScript(2, seed=3)
         t0 = time.time()
         deadline = time.monotonic() + 40.0
-        while fusion.refinements == 0 and time.monotonic() < deadline:
+        while fusion.live.refinements == 0 and time.monotonic() < deadline:
             stamp = time.time()
             obs = observe(truth, script.pose(stamp - t0), rng, noise_px=1.0, outlier_rate=0.02)
             for c, name in enumerate(truth.names):
@@ -127,10 +127,10 @@ def test_fusion_node_refines_online_and_saves_the_calibration(ros_context, tmp_p
             end = time.monotonic() + 1 / 20
             while time.monotonic() < end:
                 executor.spin_once(timeout_sec=0.005)
-        assert fusion.refinements >= 1, fusion.stats.get("calibration") and fusion.stats["calibration"].extra
+        assert fusion.live.refinements >= 1, fusion.stats.get("calibration") and fusion.stats["calibration"].extra
         extra = fusion.stats["calibration"].extra
         assert float(extra["new_error_px"]) < float(extra["old_error_px"])
-        assert fusion.pipeline.rig is fusion.rig
+        assert fusion.live.refiner.rig is fusion.rig  # pipeline and refiner both took the refined rig
 
         assert client.wait_for_service(timeout_sec=5.0)
         future = client.call_async(Trigger.Request())

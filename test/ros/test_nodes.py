@@ -14,7 +14,7 @@ from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image, PointCloud2, PointField  # noqa: E402
 
-from hpe_ros.calibration import load_rig  # noqa: E402
+from hpe_ros.io.calibration import load_rig  # noqa: E402
 from hpe_ros.resources import DEFAULT_RIG, resolve_path  # noqa: E402
 from hpe_ros.ros.fusion_node import FusionNode  # noqa: E402
 from hpe_ros.ros.pointcloud import cloud_to_human_pose, make_header, pose2d_to_cloud  # noqa: E402
@@ -28,7 +28,10 @@ from helpers.ros_spin import spin  # noqa: E402
 @pytest.fixture
 def graph(ros_context):
     """A fusion node (autostarted) plus a test node that publishes 2D and records /human_pose_3d."""
-    fusion = FusionNode(context=ros_context, parameter_overrides=[Parameter("fusion.birth_hits", value=2)])
+    # max_age_s 5 s: on a loaded machine the reordered frame (0.2 s old when sent) must still count as late,
+    # not stale; the stale one below is 30 s old.
+    fusion = FusionNode(context=ros_context, parameter_overrides=[Parameter("fusion.tracker.birth_hits", value=2),
+                                                                  Parameter("max_age_s", value=5.0)])
     assert fusion.bring_up()
     tester = Node("tester", context=ros_context)
     executor = SingleThreadedExecutor(context=ros_context)
@@ -89,19 +92,19 @@ def test_fusion_node_keeps_running_through_bad_input(graph):
     # Reordered: older than frames already fused (published only once they are, so a loaded machine that
     # fuses late cannot turn it into an in-order frame).
     publish_frame(pubs, rig, now - 0.2, rng, script)
-    spin(executor, 2.0, until=lambda: fusion.sync.counters.late >= 1)
+    spin(executor, 2.0, until=lambda: fusion.live.sync.counters.late >= 1)
     assert len(out[-1].ids) == 1
     stats = fusion.stats
     assert stats["cam0"].errors >= 1 and stats["cam1"].errors >= 1 and stats["cam2"].errors >= 1
     assert stats["cam0"].dropped >= 1  # the stale one
-    assert fusion.sync.counters.late >= 1  # the reordered one
+    assert fusion.live.sync.counters.late >= 1  # the reordered one
 
 
 def test_fusion_node_without_calibration_stays_up_unconfigured(ros_context):
     node = FusionNode(context=ros_context,
                       parameter_overrides=[Parameter("calibration_file", value="/nonexistent/rig.toml")])
     assert node.bring_up() is False
-    assert node.pipeline is None
+    assert node.live is None and node.rig is None
     node.destroy_node()
 
 

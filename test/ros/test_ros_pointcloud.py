@@ -88,7 +88,7 @@ def test_human_pose_round_trip(persons):
     pts, conf, gone = random_poses(rng, persons, 26, 3)
     ids = np.array([0, 3, 2**32 - 1, 17, 9][:persons], dtype=np.uint64)
     views = rng.integers(0, 6, (persons, 26))
-    msg = human_pose_to_cloud(pts, conf, ids, views, make_header(Time(sec=12, nanosec=500_000_000), "world"))
+    msg = human_pose_to_cloud(HumanPoses(pts, conf, ids, views, 12.5, "world"))
     assert (msg.height, msg.width, msg.point_step, msg.row_step) == (persons, 26, 28, 728)
     out = cloud_to_human_pose(msg)
     assert isinstance(out, HumanPoses)
@@ -98,6 +98,11 @@ def test_human_pose_round_trip(persons):
     np.testing.assert_array_equal(out.views, views)
     assert out.stamp == pytest.approx(12.5) and out.frame_id == "world"
     assert out.num_persons == persons
+    # A header given with the poses (shared with other messages) is the one sent.
+    header = make_header(Time(sec=3, nanosec=250_000_000), "map")
+    again = cloud_to_human_pose(human_pose_to_cloud(out, header))
+    assert (again.stamp, again.frame_id) == (3.25, "map")
+    np.testing.assert_array_equal(again.points, pts)
 
 
 def test_non_finite_coordinates_force_zero_confidence():
@@ -119,7 +124,7 @@ def test_byte_layout_matches_independent_structured_array():
     conf = np.array([[0.5, 0.7], [0.25, 1.0]])
     ids = np.array([42, 7])
     views = np.array([[2, 0], [3, 4]])
-    msg = human_pose_to_cloud(pts, conf, ids, views, Header())
+    msg = human_pose_to_cloud(HumanPoses(pts, conf, ids, views, 0.0, ""), Header())
     expected = np.zeros((2, 2), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("confidence", "<f4"),
                                        ("id", "<u4"), ("joint", "<i4"), ("views", "<i4")])
     expected["x"], expected["y"], expected["z"] = pts[..., 0], pts[..., 1], pts[..., 2]
@@ -220,9 +225,9 @@ def test_encoder_input_validation():
     with pytest.raises(ValueError, match="scores must be"):
         pose3d_to_cloud(np.zeros((1, 3, 3)), np.ones((1, 4)), Header())
     with pytest.raises(ValueError, match="ids must lie in"):
-        human_pose_to_cloud(np.zeros((1, 3, 3)), np.ones((1, 3)), [-1], np.zeros((1, 3)), Header())
+        human_pose_to_cloud(HumanPoses(np.zeros((1, 3, 3)), np.ones((1, 3)), [-1], np.zeros((1, 3)), 0.0, "w"))
     with pytest.raises(ValueError, match="views must be"):
-        human_pose_to_cloud(np.zeros((1, 3, 3)), np.ones((1, 3)), [1], np.zeros((2, 3)), Header())
+        human_pose_to_cloud(HumanPoses(np.zeros((1, 3, 3)), np.ones((1, 3)), [1], np.zeros((2, 3)), 0.0, "w"))
 
 
 def test_header_is_copied_not_shared():
@@ -241,7 +246,7 @@ def test_encode_decode_speed_6x17(capsys):
     n = 300
     t0 = time.perf_counter()
     for _ in range(n):
-        msg = human_pose_to_cloud(pts, conf, ids, views, header)
+        msg = human_pose_to_cloud(HumanPoses(pts, conf, ids, views, 1.0, "world"), header)
     t1 = time.perf_counter()
     for _ in range(n):
         cloud_to_human_pose(msg)
