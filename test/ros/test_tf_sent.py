@@ -23,12 +23,12 @@ from tf2_msgs.msg import TFMessage  # noqa: E402
 
 from hpe_ros.resources import DEFAULT_CONFIG, config_path  # noqa: E402
 from hpe_ros.ros.launcher import load_config, make_nodes  # noqa: E402
-from hpe_ros.ros.pointcloud import cloud_to_human_pose, make_header  # noqa: E402
+from hpe_ros.ros.pointcloud import cloud_to_human_pose  # noqa: E402
 from hpe_ros.ros.qos import POSES  # noqa: E402
 from hpe_ros.ros.tf import TFSender, camera_transforms  # noqa: E402
 from hpe_ros.skeleton import COCO17  # noqa: E402
-from helpers.ros_spin import spin  # noqa: E402
 from helpers.fusion_scenes import ring_rig  # noqa: E402
+from helpers.ros_spin import spin  # noqa: E402
 
 # The RIHS01 type hash of ROS 2's own tf2_msgs/msg/TFMessage (as `ros2 topic info -v /tf` shows it on a
 # ROS install): the generated type is the same type on the wire.
