@@ -33,6 +33,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from hpe_ros.camera import Rig
+from hpe_ros.checks import check_shape
 from hpe_ros.fusion.geometry import RigConstants, rig_constants
 from hpe_ros.fusion.triangulation import _result, _robust_solve
 
@@ -275,15 +276,12 @@ def associate(rig: Rig, points2d: np.ndarray, scores: np.ndarray, priors: np.nda
     points2d = np.asarray(points2d, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
     C = len(rig)
-    if points2d.ndim != 4 or points2d.shape[0] != C or points2d.shape[-1] != 2:
-        raise ValueError(f"points2d must be (C, P, J, 2) with C={C} cameras, got {points2d.shape}")
-    if scores.shape != points2d.shape[:3]:
-        raise ValueError(f"scores must be (C, P, J) = {points2d.shape[:3]}, got {scores.shape}")
-    _, P, J, _ = points2d.shape
+    dims = check_shape("points2d", points2d, (C, "P", "J", 2))
+    check_shape("scores", scores, (C, "P", "J"), dims)
+    P, J = dims["P"], dims["J"]
     if priors is not None:
         priors = np.asarray(priors, dtype=np.float64)
-        if priors.ndim != 3 or priors.shape[1:] != (J, 3):
-            raise ValueError(f"priors must be (T, J, 3) with J={J}, got {priors.shape}")
+        check_shape("priors", priors, (None, "J", 3), dims)
     max_error_px = max_epipolar_px if max_error_px is None else float(max_error_px)
 
     confident = np.isfinite(points2d).all(-1) & np.isfinite(scores) & (scores >= min_score)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import check_shape
 from ..skeleton import Layout, get_layout
 
 _UP = np.array([0.0, 0.0, 1.0])
@@ -43,8 +44,7 @@ def _horizontal(v: np.ndarray) -> np.ndarray:
 
 def _check(joints: np.ndarray, layout: Layout) -> np.ndarray:
     joints = np.asarray(joints, dtype=np.float64)
-    if joints.ndim != 3 or joints.shape[1:] != (layout.num_joints, 3):
-        raise ValueError(f"joints must be (P, {layout.num_joints}, 3) for layout {layout.name}, got {joints.shape}")
+    check_shape(f"joints ({layout.name})", joints, (None, layout.num_joints, 3))
     return joints
 
 

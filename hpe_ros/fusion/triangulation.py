@@ -28,6 +28,7 @@ from itertools import combinations
 import numpy as np
 
 from hpe_ros.camera import Rig
+from hpe_ros.checks import check_shape
 from hpe_ros.fusion.geometry import RigConstants, rig_constants
 
 # A point's robust restart uses the pairs among its best-scored views; 8 views -> 28 pairs keeps
@@ -121,13 +122,9 @@ def triangulate_normalized(P: np.ndarray, xy: np.ndarray, weights: np.ndarray) -
     P = np.asarray(P, dtype=np.float64)
     xy = np.asarray(xy, dtype=np.float64)
     weights = np.asarray(weights, dtype=np.float64)
-    if P.ndim != 3 or P.shape[1:] != (3, 4):
-        raise ValueError(f"P must be (C, 3, 4), got {P.shape}")
-    C = P.shape[0]
-    if xy.ndim != 3 or xy.shape[0] != C or xy.shape[2] != 2:
-        raise ValueError(f"xy must be (C, N, 2) with C={C}, got {xy.shape}")
-    if weights.shape != xy.shape[:2]:
-        raise ValueError(f"weights must be (C, N) = {xy.shape[:2]}, got {weights.shape}")
+    dims = check_shape("P", P, ("C", 3, 4))
+    check_shape("xy", xy, ("C", "N", 2), dims)
+    check_shape("weights", weights, ("C", "N"), dims)
     weights = np.where(np.isfinite(weights) & np.isfinite(xy).all(-1), np.maximum(weights, 0.0), 0.0)
     xy = np.where(weights[..., None] > 0, xy, 0.0)
     return _solve_dlt(_dlt_rows(P, xy), weights)
@@ -254,10 +251,8 @@ def _robust_solve(rig: Rig, points2d: np.ndarray, scores: np.ndarray, min_views:
     points2d = np.asarray(points2d, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
     C = len(rig)
-    if points2d.ndim != 3 or points2d.shape[0] != C or points2d.shape[2] != 2:
-        raise ValueError(f"points2d must be (C, N, 2) with C={C} cameras, got {points2d.shape}")
-    if scores.shape != points2d.shape[:2]:
-        raise ValueError(f"scores must be (C, N) = {points2d.shape[:2]}, got {scores.shape}")
+    dims = check_shape("points2d", points2d, (C, "N", 2))
+    check_shape("scores", scores, (C, "N"), dims)
     if min_views < 2:
         raise ValueError(f"min_views must be >= 2, got {min_views}")
     N = points2d.shape[1]

@@ -122,6 +122,6 @@ def test_other_layouts_and_shape_errors():
     spine = R[:, H36M17.index("spine"), :, 0]
     assert (spine[:, 2] > 0.99).all()                             # spine bone points up
     assert np.allclose(body_frames(h36m, H36M17)[0, :3, 0], [np.cos(0.3), np.sin(0.3), 0], atol=1e-9)
-    with pytest.raises(ValueError, match=r"\(P, 17, 3\)"):
+    with pytest.raises(ValueError, match=r"joints \(coco17\) must have shape \(\?, 17, 3\), got \(2, 16, 3\)"):
         body_frames(np.zeros((2, 16, 3)), COCO17)
     assert joint_rotations(np.zeros((0, 17, 3)), COCO17).shape == (0, 17, 3, 3)
