@@ -12,8 +12,8 @@ frame / fps.
     >>> write_outputs(result, "out/walk")        # out/walk.trc (one id) or out/walk.json, out/walk.report.json
     >>> print(format_report(result.report))
 
-Layouts: the pipeline runs in the files' own layout (body25, body25b, coco17, halpe26 all work; the
-tracker and orientation only need named hips and shoulders), so no joint is lost to a conversion;
+Layouts: the pipeline runs in the files' own layout (any of `hpe_ros.skeleton.LAYOUTS`; the tracker and
+orientation only need named hips and shoulders), so no joint is lost to a conversion;
 BODY_25's neck and mid-hip are triangulated from their own detections, not averaged.
 
 Reprojection report: each fused person (joints seen by >= 1 view this frame) is projected into every
@@ -37,7 +37,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .calibration import load_rig
+from .io.calibration import load_rig
 from .camera import Rig
 from .fusion import FusionConfig, FusionPipeline
 from .fusion.pipeline import stack_views
