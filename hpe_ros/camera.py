@@ -64,13 +64,18 @@ def distort_normalized(xy: np.ndarray, dist) -> np.ndarray:
     dist: the 8 coefficients (k1, k2, p1, p2, k3, k4, k5, k6), each a number or an array broadcasting
     with xy[..., 0] (e.g. (C, 1) per camera for xy (C, N, 2): every camera in one expression).
     """
+    return np.stack(distort_xy(xy[..., 0], xy[..., 1], dist), axis=-1)
+
+
+def distort_xy(x: np.ndarray, y: np.ndarray, dist) -> tuple[np.ndarray, np.ndarray]:
+    """`distort_normalized` on the coordinates as two arrays (...,) -> (xd, yd): the fusion hot path keeps
+    x and y apart, and contiguous arrays are faster than the strided halves of an (..., 2) array."""
     k1, k2, p1, p2, k3, k4, k5, k6 = dist
-    x, y = xy[..., 0], xy[..., 1]
     r2 = x * x + y * y
     radial = (1 + r2 * (k1 + r2 * (k2 + r2 * k3))) / (1 + r2 * (k4 + r2 * (k5 + r2 * k6)))
     xd = x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
     yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
-    return np.stack([xd, yd], axis=-1)
+    return xd, yd
 
 
 def undistort_normalized(xy_d: np.ndarray, dist, iterations: int = 10) -> np.ndarray:

@@ -19,7 +19,7 @@ import weakref
 
 import numpy as np
 
-from ..camera import Rig, distort_normalized, undistort_normalized
+from ..camera import Rig, distort_xy, undistort_normalized
 
 _UNDISTORT_ITERATIONS = 10  # as Camera.undistort_points (cv2.undistortPoints' default)
 
@@ -101,8 +101,7 @@ class RigConstants:
         x = np.where(front, pc[..., 0] / zs, np.nan)
         y = np.where(front, pc[..., 1] / zs, np.nan)
         if self.has_distortion:
-            xy = distort_normalized(np.stack([x, y], axis=-1), self.dist.T[:, :, None])
-            x, y = xy[..., 0], xy[..., 1]
+            x, y = distort_xy(x, y, self.dist.T[:, :, None])
         out = np.empty((self.C, flat.shape[1], 2))
         out[..., 0] = self.fx[:, None] * x + self.skew[:, None] * y + self.cx[:, None]
         out[..., 1] = self.fy[:, None] * y + self.cy[:, None]
