@@ -31,8 +31,8 @@ _WHEEL_FILES = {"detector": ("pose_detection", "pose_detection.tflite"),
 
 @dataclass
 class BlazePoseConfig:
-    min_detection_score: float = 0.4   # MediaPipe uses 0.5 for its one person; the presence check below
-                                       # rejects non-people, and people small in the letterbox score lower
+    min_detection_score: float = 0.5   # MediaPipe's; people small in the letterboxed image can score less
+                                       # (0.4 finds them, and the presence check still rejects non-people)
     nms_iou: float = 0.3               # weighted NMS overlap (MediaPipe's)
     min_presence: float = 0.5          # a person whose pose-presence score falls below this is dropped
     detect_every: int = 10             # detector every N frames of a camera (and whenever it tracks nobody)
