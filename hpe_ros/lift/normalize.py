@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hpe_ros.checks import check_shape
 from hpe_ros.skeleton import Layout
 
 MIN_SCORE = 0.05   # joints below this confidence count as unseen
@@ -64,10 +65,8 @@ def normalise(points2d: np.ndarray, scores: np.ndarray, K: np.ndarray, layout: L
     """points2d (N, J, 2) px (NaN = missing), scores (N, J), K (3, 3) or (N, 3, 3) -> Normalised."""
     points2d = np.asarray(points2d, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
-    if points2d.ndim != 3 or points2d.shape[-1] != 2 or scores.shape != points2d.shape[:2]:
-        raise ValueError(f"points2d must be (N, J, 2) and scores (N, J), got {points2d.shape} and {scores.shape}")
-    if points2d.shape[1] != layout.num_joints:
-        raise ValueError(f"{points2d.shape[1]} joints given, layout {layout.name} has {layout.num_joints}")
+    dims = check_shape(f"{layout.name} points2d", points2d, ("N", layout.num_joints, 2))
+    check_shape("scores", scores, ("N", layout.num_joints), dims)
     rays = to_rays(points2d, K)
     return normalise_rays(rays, scores, layout, min_score)
 

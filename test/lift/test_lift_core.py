@@ -1,11 +1,15 @@
 """The lifter's core: normalisation and placement, metrics, networks, ONNX export, training loop, runtime."""
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
+from hpe_ros.checks import config_from_mapping  # noqa: E402
+from hpe_ros.lift.methods import make_method  # noqa: E402
 from hpe_ros.lift.metrics import mpjpe, n_mpjpe, p_mpjpe, summary  # noqa: E402
 from hpe_ros.lift.models import (LifterConfig, build_lifter, export_lifter_onnx, load_lifter,  # noqa: E402
                                  save_lifter)
@@ -51,8 +55,10 @@ def test_normalise_rejects_too_few_joints_and_bad_shapes():
     px[0, :3] = [[100, 100], [120, 90], [130, 150]]
     norm = normalise(px, np.isfinite(px).all(-1).astype(float), np.diag([500.0, 500.0, 1.0]), COCO17)
     assert not norm.ok.any() and not norm.net_input.any()
-    with pytest.raises(ValueError, match="joints"):
+    with pytest.raises(ValueError, match=r"coco17 points2d must have shape \(1, 17, 2\), got \(1, 5, 2\)"):
         normalise(np.zeros((1, 5, 2)), np.ones((1, 5)), np.eye(3), COCO17)
+    with pytest.raises(ValueError, match=r"scores must have shape \(2, 17\), got \(17,\)"):
+        normalise(px, np.ones(17), np.eye(3), COCO17)
 
 
 def test_metrics_match_their_definitions():
@@ -144,6 +150,27 @@ def test_checkpoint_round_trip_and_bad_files(tmp_path):
         LearnedLifter(tmp_path / "missing.onnx")
     with pytest.raises(ValueError, match="architecture"):
         LifterConfig(arch="transformer")
+
+
+def test_train_config_and_method_options_from_mappings_reject_typos():
+    cfg = config_from_mapping(TrainConfig, {"method": "epipolar", "steps": 10, "lr": 1, "options": {"scale_weight": 1}})
+    assert (cfg.steps, cfg.lr, cfg.freeze_norm) == (10, 1.0, None)
+    assert make_method(cfg, COCO17, torch.device("cpu")).options.scale_weight == 1.0
+    with pytest.raises(ValueError, match=r"unknown TrainConfig option\(s\) \['step'\]"):
+        config_from_mapping(TrainConfig, {"step": 10})
+    with pytest.raises(ValueError, match="TrainConfig option freeze_norm must be true or false"):
+        config_from_mapping(TrainConfig, {"freeze_norm": "yes"})
+    with pytest.raises(ValueError, match=r"unknown epipolar option\(s\) \['scale_wieght'\]; valid: scale_weight"):
+        make_method(TrainConfig(method="epipolar", options={"scale_wieght": 1.0}), COCO17, torch.device("cpu"))
+    with pytest.raises(ValueError, match="unknown training method 'cycel'"):
+        make_method(TrainConfig(method="cycel"), COCO17, torch.device("cpu"))
+
+
+def test_training_without_torch_says_how_to_install_it():
+    code = "import sys; sys.modules['torch'] = None; import hpe_ros.lift.train"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "training the lifter needs torch" in proc.stderr and "pip install" in proc.stderr
 
 
 def test_lifter_leaves_unliftable_people_empty_and_fills_unseen_joints(tmp_path):

@@ -20,7 +20,7 @@ from hpe_ros.sim import default_rig as make_rig
 from hpe_ros.skeleton import get_layout
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from bench_lifter import FINE_TUNE  # noqa: E402
+from bench_lifter import FINE_TUNE
 
 torch.set_num_threads(1)
 
@@ -51,6 +51,13 @@ def test_cycle_is_registered_and_two_d_only():
     assert method.needs_targets is False
     with pytest.raises(ValueError, match="unknown cycle option"):
         make_method(_config(options={"w_nonsense": 1.0}), get_layout("coco17"), torch.device("cpu"))
+    with pytest.raises(ValueError, match="cycle option gan must be one of ls, bce"):
+        make_method(_config(options={"gan": "wgan"}), get_layout("coco17"), torch.device("cpu"))
+    with pytest.raises(ValueError, match="cycle option d_width must be an integer"):
+        make_method(_config(options={"d_width": "wide"}), get_layout("coco17"), torch.device("cpu"))
+    # --option axis=1 arrives as an int, w_scale_anchor=1 as an int for a float option: both fine
+    tuned = make_method(_config(options={"axis": 1, "w_scale_anchor": 1}), get_layout("coco17"), torch.device("cpu"))
+    assert tuned.options.axis == 1 and tuned.options.w_scale_anchor == 1.0
 
 
 class _FlatPose(torch.nn.Module):

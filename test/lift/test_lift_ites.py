@@ -51,6 +51,21 @@ def test_registered_and_rotation_6d():
     assert not method.needs_targets
 
 
+def test_options_resolve_automatic_choices_and_reject_typos():
+    cpu = torch.device("cpu")
+    scratch = make_method(_ites_config(options={}), LAYOUT, cpu)
+    assert (scratch.teacher_steps, scratch.pca_init, scratch.anchor_weight, scratch.distill_axes) == (180, False, 0.0, "xyz")
+    tuned = make_method(_ites_config(init="x.pt", options={"keep_weight": 1}), LAYOUT, cpu)
+    assert (tuned.teacher_steps, tuned.pca_init, tuned.anchor_weight, tuned.distill_axes) == (120, True, 1.0, "z")
+    assert tuned.anchor_always and tuned.keep_scale_weight == 0.5
+    with pytest.raises(ValueError, match=r"unknown ites option\(s\) \['teacher_step'\]; valid: .*teacher_steps"):
+        make_method(_ites_config(options={"teacher_step": 10}), LAYOUT, cpu)
+    with pytest.raises(ValueError, match="ites option distill_axes must be one of xyz, z"):
+        make_method(_ites_config(options={"distill_axes": "y"}), LAYOUT, cpu)
+    with pytest.raises(ValueError, match="ites option teacher_steps must be an integer"):
+        make_method(_ites_config(options={"teacher_steps": 2.5}), LAYOUT, cpu)
+
+
 def test_from_scratch_loss_falls_and_pmpjpe_improves(trained_from_scratch):
     """(a) Random init, 2D only, GCN student. Baseline: the untrained residual model, whose answer is already
     the flat pose (x, y = the input, depth ~ 0): P-MPJPE of a flat pose, not of noise. Measured (1 CPU

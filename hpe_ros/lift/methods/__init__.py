@@ -6,32 +6,22 @@
   projected 2D poses, scale on its own (Chen et al. CVPR 2019; Yu et al. ICCV 2021).
 - ites: 2D only: a rotation-invariant teacher over a learned pose dictionary regularises the lifter being
   trained (the equivariant student; Xu et al. AAAI 2021).
+
+Each method's options are a dataclass (`Method.Options`) filled from `TrainConfig.options`.
 """
 from __future__ import annotations
 
 from hpe_ros.lift.methods.base import Method
+from hpe_ros.lift.methods.cycle import CycleMethod
+from hpe_ros.lift.methods.ites import ItesMethod
 from hpe_ros.lift.methods.supervised import SupervisedMethod
 
-METHODS: dict[str, type] = {"supervised": SupervisedMethod, "epipolar": SupervisedMethod}
-
-
-def _register_optional():
-    try:
-        from hpe_ros.lift.methods.cycle import CycleMethod
-        METHODS["cycle"] = CycleMethod
-    except ImportError:  # pragma: no cover - module not written yet
-        pass
-    try:
-        from hpe_ros.lift.methods.ites import ItesMethod
-        METHODS["ites"] = ItesMethod
-    except ImportError:  # pragma: no cover
-        pass
-
-
-_register_optional()
+METHODS: dict[str, type[Method]] = {"supervised": SupervisedMethod, "epipolar": SupervisedMethod,
+                                    "cycle": CycleMethod, "ites": ItesMethod}
 
 
 def make_method(config, layout, device) -> Method:
+    """The training method `config.method` with its options from `config.options` (ValueError if unknown)."""
     if config.method not in METHODS:
         raise ValueError(f"unknown training method {config.method!r}; choose one of {sorted(METHODS)}")
     return METHODS[config.method](config, layout, device)

@@ -1,19 +1,32 @@
-"""What every training method provides to `hpe_ros.lift.train.train`."""
+"""What every training method provides to `hpe_ros.lift.train.train`, and how it reads its options."""
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 
+from hpe_ros.checks import config_from_mapping
+
+
+@dataclass
+class NoOptions:
+    """A method without options."""
+
 
 class Method:
-    """Base: no extra modules, no state. Subclasses set `needs_targets` and implement `losses`."""
+    """Base: no extra modules, no state. Subclasses set `needs_targets`, `Options` and implement `losses`.
+
+    `Options` is a dataclass; `TrainConfig.options` (a mapping, e.g. from `--option KEY=VALUE`) fills it, and an
+    unknown key or a value of the wrong kind fails with one line naming the method and its valid options.
+    """
 
     needs_targets = False
+    Options: type = NoOptions
 
     def __init__(self, config, layout, device):
         self.config, self.layout, self.device = config, layout, device
-        self.options = dict(config.options or {})
+        self.options = config_from_mapping(self.Options, config.options or {}, owner=config.method)
         self._start = None            # frozen copy of the lifter a fine-tuning run started from
         self._pending_start = None    # its weights from a resumed checkpoint, until the copy is made
 
@@ -32,9 +45,6 @@ class Method:
     def restore_start(self, state) -> None:
         self._pending_start = state
 
-    def option(self, name: str, default):
-        return type(default)(self.options.get(name, default))
-
     def parameters(self, model) -> list:
         """Extra parameters optimised together with the lifter (none by default)."""
         return []
@@ -51,3 +61,9 @@ class Method:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+def check_choice(owner: str, name: str, value, choices) -> None:
+    """One line for an option outside its choices."""
+    if value not in choices:
+        raise ValueError(f"{owner} option {name} must be one of {', '.join(map(str, choices))}, got {value!r}")

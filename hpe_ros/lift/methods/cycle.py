@@ -13,13 +13,13 @@ Per batch of normalised 2D poses p (see hpe_ros/lift/normalize.py):
    p' look real. The discriminator has its own Adam, stepped by `optimisers()` before each lifter step on
    this batch's real poses and the previous step's (detached) fakes, so the lifter runs once per step.
 4. scale on its own: `bone` (metric bone lengths constant over the frames of one person in the batch),
-   `prior` (summed limb length log-normal around a 1.70 m person's), `sym` (left = right bones).
+   `prior` (summed limb length log-normal around a default-height person's), `sym` (left = right bones).
 
 The rotated view keeps the input's confidences ("view_conf" option "input"; "ones" = every joint seen with
 confidence 1, `common.rotate_and_view`'s default), so it looks like the detections the lifter is trained on and
-BatchNorm statistics of the two passes agree. Options (TrainConfig.options, defaults below): weights
+BatchNorm statistics of the two passes agree. Options (`CycleOptions`, from TrainConfig.options): weights
 w_rep, w_3d, w_2d, w_adv, w_bone, w_prior, w_sym, w_scale_cycle; max_elevation_deg; d_lr, d_width;
-gan ("ls" least squares or "bce"); detach_view (1: no gradient from the second pass into the first lift
+gan ("ls" least squares or "bce"); detach_view (true: no gradient from the second pass into the first lift
 through the rotated input; the targets R Q s / s' still carry it); warmup (steps before the cycle terms
 ramp in linearly). Fine-tuning a supervised lifter (train.py then keeps BatchNorm statistics and dropout as
 trained): w_anchor (mean joint distance to a frozen copy of the starting model's answers), w_back3d (the
@@ -35,20 +35,46 @@ Measured on the default lifter, a 3.8 m rig: P-MPJPE 80 -> 53 mm, MPJPE 122 -> 9
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hpe_ros.lift.methods.base import Method
+from hpe_ros.lift.methods.base import Method, check_choice
 from hpe_ros.lift.methods.common import (np_rng_generator, random_rotations, reprojection_loss, rotate_and_view,
                                          scale_losses, symmetry_loss, unpack)
 from hpe_ros.lift.normalize import MIN_SCORE, hip_indices
 
-DEFAULTS = dict(w_rep=1.0, w_3d=0.5, w_2d=0.5, w_adv=0.02, w_bone=0.5, w_prior=1.0, w_sym=0.1,
-                w_scale_cycle=0.1, max_elevation_deg=20.0, d_lr=2e-4, d_width=256, gan="ls", detach_view=0,
-                warmup=0, view_conf="input", w_anchor=0.0, w_back3d=0.0, axis=0, w_orient=0.0,
-                w_scale_anchor=0.0)
+@dataclass
+class CycleOptions:
+    """Loss weights and settings of the cycle method (see the module docstring)."""
+
+    w_rep: float = 1.0
+    w_3d: float = 0.5
+    w_2d: float = 0.5
+    w_adv: float = 0.02
+    w_bone: float = 0.5
+    w_prior: float = 1.0
+    w_sym: float = 0.1
+    w_scale_cycle: float = 0.1
+    w_anchor: float = 0.0
+    w_back3d: float = 0.0
+    w_orient: float = 0.0
+    w_scale_anchor: float = 0.0
+    max_elevation_deg: float = 20.0
+    d_lr: float = 2e-4
+    d_width: int = 256
+    gan: str = "ls"               # "ls" least squares or "bce"
+    detach_view: bool = False
+    warmup: int = 0               # steps before the cycle terms ramp in linearly
+    view_conf: str = "input"      # "input" or "ones" (see common.rotate_and_view)
+    axis: int = 0                 # 0 camera y, 1 the current lift's torso up, 2 the starting model's
+
+    def __post_init__(self):
+        check_choice("cycle", "gan", self.gan, ("ls", "bce"))
+        check_choice("cycle", "view_conf", self.view_conf, ("input", "ones"))
+        check_choice("cycle", "axis", self.axis, (0, 1, 2))
 
 
 class PoseDiscriminator(nn.Module):
@@ -82,6 +108,11 @@ def torso_frame(shape, idx):
     return F.normalize(up, dim=-1, eps=1e-6), F.normalize(across, dim=-1, eps=1e-6)
 
 
+def log_metric_size(shape, log_scale):
+    """(B,) log of the metric size m rms(Q) of shapes (B, J, 3) with log m (B, 1)."""
+    return log_scale[:, 0] + 0.5 * torch.log((shape ** 2).sum((1, 2)).clamp_min(1e-8))
+
+
 def view_rotations(n, generator, max_elevation, axis=None, device=None):
     """`common.random_rotations` (same draws from `generator`); with axis (n, 3) the azimuth turns about
     that axis (a person's up) rather than the camera's y, then the elevation about the camera's x."""
@@ -97,30 +128,26 @@ def view_rotations(n, generator, max_elevation, axis=None, device=None):
 
 class CycleMethod(Method):
     needs_targets = False
+    Options = CycleOptions
 
     def __init__(self, config, layout, device):
         super().__init__(config, layout, device)
-        unknown = sorted(set(self.options) - set(DEFAULTS))
-        if unknown:
-            raise ValueError(f"unknown cycle option(s) {unknown}; known: {sorted(DEFAULTS)}")
         self.lh, self.rh = hip_indices(layout)
         self.torso = (layout.index("left_shoulder"), layout.index("right_shoulder"), self.lh, self.rh)
         self.generator = np_rng_generator(config.seed)              # rotations
         with torch.random.fork_rng(devices=[]):                       # keep the global stream as other methods see it
             torch.manual_seed(int(config.seed) + 7919)
-            self.disc = PoseDiscriminator(layout.num_joints, self.option("d_width", DEFAULTS["d_width"]))
+            self.disc = PoseDiscriminator(layout.num_joints, self.options.d_width)
         self.disc.to(device)
-        self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=self.option("d_lr", DEFAULTS["d_lr"]),
+        self.disc_opt = torch.optim.Adam(self.disc.parameters(), lr=self.options.d_lr,
                                          betas=(0.5, 0.999))
         self._fake: torch.Tensor | None = None                        # the last step's rotated views (detached)
-
-    def opt(self, name):
-        return self.option(name, DEFAULTS[name])
+        self._d_loss: torch.Tensor | None = None                      # the discriminator's last loss
 
     # --- discriminator ---------------------------------------------------------------------------------
 
     def _gan(self, logits, real: bool):
-        if self.opt("gan") == "bce":
+        if self.options.gan == "bce":
             return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, 1.0 if real else 0.0))
         return ((logits - (1.0 if real else 0.0)) ** 2).mean()
 
@@ -130,7 +157,7 @@ class CycleMethod(Method):
         return p[full]
 
     def _disc_step(self, model, batch, step):
-        if self._fake is None or self.opt("w_adv") <= 0:
+        if self._fake is None or self.options.w_adv <= 0:
             return
         real = self._real(batch["net_input"])
         if len(real) < 2:
@@ -149,31 +176,36 @@ class CycleMethod(Method):
 
     # --- lifter losses ---------------------------------------------------------------------------------
 
+    def _start_terms(self, model, net, Q, log_m):
+        """Terms that keep a fine-tuned lifter near its start: (anchor, orient, scale_anchor, start shapes Qa)
+        (zeros and None when no option asks for the start model)."""
+        o = self.options
+        zero = Q.new_zeros(())
+        if not (o.w_anchor > 0 or o.w_orient > 0 or o.w_scale_anchor > 0 or o.axis == 2):
+            return zero, zero, zero, None
+        with torch.no_grad():
+            Qa, lma = self.frozen_start(model)(net)
+        anchor = torch.linalg.norm(Q - Qa, dim=-1).mean()
+        u, a = torso_frame(Q, self.torso)
+        ua, aa = torso_frame(Qa, self.torso)
+        orient = (2.0 - (u * ua).sum(-1) - (a * aa).sum(-1)).mean()
+        scale_anchor = (log_metric_size(Q, log_m) - log_metric_size(Qa, lma)).abs().mean()
+        return anchor, orient, scale_anchor, Qa
+
     def losses(self, model, batch, step):
+        o = self.options
         net, s, person = batch["net_input"], batch["spread"], batch["person"]
-        p, w, c = unpack(net)
         B = net.shape[0]
         Q, log_m = model(net)
-        anchor = orient = scale_anchor = Q.new_zeros(())
-        Qa = lma = None
-        if self.opt("w_anchor") > 0 or self.opt("w_orient") > 0 or self.opt("w_scale_anchor") > 0 \
-                or self.opt("axis") == 2:                         # stay near the starting model (fine-tuning)
-            with torch.no_grad():
-                Qa, lma = self.frozen_start(model)(net)
-            anchor = torch.linalg.norm(Q - Qa, dim=-1).mean()
-            u, a = torso_frame(Q, self.torso)
-            ua, aa = torso_frame(Qa, self.torso)
-            orient = (2.0 - (u * ua).sum(-1) - (a * aa).sum(-1)).mean()
-            size = lambda q, lm: lm[:, 0] + 0.5 * torch.log((q ** 2).sum((1, 2)).clamp_min(1e-8))  # noqa: E731
-            scale_anchor = (size(Q, log_m) - size(Qa, lma)).abs().mean()
+        anchor, orient, scale_anchor, Qa = self._start_terms(model, net, Q, log_m)
         rep = reprojection_loss(Q, net, s)
 
         axis = None
-        if self.opt("axis"):                       # azimuth about the person's torso up instead of camera y
-            axis = torso_frame((Q if self.opt("axis") == 1 else Qa).detach(), self.torso)[0]
-        R = view_rotations(B, self.generator, math.radians(self.opt("max_elevation_deg")), axis, net.device)
-        net2, s2, target2, p_all = rotate_and_view(Q, net, s, R, self.lh, self.rh, self.opt("view_conf"))
-        if self.opt("detach_view"):
+        if o.axis:                       # azimuth about the person's torso up instead of camera y
+            axis = torso_frame((Q if o.axis == 1 else Qa).detach(), self.torso)[0]
+        R = view_rotations(B, self.generator, math.radians(o.max_elevation_deg), axis, net.device)
+        net2, s2, target2, p_all = rotate_and_view(Q, net, s, R, self.lh, self.rh, o.view_conf)
+        if o.detach_view:
             net2 = net2.detach()
         Q2, log_m2 = model(net2)
         cons3d = torch.linalg.norm(Q2 - target2, dim=-1).mean()
@@ -182,8 +214,7 @@ class CycleMethod(Method):
         back3d = torch.linalg.norm(Q - back.detach(), dim=-1).mean()    # the second lift as a teacher
         scale_cycle = (log_m2[:, 0] - (log_m[:, 0] + torch.log(s2 / s)).detach()).abs().mean()
 
-        w_adv = self.opt("w_adv")
-        if w_adv > 0:
+        if o.w_adv > 0:
             for q in self.disc.parameters():
                 q.requires_grad_(False)
             self.disc.eval()
@@ -195,18 +226,16 @@ class CycleMethod(Method):
         bone, prior = scale_losses(Q, log_m, person, self.layout)
         sym = symmetry_loss(Q, self.layout)
 
-        warm = self.opt("warmup")
-        ramp = min(1.0, (step + 1) / warm) if warm > 0 else 1.0
-        total = (self.opt("w_rep") * rep + ramp * (self.opt("w_3d") * cons3d + self.opt("w_2d") * cycle2d
-                                                  + w_adv * adv + self.opt("w_scale_cycle") * scale_cycle)
-                 + self.opt("w_anchor") * anchor + self.opt("w_orient") * orient
-                 + self.opt("w_scale_anchor") * scale_anchor + ramp * self.opt("w_back3d") * back3d
-                 + self.opt("w_bone") * bone + self.opt("w_prior") * prior + self.opt("w_sym") * sym)
+        ramp = min(1.0, (step + 1) / o.warmup) if o.warmup > 0 else 1.0
+        total = (o.w_rep * rep + ramp * (o.w_3d * cons3d + o.w_2d * cycle2d + o.w_adv * adv
+                                         + o.w_scale_cycle * scale_cycle)
+                 + o.w_anchor * anchor + o.w_orient * orient + o.w_scale_anchor * scale_anchor
+                 + ramp * o.w_back3d * back3d + o.w_bone * bone + o.w_prior * prior + o.w_sym * sym)
         out = {"loss": total, "loss_rep": rep, "loss_3d": cons3d, "loss_2d": cycle2d, "loss_adv": adv,
                "loss_scale_cycle": scale_cycle, "loss_anchor": anchor, "loss_orient": orient,
                "loss_scale_anchor": scale_anchor, "loss_back3d": back3d, "loss_bone": bone, "loss_prior": prior,
                "loss_sym": sym}
-        if getattr(self, "_d_loss", None) is not None:
+        if self._d_loss is not None:
             out["loss_disc"] = self._d_loss
         return {k: (v if k == "loss" else v.detach()) for k, v in out.items()}
 

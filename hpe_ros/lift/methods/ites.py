@@ -29,22 +29,23 @@ principal directions of the starting lifter's own shapes on the first batches, b
 (hips along x, spine along y), and during the teacher phase the teacher is also pulled towards the
 lifter's answers (`anchor_weight`), so it starts as a low-rank, rotation-invariant copy of a good model
 instead of from nothing. The student keeps a frozen copy of its starting weights and is pulled towards it
-with `keep_weight` (0 from random init).
+with `keep_weight` (default 0: off).
 
-Options (TrainConfig.options), with defaults: bases 10, teacher_width 256, teacher_lr 1e-3, teacher_steps
-(30 % of the run from random init, 20 % when fine-tuning), teacher_reproj_weight 5, reproj_weight 1, invariance_weight 1,
-equivariance_weight 1, teacher_symmetry_weight 0.1, distill_weight 1, symmetry_weight 0.1,
-constancy_weight 1, prior_weight 1, student_cycle_weight 0, anchor_weight (1 when fine-tuning, else 0),
-keep_weight (0), teacher_init ("auto": "pca" when fine-tuning, else "random"), pca_batches 4.
+When fine-tuning the teacher also stays anchored for the whole run (`anchor_always`), and the student
+distils depth only (`distill_axes` "z"), optionally only where teacher and student agree (`agree_tau`) or
+where the teacher is itself rotation-invariant (`confidence_tau`).
+
+Options: `ItesOptions` (from TrainConfig.options), with their defaults and the fine-tuning choices.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from hpe_ros.lift.methods.base import Method
+from hpe_ros.lift.methods.base import Method, check_choice
 from hpe_ros.lift.methods.common import (np_rng_generator, random_rotations, reprojection_loss, rotate_and_view,
                                          scale_losses, symmetry_loss)
 from hpe_ros.lift.normalize import hip_indices
@@ -70,10 +71,10 @@ def template_pose(layout) -> torch.Tensor:
         return None
     body = {k: np.array([v * 1.7]) for k, v in PROPORTIONS.items()}
     body["height"] = np.array([1.7])
-    z = lambda *shape: np.zeros(shape)  # noqa: E731
-    ang = dict(trunk=z(1), hip=z(1, 2), knee=z(1, 2), sh_flex=z(1, 2), sh_abd=np.full((1, 2), 0.2),
-               elbow=np.full((1, 2), 0.3), roll=z(1, 2), sway=z(1))
-    P = torch.as_tensor(forward_kinematics(body, z(1), z(1), z(1), ang), dtype=torch.float32)
+    one, two = np.zeros(1), np.zeros((1, 2))
+    ang = dict(trunk=one, hip=two, knee=two, sh_flex=two, sh_abd=np.full((1, 2), 0.2),
+               elbow=np.full((1, 2), 0.3), roll=two, sway=one)
+    P = torch.as_tensor(forward_kinematics(body, one, one, one, ang), dtype=torch.float32)
     lh, rh = hip_indices(layout)
     P = body_frame(P - 0.5 * (P[:, lh] + P[:, rh])[:, None], layout)[0]
     return P / P.pow(2).sum(-1).mean().sqrt()
@@ -143,34 +144,68 @@ def joint_distance(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor | None = No
     return (w * d).sum() / w.sum().clamp_min(1.0)
 
 
+@dataclass
+class ItesOptions:
+    """Weights and schedule of ITES (see the module docstring). None: chosen from whether the run fine-tunes."""
+
+    bases: int = 10
+    teacher_width: int = 256
+    teacher_lr: float = 1e-3
+    teacher_steps: int | None = None          # None: 30 % of the run from random init, 20 % when fine-tuning
+    teacher_init: str = "auto"                # "pca", "random" or "auto" ("pca" when fine-tuning)
+    pca_batches: int = 4
+    teacher_reproj_weight: float = 5.0
+    invariance_weight: float = 1.0
+    equivariance_weight: float = 1.0
+    teacher_symmetry_weight: float = 0.1
+    anchor_weight: float | None = None        # None: 1 with the PCA start, else 0
+    anchor_always: bool | None = None         # teacher anchored for the whole run; None: when fine-tuning
+    reproj_weight: float = 1.0
+    distill_weight: float = 1.0
+    distill_axes: str | None = None           # "xyz" or "z" (depth only); None: "z" when fine-tuning
+    agree_tau: float = 0.0                    # shape units; 0: no agreement gating
+    confidence_tau: float = 0.0               # 0: no gating by the teacher's own invariance
+    symmetry_weight: float = 0.1
+    constancy_weight: float = 1.0
+    prior_weight: float = 1.0
+    student_cycle_weight: float = 0.0
+    keep_weight: float = 0.0
+    keep_scale_weight: float | None = None    # None: half keep_weight
+
+    def __post_init__(self):
+        check_choice("ites", "teacher_init", self.teacher_init, ("auto", "pca", "random"))
+        if self.distill_axes is not None:
+            check_choice("ites", "distill_axes", self.distill_axes, ("xyz", "z"))
+        if self.pca_batches < 1:
+            raise ValueError(f"ites option pca_batches must be >= 1, got {self.pca_batches}")
+
+
 class ItesMethod(Method):
     needs_targets = False
+    Options = ItesOptions
 
     def __init__(self, config, layout, device):
         super().__init__(config, layout, device)
+        o = self.options
         self.lh, self.rh = hip_indices(layout)
         finetune = bool(config.init)
-        self.teacher_steps = self.option("teacher_steps", int(round((0.2 if finetune else 0.3) * config.steps)))
-        init = self.option("teacher_init", "auto")
-        self.pca_init = init == "pca" or (init == "auto" and finetune)
-        self.pca_batches = max(1, self.option("pca_batches", 4))
-        self.anchor_weight = self.option("anchor_weight", 1.0 if self.pca_init else 0.0)
+        self.teacher_steps = o.teacher_steps if o.teacher_steps is not None else \
+            int(round((0.2 if finetune else 0.3) * config.steps))
+        self.pca_init = o.teacher_init == "pca" or (o.teacher_init == "auto" and finetune)
+        self.anchor_weight = o.anchor_weight if o.anchor_weight is not None else (1.0 if self.pca_init else 0.0)
         # Fine-tuning: the teacher stays anchored to the frozen start model for the whole run (not only its
         # own phase), the student distils depth only, where teacher and student agree, and is kept near its
         # start (shape and scale head).
         self.finetune = finetune
-        self.anchor_always = bool(self.option("anchor_always", 1 if finetune else 0))
-        self.keep_weight = self.option("keep_weight", 0.0)
-        self.keep_scale_weight = self.option("keep_scale_weight", 0.5 * self.keep_weight)
-        self.distill_axes = self.option("distill_axes", "z" if finetune else "xyz")
-        self.agree_tau = self.option("agree_tau", 0.0)        # shape units; 0: no gating
-        self.confidence_tau = self.option("confidence_tau", 0.0)
+        self.anchor_always = finetune if o.anchor_always is None else o.anchor_always
+        self.keep_weight = o.keep_weight
+        self.keep_scale_weight = 0.5 * o.keep_weight if o.keep_scale_weight is None else o.keep_scale_weight
+        self.distill_axes = o.distill_axes or ("z" if finetune else "xyz")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(config.seed) + 7741)
-            self.teacher = DictionaryTeacher(layout.num_joints, self.lh, self.rh, self.option("bases", 10),
-                                             self.option("teacher_width", 256), template=template_pose(layout)).to(device)
-        self.teacher_lr = self.option("teacher_lr", 1e-3)
-        self.teacher_opt = torch.optim.Adam(self.teacher.parameters(), lr=self.teacher_lr)
+            self.teacher = DictionaryTeacher(layout.num_joints, self.lh, self.rh, o.bases, o.teacher_width,
+                                             template=template_pose(layout)).to(device)
+        self.teacher_opt = torch.optim.Adam(self.teacher.parameters(), lr=o.teacher_lr)
         self.generator = np_rng_generator(config.seed + 1013)
         self.pca_pool: list[torch.Tensor] = []
         self.initialised = not self.pca_init
@@ -190,10 +225,9 @@ class ItesMethod(Method):
         equivariance = joint_distance(X2, target)
         reproj2 = reprojection_loss(X2, net2, s2)
         sym = symmetry_loss(S, self.layout)
-        total = (self.option("teacher_reproj_weight", 5.0) * (reproj + 0.5 * reproj2)
-                 + self.option("invariance_weight", 1.0) * invariance
-                 + self.option("equivariance_weight", 1.0) * equivariance
-                 + self.option("teacher_symmetry_weight", 0.1) * sym)
+        o = self.options
+        total = (o.teacher_reproj_weight * (reproj + 0.5 * reproj2) + o.invariance_weight * invariance
+                 + o.equivariance_weight * equivariance + o.teacher_symmetry_weight * sym)
         out = {"t_reproj": reproj, "t_invariance": invariance, "t_equivariance": equivariance, "t_symmetry": sym}
         if model is not None and self.anchor_weight > 0:
             with torch.no_grad():
@@ -220,7 +254,7 @@ class ItesMethod(Method):
         model.train(was)
         Q = Q - 0.5 * (Q[:, self.lh] + Q[:, self.rh])[:, None]
         self.pca_pool.append(body_frame(Q, self.layout).reshape(len(Q), -1))
-        if len(self.pca_pool) < self.pca_batches:
+        if len(self.pca_pool) < self.options.pca_batches:
             return False
         data = torch.cat(self.pca_pool)
         data = data[torch.isfinite(data).all(1)]
@@ -239,9 +273,9 @@ class ItesMethod(Method):
         if not self.initialised:
             self.initialised = self._init_from_lifter(model, batch)
         frac = step / max(self.config.steps, 1)
-        lr_final = self.teacher_lr * 0.01
+        lr, lr_final = self.options.teacher_lr, self.options.teacher_lr * 0.01
         for g in self.teacher_opt.param_groups:
-            g["lr"] = lr_final + 0.5 * (self.teacher_lr - lr_final) * (1 + math.cos(math.pi * frac))
+            g["lr"] = lr_final + 0.5 * (lr - lr_final) * (1 + math.cos(math.pi * frac))
         if self.finetune or self.keep_weight > 0:
             self.frozen_start(model)
         self.teacher.train()
@@ -272,18 +306,17 @@ class ItesMethod(Method):
         distill = self._distill(Q, X, net, spread)
         sym = symmetry_loss(Q, self.layout)
         constancy, prior = scale_losses(Q, log_scale, batch["person"], self.layout)
-        total = (self.option("reproj_weight", 1.0) * reproj + self.option("distill_weight", 1.0) * distill
-                 + self.option("symmetry_weight", 0.1) * sym + self.option("constancy_weight", 1.0) * constancy
-                 + self.option("prior_weight", 1.0) * prior)
+        o = self.options
+        total = (o.reproj_weight * reproj + o.distill_weight * distill + o.symmetry_weight * sym
+                 + o.constancy_weight * constancy + o.prior_weight * prior)
         out = {"loss_reproj": reproj, "loss_distill": distill, "loss_symmetry": sym,
                "loss_constancy": constancy, "loss_prior": prior}
-        cycle_w = self.option("student_cycle_weight", 0.0)
-        if cycle_w > 0:
+        if o.student_cycle_weight > 0:
             R = random_rotations(len(net), self.generator, device=net.device)
             net2, s2, target, _ = rotate_and_view(Q, net, spread, R, self.lh, self.rh)
             Q2, _ = model(net2)
             cycle = joint_distance(Q2, target)
-            total = total + cycle_w * cycle
+            total = total + o.student_cycle_weight * cycle
             out["loss_cycle"] = cycle
         if self.keep_weight > 0 or self.keep_scale_weight > 0:
             with torch.no_grad():
@@ -302,16 +335,17 @@ class ItesMethod(Method):
         diff = Q - X
         d = diff[..., 2].abs() if self.distill_axes == "z" else torch.linalg.norm(diff, dim=-1)
         w = torch.ones_like(d)
-        if self.agree_tau > 0:
-            w = w * torch.exp(-(torch.linalg.norm(diff.detach(), dim=-1) / self.agree_tau) ** 2)
-        if self.confidence_tau > 0:
+        agree_tau, confidence_tau = self.options.agree_tau, self.options.confidence_tau
+        if agree_tau > 0:
+            w = w * torch.exp(-(torch.linalg.norm(diff.detach(), dim=-1) / agree_tau) ** 2)
+        if confidence_tau > 0:
             with torch.no_grad():
                 _, S, _, _ = self.teacher(net)
                 R = random_rotations(len(net), self.generator, device=net.device)
                 net2, s2, _, _ = rotate_and_view(X, net, spread, R, self.lh, self.rh)
                 _, S2, _, _ = self.teacher(net2)
                 e = torch.linalg.norm(S2 * (s2 / spread)[:, None, None] - S, dim=-1).mean(1)
-            w = w * torch.exp(-(e / self.confidence_tau) ** 2)[:, None]
+            w = w * torch.exp(-(e / confidence_tau) ** 2)[:, None]
         return (w * d).mean()
 
     # --- checkpointing ------------------------------------------------------------------------------
@@ -329,6 +363,3 @@ class ItesMethod(Method):
         self.initialised = bool(state["initialised"])
         self.pca_pool = [p.to(self.device) for p in state.get("pca_pool", [])]
         self.restore_start(state.get("start_model"))
-
-    def parameters(self, model) -> list:
-        return []
