@@ -28,7 +28,6 @@ setup(
         ("share/" + package_name + "/config", glob("config/*")),
         ("share/" + package_name + "/models", glob("models/*")),
     ],
-    package_data={package_name: ["data/*"]},
     include_package_data=True,
     python_requires=">=3.10",
     install_requires=["numpy>=1.22", "scipy", "opencv-python-headless", "matplotlib", "pyyaml", "tqdm",

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hpe_ros.checks import check_shape
+
 _FACE = ["nose", "left_eye", "right_eye", "left_ear", "right_ear"]
 _LIMBS = [
     "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
@@ -159,7 +161,7 @@ BLAZEPOSE33 = _make(
     + _LIMB_BONES,
 )
 
-LAYOUTS: dict[str, Layout] = {l.name: l for l in (COCO17, HALPE26, BODY25, BODY25B, H36M17, BLAZEPOSE33)}
+LAYOUTS: dict[str, Layout] = {lay.name: lay for lay in (COCO17, HALPE26, BODY25, BODY25B, H36M17, BLAZEPOSE33)}
 _ALIASES = {
     "coco": "coco17", "coco_17": "coco17", "halpe": "halpe26", "halpe_26": "halpe26",
     "body_25": "body25", "body_25b": "body25b", "h36m": "h36m17", "blazepose": "blazepose33",
@@ -217,8 +219,7 @@ def convert(points: np.ndarray, src: str | Layout, dst: str | Layout) -> np.ndar
     """
     s, d = get_layout(src), get_layout(dst)
     points = np.asarray(points, dtype=np.float64)
-    if points.shape[-2] != s.num_joints:
-        raise ValueError(f"expected {s.num_joints} joints for {s.name}, got {points.shape[-2]}")
+    check_shape(f"{s.name} points", points, (s.num_joints, None), leading=True)
     a, b = mapping(s, d)
     ok = a >= 0
     out = np.full(points.shape[:-2] + (d.num_joints, points.shape[-1]), np.nan)

@@ -77,5 +77,5 @@ def test_convert_scores_takes_the_weaker_source():
 
 
 def test_convert_rejects_wrong_joint_count():
-    with pytest.raises(ValueError, match="expected 17 joints"):
+    with pytest.raises(ValueError, match=r"coco17 points must have shape \(\.\.\., 17, \?\), got \(5, 2\)"):
         convert(np.zeros((5, 2)), "coco17", "body25")

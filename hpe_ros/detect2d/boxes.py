@@ -11,6 +11,13 @@ from typing import Sequence
 
 import numpy as np
 
+from hpe_ros.checks import check_shape
+
+
+def box_area(boxes: np.ndarray) -> np.ndarray:
+    """Areas of boxes (..., 4) -> (...); 0 for inverted boxes."""
+    return np.clip(boxes[..., 2] - boxes[..., 0], 0, None) * np.clip(boxes[..., 3] - boxes[..., 1], 0, None)
+
 
 def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """IoU of one box (4,) with boxes (N, 4) -> (N,); 0 where the union is empty."""
@@ -19,8 +26,7 @@ def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     ix1 = np.minimum(box[2], boxes[:, 2])
     iy1 = np.minimum(box[3], boxes[:, 3])
     inter = np.clip(ix1 - ix0, 0, None) * np.clip(iy1 - iy0, 0, None)
-    area = lambda b: np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)  # noqa: E731
-    union = area(box) + area(boxes) - inter
+    union = box_area(box) + box_area(boxes) - inter
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
@@ -36,8 +42,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
     """
     boxes = np.asarray(boxes, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
-    if boxes.ndim != 2 or boxes.shape[1] != 4 or scores.shape != (len(boxes),):
-        raise ValueError(f"boxes must be (N, 4) and scores (N,); got {boxes.shape} and {scores.shape}")
+    dims = check_shape("boxes", boxes, ("N", 4))
+    check_shape("scores", scores, ("N",), dims)
     finite = np.isfinite(scores) & np.isfinite(boxes).all(axis=1)
     order = np.flatnonzero(finite)
     order = order[np.argsort(-scores[order], kind="stable")]
@@ -157,8 +163,8 @@ def decode_end2end(dets: np.ndarray, labels: np.ndarray, scales: np.ndarray, sco
     """
     dets = np.asarray(dets)
     labels = np.asarray(labels)
-    if dets.ndim != 3 or dets.shape[2] != 5 or labels.shape != dets.shape[:2]:
-        raise ValueError(f"dets must be (B, N, 5) and labels (B, N); got {dets.shape} and {labels.shape}")
+    dims = check_shape("dets", dets, ("B", "N", 5))
+    check_shape("labels", labels, ("B", "N"), dims)
     scales, image_sizes = _scales_and_sizes(scales, len(dets), image_sizes)
     out = []
     for b in range(len(dets)):
@@ -186,8 +192,8 @@ def boxes_from_keypoints(points: np.ndarray, scores: np.ndarray, min_score: floa
     """
     points = np.asarray(points, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
-    if points.ndim != 3 or points.shape[2] != 2 or scores.shape != points.shape[:2]:
-        raise ValueError(f"points must be (P, J, 2) and scores (P, J); got {points.shape} and {scores.shape}")
+    dims = check_shape("points", points, ("P", "J", 2))
+    check_shape("scores", scores, ("P", "J"), dims)
     conf = (scores >= min_score) & np.isfinite(points).all(axis=2)
     # +/-inf fill instead of nanmin/nanmax: no warnings for persons without keypoints.
     lo = np.where(conf[:, :, None], points, np.inf).min(axis=1, initial=np.inf)

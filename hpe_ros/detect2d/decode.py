@@ -14,6 +14,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from hpe_ros.checks import check_shape
+
 _REFINES = ("none", "quarter", "dark")
 
 
@@ -85,7 +87,10 @@ def _dark_offsets(flat: np.ndarray, px: np.ndarray, py: np.ndarray, h: int, w: i
 def _quarter_offsets(flat: np.ndarray, px: np.ndarray, py: np.ndarray, h: int, w: int) -> np.ndarray:
     """Classic quarter-pixel shift (M, 2) toward the higher neighbour along each axis; 0 at the border."""
     rows = np.arange(len(flat))
-    at = lambda y, x: flat[rows, np.clip(y, 0, h - 1) * w + np.clip(x, 0, w - 1)].astype(np.float64)  # noqa: E731
+
+    def at(y, x):
+        return flat[rows, np.clip(y, 0, h - 1) * w + np.clip(x, 0, w - 1)].astype(np.float64)
+
     dx = np.where((px >= 1) & (px <= w - 2), at(py, px + 1) - at(py, px - 1), 0.0)
     dy = np.where((py >= 1) & (py <= h - 2), at(py + 1, px) - at(py - 1, px), 0.0)
     return 0.25 * np.sign(np.nan_to_num(np.stack([dx, dy], axis=1)))
@@ -109,8 +114,7 @@ def decode_heatmaps(heatmaps: np.ndarray, refine: str = "dark", blur_kernel: int
         scores: (N, J) float64, map value at the integer peak clipped to [0, 1]; 0 where points are NaN.
     """
     hm = np.asarray(heatmaps)
-    if hm.ndim != 4:
-        raise ValueError(f"heatmaps must have shape (N, J, h, w); got {hm.shape}")
+    check_shape("heatmaps", hm, ("N", "J", "h", "w"))
     if refine not in _REFINES:
         raise ValueError(f"refine must be one of {_REFINES}; got {refine!r}")
     if refine == "dark" and (int(blur_kernel) != blur_kernel or blur_kernel < 1 or blur_kernel % 2 == 0):
@@ -152,8 +156,7 @@ def heatmap_to_input(points: np.ndarray, heatmap_size: Sequence[int], input_size
         (N, J, 2) float64 input px.
     """
     points = np.asarray(points, dtype=np.float64)
-    if points.ndim != 3 or points.shape[2] != 2:
-        raise ValueError(f"points must have shape (N, J, 2); got {points.shape}")
+    check_shape("points", points, ("N", "J", 2))
     hs = np.asarray(heatmap_size, dtype=np.float64).reshape(-1)
     ins = np.asarray(input_size, dtype=np.float64).reshape(-1)
     if hs.shape != (2,) or ins.shape != (2,) or np.any(hs < (2 if udp else 1)) or np.any(ins < 1):
@@ -184,9 +187,8 @@ def decode_simcc(simcc_x: np.ndarray, simcc_y: np.ndarray, split_ratio: float = 
         scores: (N, J) float64 clipped to [0, 1]; 0 where points are NaN.
     """
     sx, sy = np.asarray(simcc_x), np.asarray(simcc_y)
-    if sx.ndim != 3 or sy.ndim != 3 or sx.shape[:2] != sy.shape[:2]:
-        raise ValueError(f"simcc_x and simcc_y must have shapes (N, J, Wx) and (N, J, Hy) with equal N, J; "
-                         f"got {sx.shape} and {sy.shape}")
+    dims = check_shape("simcc_x", sx, ("N", "J", "Wx"))
+    check_shape("simcc_y (same N, J as simcc_x)", sy, ("N", "J", "Hy"), dims)
     if sx.shape[2] < 1 or sy.shape[2] < 1:
         raise ValueError(f"SimCC vectors must have at least one bin; got {sx.shape} and {sy.shape}")
     if not split_ratio > 0:

@@ -20,6 +20,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from hpe_ros.checks import check_shape
+
 # mmpose / ImageNet normalisation in 0-255 units, RGB order.
 MMPOSE_MEAN = (123.675, 116.28, 103.53)
 MMPOSE_STD = (58.395, 57.12, 57.375)
@@ -33,6 +35,13 @@ def _size2(size, name: str) -> tuple[int, int]:
     if w < 1 or h < 1:
         raise ValueError(f"{name} must be positive (width, height); got {size!r}")
     return w, h
+
+
+def _check_image(name: str, image) -> None:
+    """An (H, W, 3) uint8 numpy image, or ValueError naming what arrived."""
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8):
+        raise ValueError(f"{name} must be an (H, W, 3) uint8 array; got {getattr(image, 'dtype', type(image).__name__)}")
+    check_shape(name, image, ("H", "W", 3))
 
 
 def boxes_to_center_scale(boxes: np.ndarray, aspect: float, padding: float = 1.25,
@@ -49,8 +58,7 @@ def boxes_to_center_scale(boxes: np.ndarray, aspect: float, padding: float = 1.2
         center: (N, 2) image px; scale: (N, 2) region (w, h) in image px with w / h == aspect.
     """
     boxes = np.asarray(boxes, dtype=np.float64)
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"boxes must have shape (N, 4) xyxy; got {boxes.shape}")
+    check_shape("boxes (x0, y0, x1, y1)", boxes, ("N", 4))
     if not (np.isfinite(aspect) and aspect > 0):
         raise ValueError(f"aspect (input width / height) must be positive; got {aspect}")
     center = 0.5 * (boxes[:, :2] + boxes[:, 2:])
@@ -85,8 +93,8 @@ def crop_affines(center: np.ndarray, scale: np.ndarray, input_size: Sequence[int
     """
     center = np.asarray(center, dtype=np.float64)
     scale = np.asarray(scale, dtype=np.float64)
-    if center.ndim != 2 or center.shape[1] != 2 or scale.shape != center.shape:
-        raise ValueError(f"center and scale must both have shape (N, 2); got {center.shape} and {scale.shape}")
+    dims = check_shape("center", center, ("N", 2))
+    check_shape("scale", scale, ("N", 2), dims)
     if np.any(scale <= 0):
         raise ValueError("scale (crop region w, h) must be positive")
     w, h = _size2(input_size, "input_size")
@@ -102,8 +110,7 @@ def crop_affines(center: np.ndarray, scale: np.ndarray, input_size: Sequence[int
         lin[:, 0, 0], lin[:, 1, 1] = s[:, 0], s[:, 1]
     else:
         rot = np.deg2rad(np.asarray(rotation_deg, dtype=np.float64))
-        if rot.shape != (n,):
-            raise ValueError(f"rotation_deg must have shape ({n},); got {rot.shape}")
+        check_shape("rotation_deg", rot, ("N",), dims)
         c, sn = np.cos(rot), np.sin(rot)
         # diag(s) @ R(-rot): undo the region's rotation, then scale to the input.
         lin = np.stack([np.stack([c, sn], -1), np.stack([-sn, c], -1)], axis=1) * s[:, :, None]
@@ -116,8 +123,7 @@ def crop_affines(center: np.ndarray, scale: np.ndarray, input_size: Sequence[int
 def invert_affines(affines: np.ndarray) -> np.ndarray:
     """Invert affine transforms. affines: (N, 2, 3) -> (N, 2, 3)."""
     affines = np.asarray(affines, dtype=np.float64)
-    if affines.ndim != 3 or affines.shape[1:] != (2, 3):
-        raise ValueError(f"affines must have shape (N, 2, 3); got {affines.shape}")
+    check_shape("affines", affines, ("N", 2, 3))
     a, b, c, d = affines[:, 0, 0], affines[:, 0, 1], affines[:, 1, 0], affines[:, 1, 1]
     det = a * d - b * c
     bad = ~(np.abs(det) > 1e-300)
@@ -134,11 +140,8 @@ def apply_affines(points: np.ndarray, affines: np.ndarray) -> np.ndarray:
     """Map points through per-crop affines. points: (N, J, 2), affines: (N, 2, 3) -> (N, J, 2); NaN stays NaN."""
     points = np.asarray(points, dtype=np.float64)
     affines = np.asarray(affines, dtype=np.float64)
-    if points.ndim != 3 or points.shape[2] != 2:
-        raise ValueError(f"points must have shape (N, J, 2); got {points.shape}")
-    if affines.shape != (len(points), 2, 3):
-        raise ValueError(f"affines must have shape ({len(points)}, 2, 3) to match points {points.shape}; "
-                         f"got {affines.shape}")
+    dims = check_shape("points", points, ("N", "J", 2))
+    check_shape("affines (one per row of points)", affines, ("N", 2, 3), dims)
     return points @ affines[:, :, :2].transpose(0, 2, 1) + affines[:, None, :, 2]
 
 
@@ -158,15 +161,11 @@ def warp_crops(images: Sequence[np.ndarray], image_index: np.ndarray, affines: n
     w, h = _size2(input_size, "input_size")
     image_index = np.asarray(image_index).reshape(-1)
     affines = np.asarray(affines, dtype=np.float64)
-    if affines.shape != (len(image_index), 2, 3):
-        raise ValueError(f"affines must have shape ({len(image_index)}, 2, 3) to match image_index; "
-                         f"got {affines.shape}")
+    check_shape("affines (one per image_index)", affines, ("N", 2, 3), {"N": len(image_index)})
     if len(image_index) and (image_index.min() < 0 or image_index.max() >= len(images)):
         raise ValueError(f"image_index must lie in [0, {len(images)}); got {image_index.min()}..{image_index.max()}")
     for k, im in enumerate(images):
-        if not (isinstance(im, np.ndarray) and im.dtype == np.uint8 and im.ndim == 3 and im.shape[2] == 3):
-            raise ValueError(f"images[{k}] must be an (H, W, 3) uint8 array; got "
-                             f"{getattr(im, 'shape', type(im))} {getattr(im, 'dtype', '')}")
+        _check_image(f"images[{k}]", im)
     images = [np.ascontiguousarray(im) for im in images]  # OpenCV rejects e.g. channel-reversed views
     out = np.empty((len(image_index), h, w, 3), dtype=np.uint8)
     # One warpAffine per crop: OpenCV has no batched warp, and each call is a few tens of microseconds.
@@ -189,8 +188,7 @@ def to_network_input(crops: np.ndarray, mean: Sequence[float] = MMPOSE_MEAN, std
         (N, 3, h, w) float32, C-contiguous: ``(crop[..., c] - mean[c]) / std[c]`` in the model's order.
     """
     crops = np.asarray(crops)
-    if crops.ndim != 4 or crops.shape[3] != 3:
-        raise ValueError(f"crops must have shape (N, h, w, 3); got {crops.shape}")
+    check_shape("crops", crops, ("N", "h", "w", 3))
     mean = np.asarray(mean, dtype=np.float32).reshape(-1)
     std = np.asarray(std, dtype=np.float32).reshape(-1)
     if mean.shape != (3,) or std.shape != (3,) or np.any(std == 0):
@@ -219,9 +217,7 @@ def letterbox(image: np.ndarray, input_size: Sequence[int], pad_value: int = 114
     Returns:
         padded: (h, w, 3) uint8; scale: float, with image px = letterbox px / scale.
     """
-    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8):
-        raise ValueError(f"image must be an (H, W, 3) uint8 array; got {getattr(image, 'shape', type(image))} "
-                         f"{getattr(image, 'dtype', '')}")
+    _check_image("image", image)
     w, h = _size2(input_size, "input_size")
     ih, iw = image.shape[:2]
     if ih < 1 or iw < 1:

@@ -44,6 +44,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from ..checks import check_shape
 from ..skeleton import LAYOUTS, get_layout
 from .atomic import atomic_path
 
@@ -110,10 +111,9 @@ def write_pose2d_jsonl(path: str | os.PathLike, points2d, scores, stamps, camera
     stamps = np.asarray(stamps, dtype=np.float64).reshape(-1)
     cameras = [str(c) for c in cameras]
     J, F, C = lay.num_joints, len(stamps), len(cameras)
-    if points2d.ndim != 5 or points2d.shape[:2] != (F, C) or points2d.shape[3:] != (J, 2):
-        raise ValueError(f"{path}: points2d must be (F={F}, C={C}, P, J={J} ({lay.name}), 2), got {points2d.shape}")
-    if scores.shape != points2d.shape[:4]:
-        raise ValueError(f"{path}: scores must be {points2d.shape[:4]}, got {scores.shape}")
+    dims = check_shape(f"{path}: points2d ({F} stamps, {C} cameras, {lay.name})", points2d, ("F", "C", "P", "J", 2),
+                       {"F": F, "C": C, "J": J})
+    check_shape(f"{path}: scores", scores, ("F", "C", "P", "J"), dims)
     _check_cameras(cameras, str(path))
     if not np.isfinite(stamps).all():
         raise ValueError(f"{path}: stamps must be finite (frame {int(np.flatnonzero(~np.isfinite(stamps))[0])})")
@@ -182,7 +182,7 @@ def _parse_person(person, J: int, layout: str, where: str) -> tuple[np.ndarray, 
     if not isinstance(person, list):
         raise ValueError(f"{where}: a person must be a list of {J} joints, got {type(person).__name__}")
     if len(person) != J:
-        other = [n for n, l in LAYOUTS.items() if l.num_joints == len(person)]
+        other = [n for n, lay in LAYOUTS.items() if lay.num_joints == len(person)]
         hint = f" (that is {', '.join(other)})" if other else ""
         raise ValueError(f"{where}: {len(person)} joints, but layout {layout} has {J}{hint}")
     pts, sc = np.full((J, 2), np.nan), np.zeros(J)

@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..checks import check_shape
 from ..skeleton import Layout, get_layout
 from .atomic import write_text_atomic
 
@@ -68,9 +69,8 @@ def write_skeleton_json(path: str | os.PathLike, layout: str | Layout, fps: floa
     for f in frames:
         points, conf = np.asarray(f.points, dtype=np.float64), np.asarray(f.confidence, dtype=np.float64)
         ids = np.asarray(f.ids).reshape(-1)
-        if points.shape != (len(ids), J, 3) or conf.shape != (len(ids), J):
-            raise ValueError(f"frame {f.index}: points must be ({len(ids)}, {J}, 3) and confidence ({len(ids)}, {J}), "
-                             f"got {points.shape} and {conf.shape}")
+        dims = check_shape(f"frame {f.index}: points (one row per id)", points, ("P", J, 3), {"P": len(ids)})
+        check_shape(f"frame {f.index}: confidence", conf, ("P", J), dims)
         persons = []
         for pid, p, c in zip(ids, points, conf):
             ok = np.isfinite(p).all(-1)

@@ -33,6 +33,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..checks import check_shape
 from .atomic import write_text_atomic
 
 _HEADER_KEYS = ("DataRate", "CameraRate", "NumFrames", "NumMarkers", "Units", "OrigDataRate",
@@ -65,8 +66,7 @@ def write_trc(path: str | os.PathLike, points: np.ndarray, marker_names: Sequenc
     """
     points = np.asarray(points, dtype=np.float64)
     names = [str(n) for n in marker_names]
-    if points.ndim != 3 or points.shape[1:] != (len(names), 3):
-        raise ValueError(f"points must be (T, M={len(names)}, 3), got {points.shape}")
+    dims = check_shape(f"points ({len(names)} markers)", points, ("T", len(names), 3))
     if not (fps > 0 and math.isfinite(fps)):
         raise ValueError(f"fps must be > 0, got {fps}")
     if missing not in ("empty", "nan"):
@@ -76,8 +76,7 @@ def write_trc(path: str | os.PathLike, points: np.ndarray, marker_names: Sequenc
             raise ValueError(f"marker name {n!r} is empty or holds whitespace (TRC columns are tab/space separated)")
     T, M = points.shape[:2]
     frames = np.arange(T) if frame_numbers is None else np.asarray(frame_numbers, dtype=np.int64)
-    if frames.shape != (T,):
-        raise ValueError(f"frame_numbers must have {T} entries, got {frames.shape}")
+    check_shape("frame_numbers", frames, ("T",), dims)
     if y_up:
         points = zup_to_yup(points)
     start = int(frames[0]) if T else 0

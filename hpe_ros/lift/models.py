@@ -4,8 +4,8 @@ Both take `net_input` (B, J + 1, 3) from `hpe_ros.lift.normalize` (J joints (p_x
 root ray row) and return (shape (B, J, 3), log_scale (B, 1)): the scale-free root-relative 3D shape and
 log m, the metric scale (see normalize.py). With `residual_xy` the shape's x, y are the input's p plus
 what the network adds (a perspective correction, or the whole guess for an unseen joint, whose p is 0):
-as in Chen et al., the network's real job is depth, and fitting the 2D well never has to move it. One input tensor and two outputs make them exportable to ONNX
-and runnable by the same runners as the 2D networks.
+as in Chen et al., the network's real job is depth, and fitting the 2D well never has to move it. One input
+tensor and two outputs make them exportable to ONNX and runnable by the same runners as the 2D networks.
 
 - ResidualMLP: Martinez et al. 2017 ("a simple yet effective baseline"): linear -> [BN, ReLU, dropout]x2
   residual blocks -> linear.

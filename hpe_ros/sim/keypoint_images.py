@@ -12,6 +12,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from hpe_ros.checks import check_shape
+
 FIRST_CODE = 24.0
 CODE_STEP = 13.0   # grey levels between joints: survives lossy video codecs (measured shifts of about 4)
 
@@ -33,8 +35,7 @@ def render_keypoint_dots(pixels: np.ndarray, depth: np.ndarray | None = None, si
     grey levels stay exact.
     """
     pixels = np.asarray(pixels, dtype=np.float64)
-    if pixels.ndim != 3 or pixels.shape[-1] != 2:
-        raise ValueError(f"pixels must be (P, J, 2), got {pixels.shape}")
+    check_shape("pixels", pixels, ("P", "J", 2))
     P, J, _ = pixels.shape
     codes = dot_codes(J)
     w, h = (int(v) for v in size)

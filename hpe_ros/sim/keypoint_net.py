@@ -30,7 +30,7 @@ def build_keypoint_net(num_joints: int = 17, output: str = "heatmap", mean=MMPOS
     """torch.nn.Module finding coded dots. output: "heatmap" or "simcc". Input: RGB normalised with mean/std."""
     import torch
     from torch import nn
-    from torch.nn import functional as F  # noqa: N812
+    from torch.nn import functional as F
 
     if output not in ("heatmap", "simcc"):
         raise ValueError(f"output must be 'heatmap' or 'simcc', got {output!r}")

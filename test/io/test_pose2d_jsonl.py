@@ -183,13 +183,13 @@ def test_writer_refuses_bad_input_and_is_atomic(tmp_path, monkeypatch):
     def leftovers():
         return sorted(p.name for p in tmp_path.iterdir())
 
-    with pytest.raises(ValueError, match=r"J=17"):
+    with pytest.raises(ValueError, match=r"points2d \(4 stamps, 2 cameras, coco17\) must have shape \(4, 2, 1, 17, 2\)"):
         write_pose2d_jsonl(path, pts[..., :16, :], sc[..., :16], stamps, ["a", "b"])
     with pytest.raises(ValueError, match=r"frame 2 .* is not after frame 1"):
         write_pose2d_jsonl(path, pts, sc, [0.0, 0.1, 0.1, 0.3], ["a", "b"])
     with pytest.raises(ValueError, match=r"unique"):
         write_pose2d_jsonl(path, pts, sc, stamps, ["a", "a"])
-    with pytest.raises(ValueError, match=r"scores must be"):
+    with pytest.raises(ValueError, match=r"scores must have shape \(4, 2, 1, 17\), got \(4, 1, 1, 17\)"):
         write_pose2d_jsonl(path, pts, sc[:, :1], stamps, ["a", "b"])
     assert leftovers() == []
 
