@@ -140,11 +140,11 @@ class LiveFusion:
     """
 
     def __init__(self, rig: Rig, layout: str | Layout = "coco17", config: FusionConfig | None = None,
-                 live: LiveConfig | None = None, refiner: Refiner | None = None,
+                 live_config: LiveConfig | None = None, refiner: Refiner | None = None,
                  background: Callable[[Callable[[], None]], None] = _daemon_thread):
         self.pipeline = FusionPipeline(rig, layout, config)
         self.layout = self.pipeline.layout
-        self.config = live or LiveConfig()
+        self.live_config = live_config or LiveConfig()
         self.refiner = refiner
         self.refinements = 0  # accepted and applied refinements
         self._background = background
@@ -161,7 +161,7 @@ class LiveFusion:
 
     def clear_inputs(self) -> None:
         """Forget waiting frames, lifted poses and which cameras are alive (tracks and ids are kept)."""
-        c = self.config
+        c = self.live_config
         self.sync = FrameSynchronizer(self.rig.names, c.sync_slop_s, c.sync_wait_s, c.camera_timeout_s)
         self._lifted: dict[str, dict[float, tuple[np.ndarray, np.ndarray]]] = {name: {} for name in self.rig.names}
         self._held: _Pending | None = None
@@ -177,7 +177,7 @@ class LiveFusion:
         """
         points2d, scores = self._checked(camera, "points2d", points2d, scores, 2)
         age = now - stamp
-        if age > self.config.max_age_s:
+        if age > self.live_config.max_age_s:
             return Arrival("stale", age)
         late = self.sync.counters.late
         frames = self.sync.add(camera, stamp, (points2d, scores), now)
@@ -228,7 +228,7 @@ class LiveFusion:
     # --- fusing --------------------------------------------------------------------------------------
     def _fuse(self, frames: list[Frame], now: float) -> None:
         """Prepare frames in order; hold one for its lifted poses when the policy says so, finish the rest."""
-        c = self.config
+        c = self.live_config
         wait = c.lifter_wait_s if c.use_lifter else 0.0
         for frame in frames:
             if self._held is not None:  # a newer frame is ready: the held one goes with what it has
@@ -299,7 +299,7 @@ class LiveFusion:
             self._job = None
             self._apply_refinement(job.result)
         if (self._job is not None or not self.refiner.ready()
-                or now - self._last_refine < self.config.refine_period_s):
+                or now - self._last_refine < self.live_config.refine_period_s):
             return
         self._last_refine = now
         refiner, job = self.refiner, _RefineJob()

@@ -116,7 +116,7 @@ class FusionNode(ManagedNode):
         self._send_camera_tf()
         for c in self.live.rig.names:
             self.own_subscription(PointCloud2, f"/{c}/pose_2d", lambda m, c=c: self._on_pose2d(c, m), SENSOR)
-            if self.live.config.use_lifter:
+            if self.live.live_config.use_lifter:
                 self.own_subscription(PointCloud2, f"/{c}/pose_3d", lambda m, c=c: self._on_pose3d(c, m), SENSOR)
         self.own_timer(0.005, self._poll)  # hands on frames still waiting for a slow camera or the lifter
         self.start_diagnostics()
