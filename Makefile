@@ -10,8 +10,8 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 # mediapipe 0.10.14 breaks with protobuf >= 5 and onnx >= 1.18 needs protobuf >= 6: pin the pair that both accept.
 TEST_PINS := 'onnx==1.17.0' 'protobuf>=4.25.3,<5'
 
-# tf2_msgs and hri_msgs are not on PyPI: generate them from interfaces/ with the rosidl wheels (needs cmake
-# and a C/C++ compiler). Skips what is up to date; a failure only warns, and the tests that need them skip.
+# tf2_msgs and hri_msgs are not on PyPI: generate them from interfaces/ with the rosidl wheels (needs a
+# C/C++ compiler). Skips what is up to date; a failure only warns, and the tests that need them skip.
 BUILD_INTERFACES = $(PY) tools/build_interfaces.py || echo "warning: ROS interfaces under interfaces/ not built (see above)"
 
 $(VENV)/.installed: setup.py setup.cfg

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("rclpy")
 pytest.importorskip("tf2_msgs.msg", reason="tf2_msgs is not installed: `make interfaces` generates it "
-                                           "(tools/build_interfaces.py; needs cmake and a C compiler)")
+                                           "(tools/build_interfaces.py; needs a C/C++ compiler)")
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(180)]
 
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
