@@ -11,6 +11,10 @@ warm-up) with: onnxruntime (CPU, and CUDA / TensorRT providers when present), to
 present), and TensorRT engines (FP16 and FP32) when tensorrt and a GPU are present. Also timed: the whole
 top-down pipeline per frame on a 640x480 image (detector, crops, pose call, decoding) with the coded-dot
 networks, and MediaPipe BlazePose (full; the only model its wheel bundles) per 640x480 frame.
+BlazePose (section "blazepose"): our multi-person backend on onnxruntime / tflite (and onnxruntime CUDA,
+TensorRT where present) against MediaPipe's own solution, for 1..4 cameras of a 640x480 frame each, per
+frame and per camera, once with the detector on every frame and once tracking (detector every 10th frame).
+``--only blazepose`` runs just that section.
 What could not run here is listed under "not_measured" with the reason; ratios are against onnxruntime CPU
 at the same batch size.
 """
@@ -163,14 +167,76 @@ def bench_mediapipe(repeats: int) -> dict:
             "complexity_0_and_2": "not bundled in mediapipe 0.10.14's wheel (downloaded at run time): not measured"}
 
 
+def _blazepose_backends(threads: int) -> tuple[dict, dict]:
+    """name -> (backend factory, supports config) for what can run here, and name -> reason for the rest."""
+    import onnxruntime as ort
+
+    from hpe_ros.detect2d import create_backend
+
+    makers = {"blazepose-onnxruntime-cpu": lambda cfg: create_backend("blazepose", runtime="onnxruntime",
+                                                                      providers="cpu", threads=threads, blazepose=cfg),
+              "blazepose-tflite": lambda cfg: create_backend("blazepose", runtime="tflite", threads=threads,
+                                                             blazepose=cfg),
+              "mediapipe-solution": lambda cfg: create_backend("mediapipe", model_complexity=1)}
+    skipped = {}
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        makers["blazepose-onnxruntime-cuda"] = lambda cfg: create_backend("blazepose", providers="cuda", blazepose=cfg)
+    else:
+        skipped["blazepose-onnxruntime-cuda"] = "onnxruntime has no CUDAExecutionProvider here"
+    makers["blazepose-tensorrt-fp16"] = lambda cfg: create_backend("blazepose", runtime="tensorrt", blazepose=cfg)
+    return makers, skipped
+
+
+def bench_blazepose(repeats: int, threads: int, cameras=(1, 2, 3, 4)) -> dict:
+    """Per-frame and per-camera latency of BlazePose for 1..4 cameras, detector every frame or tracking."""
+    from skimage import data
+
+    from hpe_ros.runtime import BackendUnavailable
+
+    canvas = np.zeros((480, 640, 3), np.uint8)
+    canvas[:, 64:576] = np.asarray(data.astronaut()[16:496, :, ::-1])
+    makers, skipped = _blazepose_backends(threads)
+    rows = []
+    for name, make in makers.items():
+        modes = {"detect_every_frame": {"detect_every": 1}, "tracking": {"detect_every": 10}}
+        if name == "mediapipe-solution":   # MediaPipe's tracker re-detects only when it loses the person
+            modes = {"tracking": None}
+        for mode, cfg in modes.items():
+            try:
+                backend = make(cfg)
+            except (BackendUnavailable, RuntimeError, ImportError, OSError) as exc:
+                skipped[name] = str(exc).splitlines()[0][:200]
+                break
+            for n in cameras:
+                images, streams = [canvas] * n, [f"cam{i}" for i in range(n)]
+                ms = _time(lambda: backend.infer(images, streams), repeats)
+                people = sum(len(p) for p, _ in backend.infer(images, streams))
+                rows.append({"backend": name, "mode": mode, "cameras": n, "ms_per_frame": round(ms, 2),
+                             "ms_per_camera": round(ms / n, 2), "people_found": people})
+            backend.close()
+    base = {(r["mode"], r["cameras"]): r["ms_per_frame"] for r in rows if r["backend"] == "blazepose-onnxruntime-cpu"}
+    for r in rows:
+        if (r["mode"], r["cameras"]) in base:
+            r["ratio_vs_onnxruntime_cpu"] = round(r["ms_per_frame"] / base[(r["mode"], r["cameras"])], 3)
+    return {"rows": rows, "not_measured": skipped}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: its default)")
     ap.add_argument("--markdown", action="store_true", help="also print a table to stderr")
+    ap.add_argument("--only", choices=["blazepose"], help="run one section only")
     a = ap.parse_args(argv)
     import platform
 
+    if a.only == "blazepose":
+        result = {"machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+                  "blazepose": bench_blazepose(a.repeats, a.threads)}
+        print(json.dumps(result, indent=2))
+        if a.markdown:
+            _blazepose_table(result["blazepose"]["rows"])
+        return 0
     import torch
     with tempfile.TemporaryDirectory() as tmp:
         rows, skipped = bench_networks(Path(tmp), a.repeats, a.threads)
@@ -180,6 +246,7 @@ def main(argv=None) -> int:
             "networks": rows,
             "pipeline_onnxruntime_cpu": bench_pipeline(Path(tmp), a.repeats),
             "mediapipe": bench_mediapipe(a.repeats),
+            "blazepose": bench_blazepose(a.repeats, a.threads),
             "not_measured": skipped,
         }
     print(json.dumps(result, indent=2))
@@ -188,7 +255,15 @@ def main(argv=None) -> int:
         for r in rows:
             print(f"| {r['network']} | {r['runtime']} | {r['batch']} | {r['ms_per_call']} | {r['crops_per_s']} | "
                   f"{r['ratio_vs_onnxruntime_cpu']} |", file=sys.stderr)
+        _blazepose_table(result["blazepose"]["rows"])
     return 0
+
+
+def _blazepose_table(rows: list) -> None:
+    print("| backend | mode | cameras | ms/frame | ms/camera | vs ORT CPU |\n|---|---|---|---|---|---|", file=sys.stderr)
+    for r in rows:
+        print(f"| {r['backend']} | {r['mode']} | {r['cameras']} | {r['ms_per_frame']} | {r['ms_per_camera']} | "
+              f"{r.get('ratio_vs_onnxruntime_cpu', '')} |", file=sys.stderr)
 
 
 if __name__ == "__main__":
