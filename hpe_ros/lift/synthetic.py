@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hpe_ros.camera import look_at
+from hpe_ros.checks import check_shape
 from hpe_ros.sim.motion import PROPORTIONS, MotionScript, forward_kinematics
 from hpe_ros.skeleton import COCO17
 
@@ -75,7 +76,10 @@ def sample_joint_limit_poses(n: int, rng: np.random.Generator) -> np.ndarray:
     height = np.clip(rng.normal(1.72, 0.09, n), 1.5, 2.0)
     body = {k: v * height for k, v in PROPORTIONS.items()}
     body["height"] = height
-    u = lambda lo, hi, shape=(n, 2): rng.uniform(lo, hi, shape)  # noqa: E731
+
+    def u(lo, hi, shape=(n, 2)):
+        return rng.uniform(lo, hi, shape)
+
     hip = u(-0.45, 1.9)
     # Knees bend further the more the hip flexes (a deep squat), never backwards.
     knee = rng.uniform(0.0, 1.0, (n, 2)) * np.clip(0.4 + 1.2 * np.maximum(hip, 0), 0, 2.4)
@@ -201,14 +205,10 @@ def load_npz(path) -> LiftSamples:
         person = np.asarray(z["person"]) if "person" in z.files else np.zeros(len(kp), dtype=np.int64)
         frame = np.asarray(z["frame"]) if "frame" in z.files else np.arange(len(kp))
     J = get_layout(layout).num_joints
-    if kp.ndim != 3 or kp.shape[1:] != (J, 2):
-        raise ValueError(f"{path}: keypoints2d must be (F, {J}, 2) for layout {layout}, got {kp.shape}")
-    if j3.shape != kp.shape[:2] + (3,):
-        raise ValueError(f"{path}: joints3d must be {kp.shape[:2] + (3,)}, got {j3.shape}")
-    if scores.shape != kp.shape[:2]:
-        raise ValueError(f"{path}: scores must be {kp.shape[:2]}, got {scores.shape}")
+    dims = check_shape(f"{path}: {layout} keypoints2d", kp, ("F", J, 2))
+    check_shape(f"{path}: joints3d", j3, ("F", J, 3), dims)
+    check_shape(f"{path}: scores", scores, ("F", J), dims)
     if K.shape == (3, 3):
         K = np.broadcast_to(K, (len(kp), 3, 3)).copy()
-    if K.shape != (len(kp), 3, 3):
-        raise ValueError(f"{path}: K must be (3, 3) or (F, 3, 3), got {K.shape}")
+    check_shape(f"{path}: K (one for all frames or one per frame)", K, ("F", 3, 3), dims)
     return LiftSamples(kp, scores, K, j3, person, frame, layout)

@@ -191,6 +191,19 @@ def test_lifter_leaves_unliftable_people_empty_and_fills_unseen_joints(tmp_path)
     assert empty.shape == (0, 17, 3) and c.shape == (0, 17)
 
 
+def test_load_npz_names_the_array_of_the_wrong_shape(tmp_path):
+    path = tmp_path / "eval.npz"
+    good = dict(keypoints2d=np.zeros((5, 17, 2)), K=np.eye(3), joints3d=np.zeros((5, 17, 3)))
+    np.savez(path, **good)
+    assert load_npz(path).K.shape == (5, 3, 3)
+    np.savez(path, **{**good, "joints3d": np.zeros((4, 17, 3))})
+    with pytest.raises(ValueError, match=r"eval.npz: joints3d must have shape \(5, 17, 3\), got \(4, 17, 3\)"):
+        load_npz(path)
+    np.savez(path, **{**good, "K": np.zeros((2, 3, 3))})
+    with pytest.raises(ValueError, match=r"K \(one for all frames or one per frame\) must have shape \(5, 3, 3\)"):
+        load_npz(path)
+
+
 def test_eval_lifter_cli_prints_the_metrics(tmp_path, capsys):
     from hpe_ros.cli import main
 
