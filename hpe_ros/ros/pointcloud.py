@@ -21,12 +21,18 @@ from __future__ import annotations
 
 import array
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
+
+# The pure-numpy part (field tables, packing, HumanPoses) is shared with bag files.
+from hpe_ros.io.pose_cloud import (HUMAN_POSE_FIELDS, INT32_RANGE as _INT32, POSE_2D_FIELDS, POSE_3D_FIELDS,
+                                   HumanPoses, human_pose_columns, pack_columns)
+from hpe_ros.io.pose_cloud import check_poses as _check_poses, clean_missing as _clean
+from hpe_ros.io.pose_cloud import joint_column as _joint_column, per_person as _per_person
+from hpe_ros.io.pose_cloud import row_values as _row_values
 
 # PointField datatype -> numpy type character code (byte order is added per cloud).
 _NUMPY_CODE = {
@@ -43,15 +49,6 @@ _DATATYPE_NAME = {
 _FLOATS = (PointField.FLOAT32, PointField.FLOAT64)
 _INTEGERS = (PointField.INT8, PointField.UINT8, PointField.INT16, PointField.UINT16,
              PointField.INT32, PointField.UINT32)
-
-# Field lists the encoders write, in order, packed without padding.
-POSE_2D_FIELDS = (("u", PointField.FLOAT32), ("v", PointField.FLOAT32), ("confidence", PointField.FLOAT32),
-                  ("person", PointField.INT32), ("joint", PointField.INT32))
-POSE_3D_FIELDS = (("x", PointField.FLOAT32), ("y", PointField.FLOAT32), ("z", PointField.FLOAT32),
-                  ("confidence", PointField.FLOAT32), ("person", PointField.INT32), ("joint", PointField.INT32))
-HUMAN_POSE_FIELDS = (("x", PointField.FLOAT32), ("y", PointField.FLOAT32), ("z", PointField.FLOAT32),
-                     ("confidence", PointField.FLOAT32), ("id", PointField.UINT32),
-                     ("joint", PointField.INT32), ("views", PointField.INT32))
 
 
 # --- stamps and headers ---------------------------------------------------------------------------
@@ -103,20 +100,11 @@ def copy_header(header: Header | None) -> Header:
 
 # --- generic packing ------------------------------------------------------------------------------
 
-def _packed_dtype(fields, big_endian: bool = False) -> np.dtype:
-    order = ">" if big_endian else "<"
-    names = [name for name, _ in fields]
-    formats = [order + _NUMPY_CODE[datatype] for _, datatype in fields]
-    return np.dtype({"names": names, "formats": formats})  # packed: offsets follow sizes
-
-
 def _encode(fields, columns: dict, shape: tuple[int, int], header) -> PointCloud2:
     """Pack per-joint columns {name: (P, J)} into an organized PointCloud2."""
     persons, joints = shape
-    dtype = _packed_dtype(fields)
-    packed = np.empty((persons, joints), dtype=dtype)
-    for name, _ in fields:
-        packed[name] = columns[name]
+    packed = pack_columns(fields, columns, shape)
+    dtype = packed.dtype
     msg = PointCloud2()
     msg.header = copy_header(header)
     msg.height, msg.width = persons, joints
@@ -186,56 +174,9 @@ def _decode(kind: str, msg: PointCloud2, required: dict, optional: dict = None) 
     return out
 
 
-def _clean(coords: np.ndarray, confidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Enforce the missing-joint rule: non-finite coords or confidence -> NaN coords, confidence 0.
-
-    coords: (P, J, D); confidence: (P, J). Negative confidences are clipped to 0.
-    """
-    finite = np.isfinite(coords).all(axis=-1)
-    confidence = np.where(finite & np.isfinite(confidence), np.maximum(confidence, 0.0), 0.0)
-    coords = np.where(finite[..., None], coords, np.nan)
-    return coords, confidence
-
-
-def _check_poses(kind: str, points, scores, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    points = np.asarray(points, dtype=np.float64)
-    scores = np.asarray(scores, dtype=np.float64)
-    if points.ndim != 3 or points.shape[-1] != dim:
-        raise ValueError(f"{kind}: points must be (P, J, {dim}), got shape {points.shape}")
-    if scores.shape != points.shape[:2]:
-        raise ValueError(f"{kind}: scores must be (P, J) = {points.shape[:2]}, got shape {scores.shape}")
-    return _clean(points, scores)
-
-
-def _row_values(kind: str, name: str, values, persons: int, low: int, high: int) -> np.ndarray:
-    """Per-person integers (P,) checked against the field's range."""
-    values = np.asarray(values)
-    if values.shape != (persons,):
-        raise ValueError(f"{kind}: {name} must be ({persons},), got shape {values.shape}")
-    if values.size and not np.issubdtype(values.dtype, np.integer):
-        if not np.all(np.equal(np.mod(values, 1), 0)):
-            raise ValueError(f"{kind}: {name} must be integers")
-    values = values.astype(np.int64)
-    if values.size and (values.min() < low or values.max() > high):
-        raise ValueError(f"{kind}: {name} must lie in [{low}, {high}], got [{values.min()}, {values.max()}]")
-    return values
-
-
-def _per_person(row_values: np.ndarray, joints: int) -> np.ndarray:
-    return np.repeat(row_values[:, None], joints, axis=1)
-
-
-def _joint_column(persons: int, joints: int) -> np.ndarray:
-    return np.broadcast_to(np.arange(joints, dtype=np.int32), (persons, joints))
-
-
 def _first_column(values: np.ndarray, default: np.ndarray) -> np.ndarray:
     """(P, J) per-person column -> (P,), falling back to `default` when J = 0."""
     return values[:, 0] if values.shape[1] > 0 else default
-
-
-_INT32 = (-(2**31), 2**31 - 1)
-_UINT32 = (0, 2**32 - 1)
 
 
 # --- pose_2d --------------------------------------------------------------------------------------
@@ -294,46 +235,15 @@ def cloud_to_pose3d(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 # --- human_pose (fused, tracked) ------------------------------------------------------------------
 
-@dataclass
-class HumanPoses:
-    """Fused, tracked poses: what a /human_pose_3d cloud carries (the encoder's input, the decoder's output).
-
-    points: (P, J, 3) m in `frame_id`, NaN where missing; confidence: (P, J), 0 where missing;
-    ids: (P,) persistent track ids (uint32 on the wire; int64 decoded); views: (P, J) cameras per joint;
-    stamp: float seconds (image acquisition time); frame_id: the world frame.
-    """
-
-    points: np.ndarray
-    confidence: np.ndarray
-    ids: np.ndarray
-    views: np.ndarray
-    stamp: float
-    frame_id: str
-
-    @property
-    def num_persons(self) -> int:
-        return self.points.shape[0]
-
-
 def human_pose_to_cloud(poses: HumanPoses, header: Header | None = None) -> PointCloud2:
     """Fused, tracked poses -> human_pose cloud.
 
     poses.ids must lie in [0, 2^32); header: None = one made of poses.stamp and poses.frame_id (a caller
     that sends the same header with other messages, e.g. markers, passes it; its stamp and frame win).
     """
-    points, confidence = _check_poses("human_pose", poses.points, poses.confidence, 3)
-    persons, joints = confidence.shape
-    ids = _row_values("human_pose", "ids", poses.ids, persons, *_UINT32)
-    views = np.asarray(poses.views)
-    if views.shape != (persons, joints):
-        raise ValueError(f"human_pose: views must be (P, J) = {(persons, joints)}, got shape {views.shape}")
-    columns = {
-        "x": points[..., 0], "y": points[..., 1], "z": points[..., 2], "confidence": confidence,
-        "id": _per_person(ids, joints), "joint": _joint_column(persons, joints),
-        "views": np.clip(np.nan_to_num(views, nan=0), *_INT32).astype(np.int32),
-    }
+    columns = human_pose_columns(poses)
     header = make_header(poses.stamp, poses.frame_id) if header is None else header
-    return _encode(HUMAN_POSE_FIELDS, columns, (persons, joints), header)
+    return _encode(HUMAN_POSE_FIELDS, columns, poses.points.shape[:2], header)
 
 
 def cloud_to_human_pose(msg: PointCloud2) -> HumanPoses:
