@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from ..camera import Rig
+from .detector_errors import PRESETS
 from .motion import MotionScript
 from .observe import observe
 
@@ -36,6 +37,9 @@ class SimConfig:
     outlier_rate: float = field(default=0.02, metadata={
         "help": "share of joints detected far off (gross outliers)", "range": (0.0, 1.0)})
     occlusion: bool = field(default=True, metadata={"help": "hide or corrupt joints occluded by other people"})
+    detector_errors: str = field(default="clean", metadata={
+        "help": "'clean': noise_px, miss_rate and outlier_rate; 'realistic': a real detector's errors "
+                "(size- and joint-dependent noise, swaps, truncation, false people; sim/detector_errors.py)"})
     stamp_jitter_ms: float = field(default=0.5, metadata={
         "help": "random per-camera offset of header stamps (unsynchronised triggers)", "range": (0.0, 100.0)})
 
@@ -44,13 +48,17 @@ class SimConfig:
             raise ValueError(f"SimConfig.rate_hz must be > 0, got {self.rate_hz}")
         if self.stamp_jitter_ms < 0:
             raise ValueError(f"SimConfig.stamp_jitter_ms must be >= 0, got {self.stamp_jitter_ms}")
+        if self.detector_errors not in PRESETS:
+            raise ValueError(f"SimConfig.detector_errors must be one of {', '.join(PRESETS)}, "
+                             f"got {self.detector_errors!r}")
 
 
 @dataclass
 class SimFrame:
     """Frame `index`, acquired at `stamp` (s). Per published camera, in the stream's `cameras` order:
     stamps (n,) s (trigger + jitter), points2d [(P_c, J, 2) px], scores [(P_c, J)] (the people that camera
-    detected, rows shuffled). truth (P, J, 3) world m; views (P, J): cameras that detected each true joint."""
+    detected, false people included, rows shuffled). truth (P, J, 3) world m; views (P, J): cameras that
+    detected each true joint."""
 
     index: int
     stamp: float
@@ -92,9 +100,9 @@ class SimStream:
         stamp = self.origin + k * self.period  # the trigger time of frame k: every camera's acquisition stamp
         joints = self.script.pose(max(0.0, stamp - self.origin))  # (P, J, 3)
         obs = observe(self.rig, joints, self.rng, noise_px=c.noise_px, miss_rate=c.miss_rate,
-                      outlier_rate=c.outlier_rate, occlusion=c.occlusion)
+                      outlier_rate=c.outlier_rate, occlusion=c.occlusion, errors=c.detector_errors)
         jitter = self.rng.normal(0.0, c.stamp_jitter_ms * 1e-3, size=len(self.cameras))
-        seen = [obs.person_ids[cam] >= 0 for cam in self.cameras]
+        seen = [obs.person_ids[cam] != -1 for cam in self.cameras]   # false people (-2) are published too
         views = np.zeros(joints.shape[:2], dtype=np.int32)
         for cam in range(len(self.rig)):  # count the cameras that detected each true joint
             ids = obs.person_ids[cam]

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from hpe_ros.sim import MotionScript, default_rig, observe
+from hpe_ros.sim.stream import SimConfig, SimStream
 from hpe_ros.sim.detector_errors import (
     OKS_SIGMAS,
     DetectorErrors,
@@ -173,3 +174,14 @@ def test_sigmas_for_every_layout():
     assert preset("clean") is None and preset("realistic") == DetectorErrors()
     with pytest.raises(ValueError, match="swap_rate must be in"):
         DetectorErrors(swap_rate=1.5)
+
+
+def test_sim_stream_realistic_mode():
+    config = SimConfig(num_people=3, seed=2, detector_errors="realistic")
+    frames = [SimStream(default_rig(4), config).render(k) for k in range(2)]
+    again = SimStream(default_rig(4), config).render(0)
+    for a, b in zip(frames[0].points2d, again.points2d):
+        np.testing.assert_array_equal(a, b)
+    assert all(p.shape[1:] == (17, 2) for f in frames for p in f.points2d)
+    with pytest.raises(ValueError, match="detector_errors must be one of clean, realistic, got 'noisy'"):
+        SimConfig(detector_errors="noisy")
