@@ -54,6 +54,7 @@ class CameraPoseNode(ManagedNode):
         d("max_people", 16, "most people per image", low=1, high=100)
         d("box_score_threshold", 0.3, "person detector score threshold", low=0.0, high=1.0)
         d("model_complexity", 1, "mediapipe: BlazePose model 0 (lite), 1 (full), 2 (heavy)", low=0, high=2)
+        d("blazepose_runtime", "onnxruntime", "blazepose: runtime of its two networks (onnxruntime, tflite, tensorrt)")
         d("output_layout", "coco17", "joint layout published on /<cam>/pose_2d")
         d("min_score", 0.05, "keypoints below this confidence are published as missing", low=0.0, high=1.0)
         d("max_rate_hz", 100.0, "upper bound on processing rate (the newest frame is always taken)",
@@ -81,7 +82,8 @@ class CameraPoseNode(ManagedNode):
                        max_batch=g("max_batch"), providers=g("providers"), threads=g("threads"),
                        topdown=dict(detect_every=g("detect_every"), max_people=g("max_people"),
                                     box_score_threshold=g("box_score_threshold")),
-                       model_complexity=g("model_complexity"))
+                       model_complexity=g("model_complexity"), runtime=g("blazepose_runtime"),
+                       blazepose=dict(detect_every=g("detect_every"), max_people=g("max_people")))
         if g("backend") == "tensorrt":
             self.get_logger().warning("tensorrt: building an engine the first time takes minutes; it is cached")
         try:
