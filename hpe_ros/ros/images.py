@@ -1,12 +1,14 @@
 """sensor_msgs Image / CompressedImage <-> numpy, without cv_bridge.
 
-Decoding gives what the 2D pose stage consumes: BGR uint8 (H, W, 3) for colour encodings (alpha
-dropped, YUV converted with OpenCV), (H, W) uint8 for mono8/8UC1 and (H, W) uint16 for mono16/16UC1.
-Row padding (`step`) and 16-bit byte order are honoured; anything malformed raises ImageError, which
-is a ValueError, so a node can log one line and drop the frame.
+Decoding (hpe_ros.io.image_encodings, shared with bag files) gives what the 2D pose stage consumes:
+BGR uint8 (H, W, 3) for colour encodings (alpha dropped, YUV converted and Bayer mosaics
+bayer_{rggb,bggr,gbrg,grbg}{8,16} demosaiced with OpenCV), (H, W) uint8 for mono8/8UC1 and (H, W)
+uint16 for mono16/16UC1. Row padding (`step`) and 16-bit byte order are honoured; anything malformed
+raises ImageError, which is a ValueError, so a node can log one line and drop the frame.
 
 Encoding is the reverse and does no colour conversion: the array must already be laid out as the
-encoding says (as cv_bridge's cv2_to_imgmsg), e.g. (H, W, 2) packed bytes for yuv422.
+encoding says (as cv_bridge's cv2_to_imgmsg), e.g. (H, W, 2) packed bytes for yuv422, (H, W) for a
+Bayer mosaic.
 
     >>> bgr = image_to_numpy(msg)                       # any supported encoding
     >>> msg = numpy_to_image(bgr, "bgr8", header)
@@ -21,56 +23,9 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
+from hpe_ros.io.image_encodings import (SUPPORTED_ENCODINGS, ImageError, check_pixel_pairs, decode_compressed,
+                                        decode_image, encoding_layout)
 from hpe_ros.ros.pointcloud import copy_header
-
-
-class ImageError(ValueError):
-    """An image message that cannot be converted (unknown encoding, wrong size, undecodable data)."""
-
-
-# encoding -> (channels in the message, bytes per channel)
-_LAYOUT = {
-    "bgr8": (3, 1), "rgb8": (3, 1), "bgra8": (4, 1), "rgba8": (4, 1), "8UC3": (3, 1), "8UC4": (4, 1),
-    "mono8": (1, 1), "8UC1": (1, 1), "mono16": (1, 2), "16UC1": (1, 2),
-    "yuv422": (2, 1), "uyvy": (2, 1), "yuv422_yuy2": (2, 1), "yuyv": (2, 1),
-}
-# colour encodings -> OpenCV conversion to BGR (None: already BGR)
-_TO_BGR = {
-    "bgr8": None, "8UC3": None, "rgb8": cv2.COLOR_RGB2BGR, "bgra8": cv2.COLOR_BGRA2BGR,
-    "rgba8": cv2.COLOR_RGBA2BGR, "8UC4": cv2.COLOR_BGRA2BGR,
-    "yuv422": cv2.COLOR_YUV2BGR_UYVY, "uyvy": cv2.COLOR_YUV2BGR_UYVY,  # ROS's yuv422 is UYVY byte order
-    "yuv422_yuy2": cv2.COLOR_YUV2BGR_YUY2, "yuyv": cv2.COLOR_YUV2BGR_YUY2,
-}
-_YUV = ("yuv422", "uyvy", "yuv422_yuy2", "yuyv")
-SUPPORTED_ENCODINGS = tuple(_LAYOUT)
-
-
-def _layout(encoding: str) -> tuple[int, int]:
-    try:
-        return _LAYOUT[encoding]
-    except KeyError:
-        raise ImageError(f"unsupported encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}") from None
-
-
-def _pixels(msg: Image) -> np.ndarray:
-    """Raw pixel array of `msg` in the message's own layout: (H, W, C) uint8 or (H, W) uint16."""
-    channels, depth = _layout(msg.encoding)
-    height, width, step = msg.height, msg.width, msg.step
-    if height == 0 or width == 0:
-        raise ImageError(f"image {msg.encoding}: zero size ({width}x{height})")
-    if msg.encoding in _YUV and width % 2:
-        raise ImageError(f"image {msg.encoding}: width {width} is odd; 4:2:2 needs pixel pairs")
-    row_bytes = width * channels * depth
-    if step < row_bytes:
-        raise ImageError(f"image {msg.encoding} {width}x{height}: step {step} < {row_bytes} bytes per row")
-    if len(msg.data) != height * step:
-        raise ImageError(f"image {msg.encoding} {width}x{height}: data has {len(msg.data)} bytes; "
-                         f"expected height * step = {height} * {step} = {height * step}")
-    rows = np.frombuffer(msg.data, dtype=np.uint8).reshape(height, step)[:, :row_bytes]  # drop padding
-    if depth == 2:
-        order = ">" if msg.is_bigendian else "<"
-        return rows.view(order + "u2").astype(np.uint16)  # native order, owned copy
-    return rows.reshape(height, width, channels)
 
 
 def image_to_numpy(msg: Image) -> np.ndarray:
@@ -78,25 +33,18 @@ def image_to_numpy(msg: Image) -> np.ndarray:
 
     The result owns its memory (never aliases msg.data).
     """
-    pixels = _pixels(msg)
-    if pixels.dtype == np.uint16:
-        return pixels
-    if pixels.shape[2] == 1:
-        return pixels[:, :, 0].copy()
-    code = _TO_BGR[msg.encoding]
-    if code is None:
-        return pixels.copy()
-    return cv2.cvtColor(np.ascontiguousarray(pixels), code)
+    return decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data)
 
 
 def numpy_to_image(array_in: np.ndarray, encoding: str, header: Header | None = None) -> Image:
     """numpy -> sensor_msgs Image, little-endian, no row padding.
 
     array_in: laid out as `encoding` says: (H, W, 3) uint8 for bgr8/rgb8/8UC3, (H, W, 4) for
-    bgra8/rgba8/8UC4, (H, W) or (H, W, 1) uint8 for mono8/8UC1, uint16 for mono16/16UC1,
+    bgra8/rgba8/8UC4, (H, W) or (H, W, 1) uint8 for mono8/8UC1 and bayer_*8, uint16 for mono16/16UC1
+    and bayer_*16 (even sides),
     (H, W, 2) uint8 packed bytes for yuv422 (UYVY) and yuv422_yuy2/yuyv (YUYV).
     """
-    channels, depth = _layout(encoding)
+    channels, depth = encoding_layout(encoding)
     img = np.asarray(array_in)
     if img.ndim == 3 and img.shape[2] == 1 and channels == 1:
         img = img[:, :, 0]
@@ -110,8 +58,7 @@ def numpy_to_image(array_in: np.ndarray, encoding: str, header: Header | None = 
     height, width = img.shape[:2]
     if height == 0 or width == 0:
         raise ImageError(f"encoding {encoding!r}: zero-size array {img.shape}")
-    if encoding in _YUV and width % 2:
-        raise ImageError(f"encoding {encoding!r}: width {width} is odd; 4:2:2 needs pixel pairs")
+    check_pixel_pairs(encoding, width, height)
     msg = Image()
     msg.header = copy_header(header)
     msg.height, msg.width = height, width
@@ -146,15 +93,7 @@ def to_bgr(image: np.ndarray) -> np.ndarray:
 
 def compressed_to_numpy(msg: CompressedImage) -> np.ndarray:
     """CompressedImage (jpeg, png, ...) -> BGR uint8 (H, W, 3)."""
-    if "compresseddepth" in msg.format.lower():
-        raise ImageError(f"compressed image format {msg.format!r} (compressedDepth) is not supported")
-    if len(msg.data) == 0:
-        raise ImageError(f"compressed image ({msg.format or 'no format'}): no data")
-    image = cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ImageError(f"compressed image ({msg.format or 'no format'}, {len(msg.data)} bytes): "
-                         "could not be decoded")
-    return image
+    return decode_compressed(msg.format, msg.data)
 
 
 _EXTENSIONS = {"jpeg": ".jpg", "jpg": ".jpg", "png": ".png"}
@@ -185,3 +124,7 @@ def numpy_to_compressed(image: np.ndarray, fmt: str = "jpeg", quality: int = 90,
     msg.format = f"{encoding}; {'jpeg' if fmt == 'jpg' else fmt} compressed {encoding}"
     msg.data = array.array("B", buffer.tobytes())
     return msg
+
+
+__all__ = ["ImageError", "SUPPORTED_ENCODINGS", "image_to_numpy", "numpy_to_image", "to_bgr",
+           "compressed_to_numpy", "numpy_to_compressed"]

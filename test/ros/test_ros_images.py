@@ -126,6 +126,50 @@ def test_padded_step(encoding, pixel_bytes):
     np.testing.assert_array_equal(image_to_numpy(msg), image_to_numpy(tight))
 
 
+# --- Bayer mosaics ------------------------------------------------------------------------------------
+
+BAYER_CELLS = {"rggb": "RGGB", "bggr": "BGGR", "gbrg": "GBRG", "grbg": "GRBG"}
+
+
+def mosaic(bgr_img, pattern: str) -> np.ndarray:
+    """(H, W) Bayer mosaic of a BGR image: the top-left 2x2 cell's colours are `pattern` in row order."""
+    channel = {"B": 0, "G": 1, "R": 2}
+    out = np.empty(bgr_img.shape[:2], bgr_img.dtype)
+    for k, (dy, dx) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+        out[dy::2, dx::2] = bgr_img[dy::2, dx::2, channel[pattern[k]]]
+    return out
+
+
+@pytest.mark.parametrize("pattern", list(BAYER_CELLS))
+def test_bayer8_demosaics_back_to_the_colours(pattern):
+    src = smooth_bgr(32, 48)
+    out = image_to_numpy(numpy_to_image(mosaic(src, BAYER_CELLS[pattern]), f"bayer_{pattern}8"))
+    assert out.shape == src.shape and out.dtype == np.uint8
+    error = np.abs(out.astype(int) - src)[2:-2, 2:-2]  # borders are extrapolated
+    assert error.max() <= 2, error.max()              # a smooth image: demosaicing is nearly exact
+
+
+@pytest.mark.parametrize("pattern", list(BAYER_CELLS))
+def test_bayer16_demosaics_to_8_bit_bgr(pattern):
+    src = smooth_bgr(32, 48)
+    mosaic16 = mosaic(src.astype(np.uint16) * 257, BAYER_CELLS[pattern])
+    msg = numpy_to_image(mosaic16, f"bayer_{pattern}16")
+    out = image_to_numpy(msg)
+    assert out.dtype == np.uint8 and out.shape == src.shape
+    assert np.abs(out.astype(int) - src)[2:-2, 2:-2].max() <= 2
+
+
+def test_a_wrong_bayer_pattern_gives_wrong_colours():
+    src = smooth_bgr(32, 48)
+    wrong = image_to_numpy(numpy_to_image(mosaic(src, "RGGB"), "bayer_bggr8"))  # red and blue swapped
+    assert np.abs(wrong.astype(int) - src).mean() > 20
+
+
+def test_bayer_mosaic_needs_even_sides():
+    with pytest.raises(ImageError, match="Bayer mosaic needs whole 2x2 cells"):
+        numpy_to_image(np.zeros((4, 7), np.uint8), "bayer_grbg8")
+
+
 # --- malformed inputs --------------------------------------------------------------------------------
 
 def raw(encoding="bgr8", height=H, width=W, step=W * 3, size=None):
@@ -135,8 +179,8 @@ def raw(encoding="bgr8", height=H, width=W, step=W * 3, size=None):
 
 
 def test_unknown_encoding_message():
-    with pytest.raises(ImageError, match=r"unsupported encoding 'bayer_rggb8'; supported: bgr8, rgb8"):
-        image_to_numpy(raw("bayer_rggb8"))
+    with pytest.raises(ImageError, match=r"unsupported encoding 'nv21'; supported: bgr8, rgb8"):
+        image_to_numpy(raw("nv21"))
     assert issubclass(ImageError, ValueError)
 
 
@@ -147,6 +191,7 @@ def test_unknown_encoding_message():
     (raw(height=0, size=0), "zero size"),
     (raw(width=0, step=0), "zero size"),
     (raw("yuv422", width=7, step=14), "width 7 is odd"),
+    (raw("bayer_rggb8", height=5, step=W), "size 8x5 is odd; a Bayer mosaic needs whole 2x2 cells"),
 ])
 def test_malformed_images_raise(msg, pattern):
     with pytest.raises(ImageError, match=pattern):
