@@ -33,10 +33,11 @@ from pathlib import Path  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from hpe_ros.calibration.board import Board, render_board_view, synthetic_board_poses  # noqa: E402
+from hpe_ros.calibration.board import Board  # noqa: E402
 from hpe_ros.calibration.board_calibration import calibrate_board, calibrate_from_detections  # noqa: E402
 from hpe_ros.calibration.compare import errors_in_camera0_frame  # noqa: E402
 from hpe_ros.camera import Rig  # noqa: E402
+from hpe_ros.sim.boards import render_board_view, synthetic_board_poses  # noqa: E402
 from hpe_ros.sim.rig import default_rig  # noqa: E402
 
 BOARDS = {"checkerboard": Board.checkerboard(9, 6, 0.10), "charuco": Board.charuco(8, 6, 0.14, 0.09)}

@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
-from hpe_ros.calibration import load_rig
+from hpe_ros.io.calibration import load_rig
 from hpe_ros.io.openpose import write_openpose_frame
 from hpe_ros.offline import OfflineResult, fuse_frames
 from hpe_ros.skeleton import convert, convert_scores, get_layout

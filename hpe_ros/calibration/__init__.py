@@ -1,34 +1,9 @@
-"""hpe_ros.calibration: camera calibration files (anipose/Pose2Sim TOML, ROS camera_info YAML,
-hpe_ros rig YAML, OpenCV FileStorage) and their validation.
+"""hpe_ros.calibration: estimating cameras (the files they are read from and saved to live in
+`hpe_ros.io.calibration`).
 
-    >>> rig = load_rig("config/example_rig.toml")
-    >>> save_rig(rig, "/tmp/rig.toml")          # .toml or .yaml, written atomically
+board.py (checkerboard / ChArUco definitions and detection), board_calibration.py (a rig from a moving
+board), board_bundle.py (its bundle adjustment of cameras and rigid board poses), board_report.py (its
+report text and picture), bundle.py (bundle adjustment of cameras and free 3D points), from_people.py
+(extrinsics from people walking through the scene), online.py (live refinement), compare.py (a rig
+against a reference after similarity alignment).
 """
-from hpe_ros.calibration.formats import (
-    load_camera_info_yaml,
-    load_opencv_rig,
-    load_rig,
-    load_rig_yaml,
-    load_toml_rig,
-    rig_from_camera_infos,
-    save_camera_info_yaml,
-    save_rig,
-    save_rig_yaml,
-    save_toml_rig,
-)
-from hpe_ros.calibration.validate import CalibrationError, validate_camera
-
-__all__ = [
-    "CalibrationError",
-    "load_camera_info_yaml",
-    "load_opencv_rig",
-    "load_rig",
-    "load_rig_yaml",
-    "load_toml_rig",
-    "rig_from_camera_infos",
-    "save_camera_info_yaml",
-    "save_rig",
-    "save_rig_yaml",
-    "save_toml_rig",
-    "validate_camera",
-]

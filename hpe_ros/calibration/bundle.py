@@ -40,6 +40,7 @@ from scipy.optimize import least_squares
 from scipy.sparse import coo_matrix
 
 from hpe_ros.camera import Rig, distort_normalized, rodrigues, rotation_to_rvec
+from hpe_ros.checks import check_shape
 
 _MIN_DEPTH = 1e-6
 _RAYLEIGH_MEDIAN = float(np.sqrt(2 * np.log(2)))  # median of |e| for a 2D Gaussian e with unit sigma
@@ -61,13 +62,16 @@ class Observations:
     def __post_init__(self):
         self.camera = np.asarray(self.camera, dtype=np.int64).ravel()
         self.point = np.asarray(self.point, dtype=np.int64).ravel()
-        self.xy = np.asarray(self.xy, dtype=np.float64).reshape(-1, 2)
+        xy = np.asarray(self.xy, dtype=np.float64)
+        check_shape("observations.xy", xy, (2,), leading=True)
+        self.xy = xy.reshape(-1, 2)
         M = self.camera.size
         self.weight = (np.ones(M) if self.weight is None
                        else np.asarray(self.weight, dtype=np.float64).ravel())
-        if not (self.point.size == M and self.xy.shape[0] == M and self.weight.size == M):
-            raise ValueError(f"observations: camera {self.camera.shape}, point {self.point.shape}, xy "
-                             f"{self.xy.shape} and weight {self.weight.shape} must all hold M entries")
+        dims = {"M": M}
+        check_shape("observations.point", self.point, ("M",), dims)
+        check_shape("observations.xy", self.xy, ("M", 2), dims)
+        check_shape("observations.weight", self.weight, ("M",), dims)
 
     def __len__(self) -> int:
         return self.camera.size
@@ -94,8 +98,9 @@ class BoneConstraints:
         self.b = np.asarray(self.b, dtype=np.int64).ravel()
         self.bone = np.asarray(self.bone, dtype=np.int64).ravel()
         self.lengths = np.asarray(self.lengths, dtype=np.float64).ravel()
-        if not (self.a.size == self.b.size == self.bone.size):
-            raise ValueError("bones: a, b and bone must have the same length")
+        dims = check_shape("bones.a", self.a, ("K",))
+        check_shape("bones.b", self.b, ("K",), dims)
+        check_shape("bones.bone", self.bone, ("K",), dims)
         if self.bone.size and (self.bone.min() < 0 or self.bone.max() >= self.lengths.size):
             raise ValueError(f"bones: bone ids must be in [0, {self.lengths.size})")
 
@@ -126,7 +131,10 @@ class BundleReport:
     def to_dict(self, names: list[str] | None = None) -> dict:
         """JSON-friendly summary (per camera keyed by name when given)."""
         names = names or [f"cam{i}" for i in range(len(self.rms_px))]
-        f = (lambda v: None if not np.isfinite(v) else round(float(v), 3))
+
+        def f(v):
+            return None if not np.isfinite(v) else round(float(v), 3)
+
         return {
             "per_camera": {n: {"rms_px": f(self.rms_px[i]), "median_px": f(self.median_px[i]),
                                "observations": int(self.observations[i]), "outliers": int(self.outliers[i])}
@@ -314,30 +322,17 @@ def bundle_adjust(rig: Rig, observations: Observations, points3d: np.ndarray, *,
     """
     t_start = time.perf_counter()
     C = len(rig)
-    if not 0 <= fixed_camera < C:
-        raise ValueError(f"fixed_camera {fixed_camera} is not a camera index of a rig of {C}")
     obs = observations
     X = np.array(points3d, dtype=np.float64).reshape(-1, 3)
     N = X.shape[0]
-    if len(obs) and (obs.camera.min() < 0 or obs.camera.max() >= C):
-        raise ValueError(f"observations: camera index out of range [0, {C})")
-    if len(obs) and (obs.point.min() < 0 or obs.point.max() >= N):
-        raise ValueError(f"observations: point index out of range [0, {N})")
-    if not outlier_px:
-        raise ValueError("outlier_px needs at least one round")
+    _check_arguments(C, N, obs, fixed_camera, outlier_px)
 
     K = np.stack([c.K for c in rig])
     dist = np.stack([c.dist for c in rig])
     rvec = np.stack([rotation_to_rvec(c.R) for c in rig])
     t = np.stack([c.t for c in rig]).copy()
     focal = np.ones(C) if refine_focal else None
-    L = None
-    if bones is not None:
-        L = bones.lengths.copy()
-        d = np.linalg.norm(X[bones.a] - X[bones.b], axis=1)
-        for k in np.flatnonzero(~np.isfinite(L)):       # B is small (bones x people): a loop is fine
-            dk = d[(bones.bone == k) & np.isfinite(d)]
-            L[k] = np.median(dk) if dk.size else 0.0
+    L = _initial_bone_lengths(bones, X)
 
     free_cams = np.array([c for c in range(C) if c != fixed_camera], dtype=np.int64)
     usable = (obs.weight > 0) & np.isfinite(obs.xy).all(axis=1)
@@ -350,34 +345,11 @@ def bundle_adjust(rig: Rig, observations: Observations, points3d: np.ndarray, *,
     for threshold in outlier_px:
         t_round = time.perf_counter()
         err = _errors(rvec, t, K, dist, focal, obs, X)
-        current = usable & (err < np.inf)
-        if inliers.any():  # noise floor from the previous round's inliers
-            sigma = np.median(err[inliers & current]) / _RAYLEIGH_MEDIAN
-            threshold = max(float(threshold), outlier_sigmas * sigma)
-        inliers = current & (err <= threshold)
-        # Points need two inlier views to be adjusted; their other observations sit this round out.
-        views = np.bincount(obs.point[inliers], minlength=N)
-        inliers &= views[obs.point] >= 2
+        threshold, inliers, views = _round_inliers(err, usable, inliers, threshold, outlier_sigmas, obs.point, N)
         active = np.flatnonzero(views >= 2)
-        if active.size == 0:
-            raise ValueError("bundle adjustment: no point has two observations within "
-                             f"{threshold:.1f} px; check the initial cameras and points")
-        bone_args = None
-        if bones is not None:
-            keep = (views[bones.a] >= 2) & (views[bones.b] >= 2)
-            slot = np.full(N, -1)
-            slot[active] = np.arange(active.size)
-            bone_args = (slot[bones.a[keep]], slot[bones.b[keep]], bones.bone[keep], float(bones.weight),
-                         bones.lengths.size)
-        gauge = None
-        if fix_scale and free_cams.size:
-            centers = -np.einsum("cji,cj->ci", rodrigues(rvec), t)
-            gap = np.linalg.norm(centers - centers[fixed_camera], axis=1)
-            ref = int(np.argmax(gap))
-            if gap[ref] > 0:
-                gauge = (ref, centers[fixed_camera], float(gap[ref]), 1e3 * f_scale / gap[ref])
+        gauge = _scale_gauge(rvec, t, fixed_camera, f_scale) if fix_scale and free_cams.size else None
         prob = _Problem(K, dist, free_cams, refine_focal, active, obs.camera[inliers], obs.point[inliers],
-                        obs.xy[inliers], obs.weight[inliers], bone_args, gauge)
+                        obs.xy[inliers], obs.weight[inliers], _bone_args(bones, views, active), gauge)
         p0 = prob.pack(rvec, t, focal if refine_focal else None, X, L)
         res = least_squares(prob.residuals, p0, jac_sparsity=prob.sparsity(), method="trf", loss=loss,
                             f_scale=f_scale, x_scale="jac", ftol=ftol, xtol=1e-10, max_nfev=max_nfev,
@@ -398,17 +370,7 @@ def bundle_adjust(rig: Rig, observations: Observations, points3d: np.ndarray, *,
         bar.close()
 
     err = _errors(rvec, t, K, dist, focal, obs, X)
-    views = np.bincount(obs.point[inliers], minlength=N)
-    X[views < 2] = np.nan
-    e_in = np.where(inliers, err, np.nan)
-    n_in = np.bincount(obs.camera[inliers], minlength=C)
-    rms = np.full(C, np.nan)
-    med = np.full(C, np.nan)
-    for c in np.flatnonzero(n_in):  # C is small
-        ec = e_in[(obs.camera == c) & inliers]
-        rms[c], med[c] = np.sqrt(np.mean(ec ** 2)), np.median(ec)
-    outliers = np.bincount(obs.camera[usable & ~inliers], minlength=C)
-
+    X[np.bincount(obs.point[inliers], minlength=N) < 2] = np.nan
     R = rodrigues(rvec)
     cams = []
     for c, cam in enumerate(rig):
@@ -417,11 +379,85 @@ def bundle_adjust(rig: Rig, observations: Observations, points3d: np.ndarray, *,
             Kc[0, 0] *= focal[c]
             Kc[1, 1] *= focal[c]
         cams.append(cam.copy(K=Kc, R=R[c], t=t[c]))
-    report = BundleReport(rms_px=rms, median_px=med, observations=n_in, outliers=outliers, inliers=inliers,
-                          errors_px=err, bone_lengths=L, rounds=rounds,
-                          focal_scale=focal if refine_focal else np.ones(C),
-                          time_s=time.perf_counter() - t_start)
+    report = _report(obs, err, inliers, usable, C, L, rounds, focal if refine_focal else np.ones(C),
+                     time.perf_counter() - t_start)
     return Rig(cams), X, report
+
+
+def _check_arguments(C: int, N: int, obs: Observations, fixed_camera: int, outlier_px) -> None:
+    if not 0 <= fixed_camera < C:
+        raise ValueError(f"fixed_camera {fixed_camera} is not a camera index of a rig of {C}")
+    if len(obs) and (obs.camera.min() < 0 or obs.camera.max() >= C):
+        raise ValueError(f"observations: camera index out of range [0, {C})")
+    if len(obs) and (obs.point.min() < 0 or obs.point.max() >= N):
+        raise ValueError(f"observations: point index out of range [0, {N})")
+    if not outlier_px:
+        raise ValueError("outlier_px needs at least one round")
+
+
+def _initial_bone_lengths(bones: BoneConstraints | None, X: np.ndarray) -> np.ndarray | None:
+    """(B,) starting lengths: the given ones, NaN replaced by the median of the initial point distances."""
+    if bones is None:
+        return None
+    L = bones.lengths.copy()
+    d = np.linalg.norm(X[bones.a] - X[bones.b], axis=1)
+    for k in np.flatnonzero(~np.isfinite(L)):       # B is small (bones x people): a loop is fine
+        dk = d[(bones.bone == k) & np.isfinite(d)]
+        L[k] = np.median(dk) if dk.size else 0.0
+    return L
+
+
+def _round_inliers(err: np.ndarray, usable: np.ndarray, inliers: np.ndarray, threshold, outlier_sigmas: float,
+                   point: np.ndarray, N: int):
+    """One round's (threshold px, inliers (M,), inlier views per point (N,)): errors under the threshold,
+    raised to `outlier_sigmas` x the noise of the previous round's inliers; observations of points with
+    fewer than two inlier views sit the round out."""
+    current = usable & (err < np.inf)
+    if inliers.any():  # noise floor from the previous round's inliers
+        sigma = np.median(err[inliers & current]) / _RAYLEIGH_MEDIAN
+        threshold = max(float(threshold), outlier_sigmas * sigma)
+    inliers = current & (err <= threshold)
+    views = np.bincount(point[inliers], minlength=N)
+    inliers &= views[point] >= 2
+    if not (views >= 2).any():
+        raise ValueError("bundle adjustment: no point has two observations within "
+                         f"{threshold:.1f} px; check the initial cameras and points")
+    return threshold, inliers, views
+
+
+def _bone_args(bones: BoneConstraints | None, views: np.ndarray, active: np.ndarray):
+    """The bone constraints between adjusted points, in `_Problem`'s form (point slots, bone, weight, B)."""
+    if bones is None:
+        return None
+    keep = (views[bones.a] >= 2) & (views[bones.b] >= 2)
+    slot = np.full(views.size, -1)
+    slot[active] = np.arange(active.size)
+    return slot[bones.a[keep]], slot[bones.b[keep]], bones.bone[keep], float(bones.weight), bones.lengths.size
+
+
+def _scale_gauge(rvec: np.ndarray, t: np.ndarray, fixed_camera: int, f_scale: float):
+    """(camera farthest from the fixed one, fixed camera's centre, their distance, residual weight), or None
+    when all cameras sit at one point."""
+    centers = -np.einsum("cji,cj->ci", rodrigues(rvec), t)
+    gap = np.linalg.norm(centers - centers[fixed_camera], axis=1)
+    ref = int(np.argmax(gap))
+    if gap[ref] > 0:
+        return ref, centers[fixed_camera], float(gap[ref]), 1e3 * f_scale / gap[ref]
+    return None
+
+
+def _report(obs: Observations, err: np.ndarray, inliers: np.ndarray, usable: np.ndarray, C: int, L, rounds,
+            focal_scale: np.ndarray, seconds: float) -> BundleReport:
+    e_in = np.where(inliers, err, np.nan)
+    n_in = np.bincount(obs.camera[inliers], minlength=C)
+    rms = np.full(C, np.nan)
+    med = np.full(C, np.nan)
+    for c in np.flatnonzero(n_in):  # C is small
+        ec = e_in[(obs.camera == c) & inliers]
+        rms[c], med[c] = np.sqrt(np.mean(ec ** 2)), np.median(ec)
+    outliers = np.bincount(obs.camera[usable & ~inliers], minlength=C)
+    return BundleReport(rms_px=rms, median_px=med, observations=n_in, outliers=outliers, inliers=inliers,
+                        errors_px=err, bone_lengths=L, rounds=rounds, focal_scale=focal_scale, time_s=seconds)
 
 
 __all__ = ["Observations", "BoneConstraints", "BundleReport", "bundle_adjust", "project_observations",

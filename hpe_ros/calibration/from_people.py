@@ -23,20 +23,20 @@ d. **Bundle adjustment** of cameras and 3D joints (`hpe_ros.calibration.bundle`)
    consistency: one free length per person and bone, shared over all frames.
 e. **Metric scale** from body size. The height of each person is estimated from posture-independent
    segment lengths, thigh (hip-knee) + shank (knee-ankle) + trunk side (shoulder-hip), averaged over
-   left and right and over frames, which together are 0.781 of standing height in Drillis & Contini's
-   proportions (thigh 0.245, shank 0.246, trunk side sqrt(0.288^2 + 0.0375^2) = 0.290; Winter,
-   "Biomechanics and Motor Control of Human Movement", fig. 4.1). A vertical head-to-ankle span would
+   left and right and over frames, which together are `HEIGHT_FRACTION` (0.781) of standing height
+   in Drillis & Contini's proportions (`hpe_ros.anthropometry`). A vertical head-to-ankle span would
    depend on posture (a walking person's bent knees and pitched trunk shorten it by several %); bone
    lengths do not. The scale makes the people's mean height (weighted by frames seen) equal
    `person_height`; or, with `bone_length`, makes the median length of the named joint pairs equal to
-   the given metres; with neither, an average adult height of 1.70 m is assumed (the report says so,
-   and a rig scaled this way is off by the people's deviation from 1.70 m, typically +-5 %).
+   the given metres; with neither, the average adult height `DEFAULT_HEIGHT` is assumed (the report
+   says so, and a rig scaled this way is off by the people's deviation from it, typically +-5 %).
 f. **World frame** (REP-103): z up, floor z = 0, origin on the floor below camera 0 (the first camera
    of `intrinsics`), +x along camera 0's viewing direction projected on the floor, y = z x x. The floor
    is a robust plane fit to stance ankles (per frame and person the lower ankle), lowered by the
-   ankle joint's height above the sole (0.039 of standing height, same source; `ankle_height` to
-   override); "up" is the side of the heads. With too little spread of the stance ankles for a plane
-   (people standing still), the floor normal is the people's median body axis instead.
+   ankle joint's height above the sole (``PROPORTIONS["ankle_height"]`` of standing height;
+   `ankle_height` to override); "up" is the side of the heads. With too little spread of the stance
+   ankles for a plane (people standing still), the floor normal is the people's median body axis
+   instead.
 
     >>> rig, report = calibrate_from_people(intrinsics, points2d, scores, layout="coco17", person_height=1.78)
     >>> report["per_camera"]["cam1"]["reprojection_rms_px"], report["scale"]["source"]
@@ -54,18 +54,16 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from hpe_ros.calibration.bundle import BoneConstraints, Observations, bundle_adjust
+from hpe_ros.anthropometry import DEFAULT_HEIGHT, HEIGHT_FRACTION, PROPORTIONS
+from hpe_ros.calibration.bundle import BoneConstraints, BundleReport, Observations, bundle_adjust
 from hpe_ros.calibration.compare import apply_similarity
-from hpe_ros.calibration.validate import CalibrationError
 from hpe_ros.camera import Camera, Rig
+from hpe_ros.checks import check_shape
 from hpe_ros.fusion.triangulation import triangulate
+from hpe_ros.io.calibration import CalibrationError
 from hpe_ros.skeleton import Layout, get_layout
 
-# Drillis & Contini segment lengths as fractions of standing height (see the module docstring).
-THIGH, SHANK, ANKLE_HEIGHT = 0.245, 0.246, 0.039
-TRUNK_SIDE = float(np.hypot(0.288, (0.200 - 0.125) / 2))       # shoulder joint to hip joint, one side
-HEIGHT_FRACTION = THIGH + SHANK + TRUNK_SIDE                   # 0.781
-AVERAGE_ADULT_HEIGHT = 1.70                                    # m, used when no size is given
+# The posture-independent segments whose lengths add up to HEIGHT_FRACTION of standing height.
 _HEIGHT_SEGMENTS = [(("left_hip", "left_knee"), ("right_hip", "right_knee")),
                     (("left_knee", "left_ankle"), ("right_knee", "right_ankle")),
                     (("left_shoulder", "left_hip"), ("right_shoulder", "right_hip"))]
@@ -109,11 +107,9 @@ def _check_inputs(intrinsics: Rig, points2d, scores, layout: Layout, min_score: 
     points2d = np.asarray(points2d, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
     C, J = len(intrinsics), layout.num_joints
-    if points2d.ndim != 5 or points2d.shape[0] != C or points2d.shape[3] != J or points2d.shape[4] != 2:
-        raise ValueError(f"points2d must be (C={C}, F, P, J={J}, 2) for cameras {names} and layout "
-                         f"{layout.name}, got {points2d.shape}")
-    if scores.shape != points2d.shape[:4]:
-        raise ValueError(f"scores must be (C, F, P, J) = {points2d.shape[:4]}, got {scores.shape}")
+    dims = check_shape(f"points2d (cameras {names}, layout {layout.name})", points2d, ("C", "F", "P", "J", 2),
+                       {"C": C, "J": J})
+    check_shape("scores", scores, ("C", "F", "P", "J"), dims)
     valid = (np.nan_to_num(scores) >= min_score) & np.isfinite(points2d).all(axis=-1)
     per_cam = valid.reshape(C, -1).sum(axis=1)
     if not per_cam.any():
@@ -162,11 +158,11 @@ def link_tracks(points: np.ndarray, valid: np.ndarray, max_step: float = 0.25, m
                 med = np.nanmedian(d, axis=-1)
             scale = np.array([size[k] for k in live])[:, None] * gap
             cost = np.where(both.sum(axis=-1) >= 3, med / scale, np.inf)
-            for l, r in zip(*linear_sum_assignment(np.where(np.isfinite(cost), cost, 1e6))):
-                c = cost[l, r]
-                others = np.concatenate([np.delete(cost[l], r), np.delete(cost[:, r], l)])
+            for li, r in zip(*linear_sum_assignment(np.where(np.isfinite(cost), cost, 1e6))):
+                c = cost[li, r]
+                others = np.concatenate([np.delete(cost[li], r), np.delete(cost[:, r], li)])
                 if c <= max_step and not (others.size and c >= ambiguity * others.min()):
-                    taken[int(rows[r])] = live[l]
+                    taken[int(rows[r])] = live[li]
             free = [r for r in free if r not in taken]
         for r in np.flatnonzero(present[f]):
             k = taken.get(int(r))
@@ -498,10 +494,10 @@ def _scale_factor(points3d: np.ndarray, weights: np.ndarray, layout: Layout, per
     info = {"people": len(people)}
     if person_height is not None:
         return float(person_height) / mean, {"source": "person_height", "person_height_m": float(person_height), **info}
-    return AVERAGE_ADULT_HEIGHT / mean, {
-        "source": "assumed_height", "person_height_m": AVERAGE_ADULT_HEIGHT, **info,
+    return DEFAULT_HEIGHT / mean, {
+        "source": "assumed_height", "person_height_m": DEFAULT_HEIGHT, **info,
         "note": f"no person_height or bone_length given: assumed the people's average height is "
-                f"{AVERAGE_ADULT_HEIGHT:.2f} m (average adult); the rig's scale is off by as much as they differ"}
+                f"{DEFAULT_HEIGHT:.2f} m (average adult); the rig's scale is off by as much as they differ"}
 
 
 # --- (f) world frame -----------------------------------------------------------------------------
@@ -526,7 +522,7 @@ def _floor_frame(points3d: np.ndarray, layout: Layout, heights: np.ndarray, came
     la, ra = (points3d[..., layout.index(n), :] for n in ("left_ankle", "right_ankle"))
     ha, hb = np.nan_to_num(la @ up, nan=np.inf), np.nan_to_num(ra @ up, nan=np.inf)
     stance = np.where((ha <= hb)[..., None], la, ra)                                    # (F, G, 3)
-    fallback = np.nanmean(heights) if np.isfinite(heights).any() else AVERAGE_ADULT_HEIGHT
+    fallback = np.nanmean(heights) if np.isfinite(heights).any() else DEFAULT_HEIGHT
     h_person = np.broadcast_to(np.where(np.isfinite(heights), heights, fallback), stance.shape[:2])
     ok = np.isfinite(stance).all(axis=-1)
     S, hp = stance[ok], h_person[ok]
@@ -546,7 +542,7 @@ def _floor_frame(points3d: np.ndarray, layout: Layout, heights: np.ndarray, came
         inl = np.abs(res - offset) < max(3.0 * mad, 0.01)
     offset = np.median(res[inl])
     # Floor = the stance ankles' plane lowered by the ankle joint's height above the sole.
-    drop = float(ankle_height) if ankle_height is not None else float(np.median(ANKLE_HEIGHT * hp[inl]))
+    drop = float(ankle_height) if ankle_height is not None else float(np.median(PROPORTIONS["ankle_height"] * hp[inl]))
     floor_point = anchor + (offset - drop) * normal
     z = normal
     c0 = camera0.center
@@ -561,7 +557,8 @@ def _floor_frame(points3d: np.ndarray, layout: Layout, heights: np.ndarray, came
     report = {"method": method, "stance_ankle_points": int(inl.sum()), "rejected_points": int((~inl).sum()),
               "plane_rms_mm": round(float(np.sqrt(np.mean(res_in ** 2)) * 1e3), 2),
               "ankle_height_m": round(drop, 4),
-              "ankle_height_source": "given" if ankle_height is not None else f"{ANKLE_HEIGHT} x estimated height"}
+              "ankle_height_source": ("given" if ankle_height is not None
+                                      else f"{PROPORTIONS['ankle_height']} x estimated height")}
     return 1.0, A, -A @ origin, report
 
 
@@ -579,8 +576,8 @@ def calibrate_from_people(intrinsics: Rig, points2d: np.ndarray, scores: np.ndar
     scores: (C, F, P, J) in [0, 1]; layout: joint layout of J (needs hips, knees, ankles, shoulders);
     person_height: standing height (m) of the people seen (their average if several); bone_length:
     known lengths instead, {"left_hip-left_knee": 0.42, ...} (m; median over frames and people);
-    neither: 1.70 m assumed; seed: OpenCV's RANSAC and the subsampling; min_score: keypoints used;
-    epipolar_px: inlier threshold of the essential matrices (Sampson distance, px);
+    neither: `DEFAULT_HEIGHT` assumed; seed: OpenCV's RANSAC and the subsampling; min_score: keypoints
+    used; epipolar_px: inlier threshold of the essential matrices (Sampson distance, px);
     max_bundle_points: 3D joints in the bundle adjustment (frames evenly subsampled to fit);
     bone_weight: px per metre of bone-length inconsistency; ankle_height: ankle joint above the floor (m).
 
@@ -588,29 +585,84 @@ def calibrate_from_people(intrinsics: Rig, points2d: np.ndarray, scores: np.ndar
     Raises CalibrationError (a ValueError) naming the camera for cameras without usable detections,
     cameras that share no people with the others and cameras that cannot be registered.
     """
-    from tqdm import tqdm
-
     t_start = time.perf_counter()
     timings = {}
     layout = get_layout(layout)
     _check_size_options(person_height, bone_length, layout)
     points2d, scores, valid = _check_inputs(intrinsics, points2d, scores, layout, min_score)
-    C, F, P, J, _ = points2d.shape
-    names = intrinsics.names
     rng = np.random.default_rng(seed)
     cv2.setRNGSeed(int(seed))
 
-    # (a) tracks per camera
     t0 = time.perf_counter()
-    xn = np.stack([cam.undistort_points(points2d[c]) for c, cam in enumerate(intrinsics)])   # (C, F, P, J, 2)
+    xn, tracks, n_tracks, valid = _track_step(intrinsics, points2d, valid, progress)
+    timings["tracks"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    matches = _pair_step(intrinsics, xn, valid, tracks, n_tracks, epipolar_px, rng, progress)
+    timings["pairs"] = time.perf_counter() - t0
+    pts, sc = _people_step(intrinsics.names, matches, tracks, n_tracks, points2d, scores, valid)
+
+    t0 = time.perf_counter()
+    C, F, G, J, _ = pts.shape
+    cams, X, cam_info, tree, first, Q = _register(intrinsics, matches, pts.reshape(C, -1, 2), sc.reshape(C, -1),
+                                                  min_score, progress)
+    timings["registration"] = time.perf_counter() - t0
+    X = X.reshape(F, G, J, 3)
+    # provisional metric scale, so that the bone weight means px per metre
+    joints_seen = np.isfinite(X).all(axis=-1).sum(axis=(0, 2)).astype(np.float64)
+    s0, _ = _scale_factor(X, joints_seen, layout, person_height, bone_length)
+    cams = list(apply_similarity(Rig(cams), s0, np.eye(3), np.zeros(3)))
+
+    t0 = time.perf_counter()
+    adjusted = _bundle_step(Rig(cams), X * s0, pts, sc, layout, first, min_score, max_bundle_points, bone_weight,
+                            progress)
+    timings["bundle_adjustment"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    rig_m, Xb, heights, weights, s1, scale_report = _metric_scale_step(adjusted, layout, person_height, bone_length)
+    rig_w, frames_seen, floor_report = _world_frame_step(rig_m, pts, sc, layout, heights, min_score, ankle_height)
+    timings["scale_and_floor"] = time.perf_counter() - t0
+
+    report = {
+        "cameras": intrinsics.names,
+        "layout": layout.name,
+        "frames": {"total": F, "bundle_adjustment": int(len(adjusted.frames))},
+        "per_camera": _camera_reports(intrinsics.names, adjusted.report, cam_info),
+        "pair_graph": _pair_graph(intrinsics.names, matches, Q, tree),
+        "people": {"tracks": G, "distinct": [list(p) for p in distinct_people(Xb, heights, weights)],
+                   "frames_seen": [int(v) for v in frames_seen],
+                   "estimated_height_m": [_r(h, 4) for h in heights]},
+        "scale": {**scale_report, "factor_from_provisional": _r(s1, 6)},
+        "floor": floor_report,
+        "world_frame": "z up, floor z = 0 (ankles lowered by the ankle height), origin on the floor below camera "
+                       f"{intrinsics.names[0]!r}, +x = its viewing direction projected on the floor, y = z cross x",
+        "bundle_adjustment": {"rounds": adjusted.report.rounds, "points": adjusted.n_points,
+                              "observations": adjusted.n_observations, "bone_constraints": adjusted.n_bones,
+                              "fixed_camera": intrinsics.names[first]},
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "time_s": round(time.perf_counter() - t_start, 3),
+    }
+    return rig_w, report
+
+
+def _track_step(intrinsics: Rig, points2d: np.ndarray, valid: np.ndarray, progress: bool):
+    """Step a, within each camera: (undistorted normalised keypoints xn (C, F, P, J, 2), track ids (C, F, P),
+    tracks per camera [C], valid (C, F, P, J) restricted to detections on a track)."""
+    from tqdm import tqdm
+
+    C = len(intrinsics)
+    xn = np.stack([cam.undistort_points(points2d[c]) for c, cam in enumerate(intrinsics)])
     tracks = np.stack([link_tracks(points2d[c], valid[c])
                        for c in tqdm(range(C), desc="2D tracks", unit="cam", leave=False, disable=not progress)])
     n_tracks = [int(tracks[c].max()) + 1 if (tracks[c] >= 0).any() else 0 for c in range(C)]
-    valid &= tracks[..., None] >= 0
-    timings["tracks"] = time.perf_counter() - t0
+    return xn, tracks, n_tracks, valid & (tracks[..., None] >= 0)
 
-    # (a, b) camera pairs: track pairing and relative pose
-    t0 = time.perf_counter()
+
+def _pair_step(intrinsics: Rig, xn, valid, tracks, n_tracks, epipolar_px: float, rng, progress: bool) -> dict:
+    """Steps a-b across cameras: (i, j) -> `_PairMatch` for every pair with at least 30 inliers."""
+    from tqdm import tqdm
+
+    C = len(intrinsics)
     focal = np.array([np.sqrt(c.K[0, 0] * c.K[1, 1]) for c in intrinsics])
     matches = {}
     pairs = [(i, j) for i in range(C) for j in range(i + 1, C)]
@@ -619,46 +671,53 @@ def calibrate_from_people(intrinsics: Rig, points2d: np.ndarray, scores: np.ndar
         m = _match_pair(i, j, xn, valid, tracks, n_tracks, threshold, rng)
         if m is not None and m.inliers >= 30:
             matches[(i, j)] = m
-    timings["pairs"] = time.perf_counter() - t0
+    return matches
 
-    # people across cameras, as (C, F, G, J) arrays
+
+def _people_step(names: list[str], matches: dict, tracks, n_tracks, points2d, scores, valid):
+    """Step a's people across cameras as arrays: (pts (C, F, G, J, 2) px, sc (C, F, G, J), 0 = unused)."""
     person = _link_people(list(matches.values()), tracks, n_tracks)
     G = int(person.max()) + 1 if (person >= 0).any() else 0
     if G == 0:
         raise CalibrationError("no person could be matched between any two cameras "
                                f"({', '.join(map(repr, names))}); are the cameras synchronised?")
+    C, F, _, J, _ = points2d.shape
     pts = np.full((C, F, G, J, 2), np.nan)
     sc = np.zeros((C, F, G, J))
     c_, f_, r_ = np.nonzero(person >= 0)
     g_ = person[c_, f_, r_]
     pts[c_, f_, g_] = points2d[c_, f_, r_]
     sc[c_, f_, g_] = np.where(valid[c_, f_, r_], scores[c_, f_, r_], 0.0)
-    N = F * G * J
-    flat_pts, flat_sc = pts.reshape(C, N, 2), sc.reshape(C, N)
+    return pts, sc
 
-    # (c) consistent rig by incremental registration
-    t0 = time.perf_counter()
-    cams, X, cam_info, tree, first, Q = _register(intrinsics, matches, flat_pts, flat_sc, min_score, progress)
-    timings["registration"] = time.perf_counter() - t0
-    joints_seen = np.isfinite(X.reshape(F, G, J, 3)).all(axis=-1).sum(axis=(0, 2)).astype(np.float64)
 
-    # provisional metric scale, so that the bone weight means px per metre
-    s0, _ = _scale_factor(X.reshape(F, G, J, 3), joints_seen, layout, person_height, bone_length)
-    cams = list(apply_similarity(Rig(cams), s0, np.eye(3), np.zeros(3)))
-    X = X * s0
+@dataclass
+class _Adjusted:
+    """Step d's result: the adjusted rig and joints of the frames it used."""
 
-    # (d) bundle adjustment on evenly spread frames
-    t0 = time.perf_counter()
-    per_frame = np.isfinite(X.reshape(F, G * J, 3)).all(axis=-1).sum(axis=1)
+    rig: Rig
+    points: np.ndarray          # (Fb, G, J, 3), NaN where not adjusted
+    frames: np.ndarray          # (Fb,) frame indices
+    report: BundleReport
+    n_points: int
+    n_observations: int
+    n_bones: int
+
+
+def _bundle_step(rig: Rig, X: np.ndarray, pts, sc, layout: Layout, first: int, min_score: float,
+                 max_bundle_points: int, bone_weight: float, progress: bool) -> _Adjusted:
+    """Step d: bundle adjustment of cameras and joints X (F, G, J, 3) on evenly spread frames, one free length
+    per person and bone; camera `first` fixed."""
+    F, G = X.shape[:2]
+    per_frame = np.isfinite(X.reshape(F, -1, 3)).all(axis=-1).sum(axis=1)
     n_frames = F
     if per_frame.sum() > max_bundle_points:
         n_frames = max(2, int(F * max_bundle_points / per_frame.sum()))
     ba_frames = np.unique(np.linspace(0, F - 1, n_frames).round().astype(np.int64))
-    Xf = X.reshape(F, G, J, 3)[ba_frames]
+    Xf = X[ba_frames]
     point_id = np.full(Xf.shape[:3], -1, dtype=np.int64)
     finite = np.isfinite(Xf).all(axis=-1)
     point_id[finite] = np.arange(finite.sum())
-    X_ba = Xf[finite]
     pts_ba = pts[:, ba_frames]                                                # (C, Fb, G, J, 2)
     sc_ba = sc[:, ba_frames]
     cc, ff, gg, jj = np.nonzero((sc_ba >= min_score) & finite[None])
@@ -669,56 +728,46 @@ def calibrate_from_people(intrinsics: Rig, points2d: np.ndarray, scores: np.ndar
     both = (ia >= 0) & (ib >= 0)
     bone_id = (np.arange(G)[:, None] * B + np.arange(B)[None, :])[None].repeat(len(ba_frames), axis=0)
     bones = BoneConstraints(ia[both], ib[both], bone_id[both], np.full(G * B, np.nan), bone_weight) if B else None
-    rig_ba, X_ba, ba = bundle_adjust(Rig(cams), obs, X_ba, bones=bones, fixed_camera=first, progress=progress)
-    timings["bundle_adjustment"] = time.perf_counter() - t0
-
-    # (e) metric scale from the adjusted joints
-    t0 = time.perf_counter()
+    rig_ba, X_ba, ba = bundle_adjust(rig, obs, Xf[finite], bones=bones, fixed_camera=first, progress=progress)
     Xb = np.full(Xf.shape, np.nan)
     Xb[finite] = X_ba
+    return _Adjusted(rig_ba, Xb, ba_frames, ba, int(len(X_ba)), int(len(obs)), int(both.sum()) if B else 0)
+
+
+def _metric_scale_step(adjusted: _Adjusted, layout: Layout, person_height, bone_length):
+    """Step e: (metric rig, joints (Fb, G, J, 3) m, heights (G,) m, weights (G,) joints seen, factor applied,
+    scale report)."""
+    Xb = adjusted.points
     weights = np.isfinite(Xb).all(axis=-1).sum(axis=(0, 2)).astype(np.float64)
     s1, scale_report = _scale_factor(Xb, weights, layout, person_height, bone_length)
-    rig_m = apply_similarity(rig_ba, s1, np.eye(3), np.zeros(3))
+    rig_m = apply_similarity(adjusted.rig, s1, np.eye(3), np.zeros(3))
     Xb = Xb * s1
-    heights = estimate_heights(Xb, layout)
+    return rig_m, Xb, estimate_heights(Xb, layout), weights, s1, scale_report
 
-    # (f) world frame from every frame's joints, triangulated with the adjusted rig
-    X_all = triangulate(rig_m, flat_pts, flat_sc, min_views=2, min_score=min_score, max_error_px=10.0).points
-    X_all = X_all.reshape(F, G, J, 3)
-    frames_seen = (np.isfinite(X_all).all(axis=-1).sum(axis=-1) >= (J + 1) // 2).sum(axis=0)   # (G,)
-    s, A, T, floor_report = _floor_frame(X_all, layout, heights, rig_m[0], ankle_height)
-    rig_w = apply_similarity(rig_m, s, A, T)
-    timings["scale_and_floor"] = time.perf_counter() - t0
 
-    per_camera = {}
-    for c, n in enumerate(names):
-        per_camera[n] = {
-            "reprojection_rms_px": _r(ba.rms_px[c]), "reprojection_median_px": _r(ba.median_px[c]),
-            "observations_used": int(ba.observations[c]), "outliers_dropped": int(ba.outliers[c]),
-            **cam_info.get(n, {}),
-        }
+def _world_frame_step(rig: Rig, pts, sc, layout: Layout, heights, min_score: float, ankle_height):
+    """Step f, from every frame's joints triangulated with the metric rig: (rig in the world frame, frames
+    in which each person (G,) had at least half the joints, floor report)."""
+    C, F, G, J, _ = pts.shape
+    X_all = triangulate(rig, pts.reshape(C, -1, 2), sc.reshape(C, -1), min_views=2, min_score=min_score,
+                        max_error_px=10.0).points.reshape(F, G, J, 3)
+    frames_seen = (np.isfinite(X_all).all(axis=-1).sum(axis=-1) >= (J + 1) // 2).sum(axis=0)
+    s, A, T, floor_report = _floor_frame(X_all, layout, heights, rig[0], ankle_height)
+    return apply_similarity(rig, s, A, T), frames_seen, floor_report
+
+
+def _camera_reports(names: list[str], ba: BundleReport, cam_info: dict) -> dict:
+    return {n: {"reprojection_rms_px": _r(ba.rms_px[c]), "reprojection_median_px": _r(ba.median_px[c]),
+                "observations_used": int(ba.observations[c]), "outliers_dropped": int(ba.outliers[c]),
+                **cam_info.get(n, {})}
+            for c, n in enumerate(names)}
+
+
+def _pair_graph(names: list[str], matches: dict, Q: np.ndarray, tree: list) -> list[dict]:
     tree_set = {tuple(sorted(e)) for e in tree}
-    report = {
-        "cameras": names,
-        "layout": layout.name,
-        "frames": {"total": F, "bundle_adjustment": int(len(ba_frames))},
-        "per_camera": per_camera,
-        "pair_graph": [{"cameras": [names[i], names[j]], "inliers": int(Q[i, j]),
-                        "track_links": len(matches[(i, j)].links), "tree": (i, j) in tree_set}
-                       for (i, j) in sorted(matches)],
-        "people": {"tracks": G, "distinct": [list(p) for p in distinct_people(Xb, heights, weights)],
-                   "frames_seen": [int(v) for v in frames_seen],
-                   "estimated_height_m": [_r(h, 4) for h in heights]},
-        "scale": {**scale_report, "factor_from_provisional": _r(s1, 6)},
-        "floor": floor_report,
-        "world_frame": "z up, floor z = 0 (ankles lowered by the ankle height), origin on the floor below camera "
-                       f"{names[0]!r}, +x = its viewing direction projected on the floor, y = z cross x",
-        "bundle_adjustment": {"rounds": ba.rounds, "points": int(len(X_ba)), "observations": int(len(obs)),
-                              "bone_constraints": int(both.sum()) if B else 0, "fixed_camera": names[first]},
-        "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        "time_s": round(time.perf_counter() - t_start, 3),
-    }
-    return rig_w, report
+    return [{"cameras": [names[i], names[j]], "inliers": int(Q[i, j]), "track_links": len(matches[(i, j)].links),
+             "tree": (i, j) in tree_set}
+            for (i, j) in sorted(matches)]
 
 
 def _r(v, digits=3):
@@ -726,5 +775,4 @@ def _r(v, digits=3):
     return round(v, digits) if np.isfinite(v) else None
 
 
-__all__ = ["calibrate_from_people", "load_keypoint_folders", "link_tracks", "estimate_heights", "distinct_people",
-           "AVERAGE_ADULT_HEIGHT", "HEIGHT_FRACTION"]
+__all__ = ["calibrate_from_people", "load_keypoint_folders", "link_tracks", "estimate_heights", "distinct_people"]

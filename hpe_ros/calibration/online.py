@@ -31,6 +31,7 @@ import numpy as np
 from hpe_ros.calibration.bundle import Observations, bundle_adjust
 from hpe_ros.calibration.compare import rotation_angle_deg
 from hpe_ros.camera import Rig
+from hpe_ros.checks import check_shape
 from hpe_ros.fusion.triangulation import triangulate
 
 _MIN_SCORE = 0.3        # joints below this confidence are neither matched on nor kept
@@ -131,13 +132,12 @@ class OnlineRefiner:
         scores = np.asarray(scores, dtype=np.float64)
         fused = np.asarray(fused, dtype=np.float64)
         C = len(self.rig)
-        if points2d.ndim != 4 or points2d.shape[0] != C or scores.shape != points2d.shape[:3]:
-            raise ValueError(f"points2d {points2d.shape} / scores {scores.shape} do not fit {C} cameras")
-        Q, J = fused.shape[0], points2d.shape[2]
-        if Q == 0 or points2d.shape[1] == 0:
+        dims = check_shape("points2d", points2d, ("C", "P", "J", 2), {"C": C})
+        check_shape("scores", scores, ("C", "P", "J"), dims)
+        Q, J = fused.shape[0], dims["J"]
+        if Q == 0 or dims["P"] == 0:
             return 0
-        if fused.shape[1:] != (J, 3):
-            raise ValueError(f"fused must be (Q, {J}, 3), got {fused.shape}")
+        check_shape("fused", fused, ("Q", "J", 3), dims)
         rig = self.rig
         usable = (scores > _MIN_SCORE) & np.isfinite(points2d).all(-1)                  # (C, P, J)
         taken = np.zeros(scores.shape[:2], dtype=bool)                                     # (C, P)

@@ -35,7 +35,8 @@ def _cmd_convert(a) -> int:
 
 def _cmd_board(a) -> int:
     from hpe_ros.io.calibration import save_rig
-    from hpe_ros.calibration.board_calibration import calibrate_board, format_board_report, render_board_report
+    from hpe_ros.calibration.board_calibration import calibrate_board
+    from hpe_ros.calibration.board_report import format_board_report, render_board_report
 
     sources = named_camera_paths(a.images, "--images", "CAMERA=FOLDER_OR_VIDEO")
     rig, report = calibrate_board(sources, _parse_board(a.board), progress=not a.no_progress,

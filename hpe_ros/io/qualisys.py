@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from hpe_ros.camera import Camera, Rig
-from hpe_ros.calibration.validate import (
+from hpe_ros.io.calibration_validate import (
     check_distortion,
     check_intrinsics,
     check_rotation,

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hpe_ros.anthropometry import PROPORTIONS
 from hpe_ros.camera import look_at
 from hpe_ros.checks import check_shape
-from hpe_ros.sim.motion import PROPORTIONS, MotionScript, forward_kinematics
+from hpe_ros.sim.motion import MotionScript, forward_kinematics
 from hpe_ros.skeleton import COCO17
 
 TRAIN_ACTIVITIES = ("walk", "turn", "reach", "stand")

@@ -1,11 +1,11 @@
 """Procedural human motion: people who walk, turn, squat, reach, wave and stand, as COCO-17 joints.
 
-Each person has body proportions from their height and an activity script: segments of a few
-seconds, each starting and ending in a relaxed standing pose, so consecutive activities blend
-smoothly. Scripts are planned in time order for everyone together: a walk may be aimed to pass
-close by someone (so trackers see crossings) but is rejected if it would run through anyone's
-planned position. `MotionScript.pose(t)` is a pure function of t: it looks up every person's
-segment, evaluates joint angles and runs forward kinematics for all people at once.
+Each person has body proportions from their height (`hpe_ros.anthropometry`) and an activity script:
+segments of a few seconds, each starting and ending in a relaxed standing pose, so consecutive
+activities blend smoothly. Scripts are planned in time order for everyone together: a walk may be
+aimed to pass close by someone (so trackers see crossings) but is rejected if it would run through
+anyone's planned position. `MotionScript.pose(t)` is a pure function of t: it looks up every
+person's segment, evaluates joint angles and runs forward kinematics for all people at once.
 
 World frame: z up, metres, floor z = 0, the area centred on the origin; yaw is the facing
 direction, counter-clockwise from +x. Body frame: x forward, y left, z up.
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from ..anthropometry import PROPORTIONS, segment_lengths
 from ..skeleton import COCO17
 
 MOTION_TYPES = ("walk", "turn", "squat", "reach", "wave", "stand")
@@ -31,18 +32,6 @@ WALK, TURN, SQUAT, REACH, WAVE, STAND = range(len(MOTION_TYPES))
 # How often each activity is picked (renormalised over the allowed ones).
 _WEIGHTS = {"walk": 0.34, "turn": 0.12, "squat": 0.12, "reach": 0.14, "wave": 0.12, "stand": 0.16}
 
-# Segment lengths as fractions of standing height (Drillis & Contini 1966, as tabulated in
-# Winter, "Biomechanics and Motor Control of Human Movement", fig. 4.1).
-PROPORTIONS = {
-    "ankle_height": 0.039,    # floor to ankle joint
-    "shank": 0.246,           # knee (0.285 h) to ankle
-    "thigh": 0.245,           # hip joint (0.530 h) to knee
-    "hip_width": 0.125,       # between the hip keypoints
-    "spine": 0.288,           # hip line to shoulder line (0.818 h)
-    "shoulder_width": 0.200,  # between shoulder joint centres (biacromial breadth is 0.259 h)
-    "upper_arm": 0.186,
-    "forearm": 0.146,
-}
 # Face keypoints relative to the mid-shoulder point in the trunk frame, as fractions of height.
 # The head is rigid with the trunk: COCO-17's ear-shoulder bones must keep their length.
 _FACE_OFFSETS = np.array([
@@ -128,8 +117,8 @@ class Person:
             raise ValueError(f"person height {self.height} m is not plausible (0.5-2.5 m)")
 
     def lengths(self) -> dict[str, float]:
-        """Segment lengths (m), keys as in PROPORTIONS."""
-        return {k: v * self.height for k, v in PROPORTIONS.items()}
+        """Segment lengths (m), keys as in `hpe_ros.anthropometry.PROPORTIONS`."""
+        return segment_lengths(self.height)
 
 
 # --- small smooth functions ---------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Board calibration on rendered images, and calibration file conversion.
+"""Board detection and calibration on rendered images.
 
 A board (checkerboard, ChArUco) is waved through a 4-camera rig with mild barrel distortion; every
 view is rendered as the camera would see it (anti-aliased, blurred, sensor noise), written as PNG
@@ -7,39 +7,19 @@ truth after expressing both in camera 0's frame. Rendering is done once per modu
 """
 from __future__ import annotations
 
-import os
-import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from hpe_ros.calibration.board import (
-    Board,
-    list_images,
-    read_frames,
-    render_board_view,
-    synthetic_board_poses,
-)
-from hpe_ros.calibration.board_calibration import (
-    DEFAULT_INTRINSIC_FLAGS,
-    calibrate_board,
-    calibrate_from_detections,
-    format_board_report,
-    render_board_report,
-)
-from hpe_ros.calibration.formats import (
-    convert_calibration,
-    load_rig,
-    save_camera_info_dir,
-    save_opencv_rig,
-    save_rig_yaml,
-    save_toml_rig,
-)
+from hpe_ros.calibration.board import Board
+from hpe_ros.calibration.board_calibration import DEFAULT_INTRINSIC_FLAGS, calibrate_board, calibrate_from_detections
+from hpe_ros.calibration.board_report import format_board_report, render_board_report
 from hpe_ros.calibration.compare import errors_in_camera0_frame
-from hpe_ros.calibration.validate import CalibrationError
-from hpe_ros.camera import Camera, Rig, look_at, rodrigues
+from hpe_ros.camera import Rig, rodrigues
+from hpe_ros.io.calibration import CalibrationError
+from hpe_ros.sim.boards import render_board_view, synthetic_board_poses
 from hpe_ros.sim.rig import default_rig
 
 N_POSES = 48
@@ -112,7 +92,7 @@ def calibrated(scenes):
     return results
 
 
-# --- boards, detection, frames ---------------------------------------------------------------------
+# --- boards and detection --------------------------------------------------------------------------
 @pytest.mark.parametrize("board", [CHECKERBOARD, CHARUCO], ids=["checkerboard", "charuco"])
 def test_detection_is_subpixel_and_numbered_like_the_board(board):
     """Whatever the in-plane turn (a half turn included), ids index the same board corners."""
@@ -149,22 +129,7 @@ def test_board_definitions_are_checked():
         Board.checkerboard(8, 6, 0.1)
     assert CHECKERBOARD.object_points().shape == (54, 3)
     assert np.allclose(CHARUCO.object_points()[[0, 7]], [[0.14, 0.14, 0], [0.14, 0.28, 0]])
-    assert np.allclose(CHARUCO.object_points(), CHARUCO._cv_board().getChessboardCorners())
-
-
-def test_read_frames_from_folder_and_video(scenes):
-    scene = scenes["checkerboard"]
-    folder, video = scene["sources"]["cam0"], scene["sources"][VIDEO_CAMERA]
-    indices = [i for i, _ in read_frames(folder)]
-    assert indices == list(range(N_POSES)) and len(list_images(folder)) == N_POSES
-    frames = list(read_frames(video, step=5))
-    assert [i for i, _ in frames] == list(range(0, N_POSES, 5))
-    original = scene["views"][VIDEO_CAMERA]
-    for i, image in frames:  # FFV1 is lossless; MJPG would only be close
-        assert image.shape == (480, 640, 3)
-        assert np.abs(image[:, :, 0].astype(int) - original[i]).mean() < 1.0
-    with pytest.raises(FileNotFoundError):
-        list(read_frames(folder / "missing.avi"))
+    assert np.allclose(CHARUCO.object_points(), CHARUCO.cv_board().getChessboardCorners())
 
 
 # --- calibration ------------------------------------------------------------------------------------
@@ -257,149 +222,3 @@ def test_unlinked_camera_and_too_few_views_are_named(scenes, calibrated):
         calibrate_board({"cam0": scenes["charuco"]["sources"]["cam0"]}, board, camera_sizes={"cam0": (1280, 720)},
                         progress=False, step=8)
     assert DEFAULT_INTRINSIC_FLAGS == cv2.CALIB_FIX_K3
-
-
-# --- file conversion ----------------------------------------------------------------------------------
-def varied_rig() -> Rig:
-    rng = np.random.default_rng(3)
-    cameras = []
-    for i, dist in enumerate([rng.normal(0, 0.05, 4), rng.normal(0, 0.05, 5), rng.normal(0, 0.05, 8)]):
-        K = np.array([[rng.uniform(400, 1500), rng.uniform(-1, 1), rng.uniform(300, 700)],
-                      [0.0, rng.uniform(400, 1500), rng.uniform(200, 500)], [0.0, 0.0, 1.0]])
-        R, t = look_at(rng.uniform(-5, 5, 3) + [0, 0, 3], rng.uniform(-0.5, 0.5, 3))
-        cameras.append(Camera(f"cam{i}" if i < 2 else "left camera/2", K, dist, R, t, (1280 + i, 720 + i)))
-    return Rig(cameras)
-
-
-def assert_rigs_equal(a: Rig, b: Rig, atol: float = 1e-9) -> None:
-    assert a.names == b.names
-    for ca, cb in zip(a, b):
-        for field in ("K", "dist", "R", "t"):
-            assert np.allclose(getattr(ca, field), getattr(cb, field), rtol=0, atol=atol), (ca.name, field)
-        assert ca.size == cb.size and ca.frame_id == cb.frame_id
-
-
-def test_conversion_round_trip_is_exact(tmp_path):
-    original = varied_rig()
-    save_toml_rig(original, tmp_path / "rig.toml")
-    convert_calibration(tmp_path / "rig.toml", tmp_path / "rig_cv.yml", to="opencv")
-    assert (tmp_path / "rig_cv.yml").read_text().startswith("%YAML")
-    convert_calibration(tmp_path / "rig_cv.yml", tmp_path / "rig.yaml")        # auto: rig YAML
-    convert_calibration(tmp_path / "rig.yaml", tmp_path / "back.toml")         # auto: TOML
-    convert_calibration(tmp_path / "back.toml", tmp_path / "infos")            # auto: camera_info folder
-    convert_calibration(tmp_path / "infos" / "rig.yaml", tmp_path / "rig.xml")  # auto: OpenCV XML
-    first = load_rig(tmp_path / "rig.toml")
-    for path in ("rig_cv.yml", "rig.yaml", "back.toml", "infos/rig.yaml", "rig.xml"):
-        assert_rigs_equal(first, load_rig(tmp_path / path), atol=1e-9)
-        assert_rigs_equal(first, load_rig(tmp_path / path), atol=0.0)  # in fact bit for bit
-    assert sorted(p.name for p in (tmp_path / "infos").iterdir()) == ["cam0.yaml", "cam1.yaml", "left_camera_2.yaml",
-                                                                       "rig.yaml"]
-    with pytest.raises(CalibrationError, match="unknown conversion target"):
-        convert_calibration(tmp_path / "rig.toml", tmp_path / "x.toml", to="pdf")
-    with pytest.raises(CalibrationError, match="cannot tell the format"):
-        convert_calibration(tmp_path / "rig.toml", tmp_path / "x.txt")
-
-
-def _edit(path: Path, old: str, new: str, count: int = 1) -> None:
-    text = path.read_text()
-    assert old in text, (path.name, old)
-    path.write_text(text.replace(old, new, count))
-
-
-def _one_camera_files(tmp_path: Path) -> dict[str, Path]:
-    rig = Rig([Camera("front", [[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]], [-0.1, 0.01, 0, 0],
-                      look_at([2.0, 1.0, 2.0], [0, 0, 1])[0], look_at([2.0, 1.0, 2.0], [0, 0, 1])[1], (640, 480))])
-    files = {"toml": tmp_path / "rig.toml", "opencv": tmp_path / "cv.yml", "rig-yaml": tmp_path / "rig.yaml"}
-    save_toml_rig(rig, files["toml"])
-    save_opencv_rig(rig, files["opencv"])
-    save_rig_yaml(rig, files["rig-yaml"])
-    return files
-
-
-# (format, corruption, edit(path, rig), words the message must hold besides the camera)
-CORRUPTIONS = [
-    ("toml", "nan in K", lambda p: _edit(p, "matrix = [[500.0", "matrix = [[nan"), ["matrix", "non-finite"]),
-    ("toml", "R not orthonormal",
-     lambda p: _edit(p, "rotation = [", "rotation = [[1.0, 0.2, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]\nold_rotation = ["),
-     ["rotation", "not a rotation matrix"]),
-    ("toml", "negative size", lambda p: _edit(p, "size = [640, 480]", "size = [-640, 480]"), ["size", "positive"]),
-    ("toml", "missing field", lambda p: _edit(p, "translation = ", "translations = "), ["translation", "missing"]),
-    ("toml", "wrong shape", lambda p: _edit(p, ", [0.0, 0.0, 1.0]]", "]"), ["matrix", "3x3", "(2, 3)"]),
-    ("opencv", "nan in K", lambda p: _edit(p, "data: [ 500.", "data: [ .nan"), ["K", "non-finite"]),
-    ("opencv", "R not orthonormal", lambda p: _opencv_scale_R(p), ["R", "not a rotation matrix"]),
-    ("opencv", "negative size", lambda p: _edit(p, "image_width: 640", "image_width: -640"), ["image_width/image_height", "positive"]),
-    ("opencv", "missing field", lambda p: _edit(p, "   T: !!opencv-matrix", "   X: !!opencv-matrix"), ["missing", "'T'"]),
-    ("opencv", "wrong shape",
-     lambda p: _edit(p, "rows: 3\n      cols: 3\n      dt: d\n      data: [ 500.", "rows: 1\n      cols: 9\n      dt: d\n      data: [ 500."),
-     ["K", "3x3", "(1, 9)"]),
-    ("rig-yaml", "nan in K", lambda p: _edit(p, "data: [500.0", "data: [.nan"), ["camera_matrix", "non-finite"]),
-    ("rig-yaml", "R not orthonormal", lambda p: _rig_yaml_scale_R(p), ["extrinsics.rotation", "not a rotation matrix"]),
-    ("rig-yaml", "negative size", lambda p: _edit(p, "image_width: 640", "image_width: -640"), ["image_width/image_height", "positive"]),
-    ("rig-yaml", "missing field", lambda p: _edit(p, "translation:", "translate:"), ["extrinsics.translation", "missing"]),
-    ("rig-yaml", "wrong shape",
-     lambda p: _edit(p, "rows: 3\n      cols: 3\n      data: [500.0, 0.0, 320.0, 0.0, 500.0, 240.0, 0.0, 0.0, 1.0]",
-                     "rows: 2\n      cols: 3\n      data: [500.0, 0.0, 320.0, 0.0, 500.0, 240.0]"),
-     ["camera_matrix", "3x3", "(6,)"]),
-]
-
-
-def _opencv_scale_R(path: Path) -> None:
-    text = path.read_text()
-    head, tail = text.split("   R: !!opencv-matrix", 1)
-    start = tail.index("data: [") + len("data: [")
-    end = tail.index("]", start)
-    values = [float(v) * 1.1 for v in tail[start:end].replace("\n", " ").split(",")]
-    path.write_text(head + "   R: !!opencv-matrix" + tail[:start] + ", ".join(map(repr, values)) + tail[end:])
-
-
-def _rig_yaml_scale_R(path: Path) -> None:
-    import yaml
-
-    data = yaml.safe_load(path.read_text())
-    data["cameras"][0]["extrinsics"]["rotation"] = (np.array(data["cameras"][0]["extrinsics"]["rotation"]) * 1.1).tolist()
-    path.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
-
-
-@pytest.mark.parametrize("fmt,case,edit,words", CORRUPTIONS, ids=[f"{f}-{c}" for f, c, _, _ in CORRUPTIONS])
-def test_corrupt_files_are_refused_naming_camera_and_field(tmp_path, fmt, case, edit, words):
-    path = _one_camera_files(tmp_path)[fmt]
-    load_rig(path)  # fine before the edit
-    edit(path)
-    with pytest.raises(CalibrationError) as error:
-        convert_calibration(path, tmp_path / "out.toml")
-    message = str(error.value)
-    assert "camera 'front'" in message, message
-    for word in words:
-        assert word in message, (word, message)
-    assert not (tmp_path / "out.toml").exists()
-
-
-def test_failed_saves_leave_the_old_files_intact(tmp_path, monkeypatch):
-    good = varied_rig()
-    bad = Rig([good[0], good[1].copy(K=np.array([[np.nan, 0, 1], [0, 1, 1], [0, 0, 1]]))])
-    targets = {"toml": tmp_path / "r.toml", "opencv": tmp_path / "r.yml", "rig-yaml": tmp_path / "r.yaml"}
-    writers = {"toml": save_toml_rig, "opencv": save_opencv_rig, "rig-yaml": save_rig_yaml}
-    for fmt, path in targets.items():
-        writers[fmt](good, path)
-    before = {fmt: path.read_bytes() for fmt, path in targets.items()}
-    for fmt, path in targets.items():
-        with pytest.raises(CalibrationError, match="camera 'cam1'"):
-            writers[fmt](bad, path)
-        assert path.read_bytes() == before[fmt]
-    with pytest.raises(CalibrationError, match="camera 'cam1'"):
-        save_camera_info_dir(bad, tmp_path / "infos")
-    assert not (tmp_path / "infos").exists()  # validated before anything is written
-
-    def broken_replace(src, dst):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(os, "replace", broken_replace)
-    for fmt, path in targets.items():
-        with pytest.raises(OSError):
-            writers[fmt](Rig([good[0]]), path)
-        assert path.read_bytes() == before[fmt]
-    monkeypatch.undo()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.toml", "r.yaml", "r.yml"]  # no temp files
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert_rigs_equal(load_rig(targets["opencv"]), good, atol=0.0)

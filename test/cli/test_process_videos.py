@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install '.[onnx]'")
 pytest.importorskip("torch", reason="the test network is built with torch: pip install '.[torch]'")
 
-from hpe_ros.calibration import save_rig  # noqa: E402
+from hpe_ros.io.calibration import save_rig  # noqa: E402
 from hpe_ros.cli import main  # noqa: E402
 from hpe_ros.io.skeleton_json import read_skeleton_json  # noqa: E402
 from hpe_ros.sim import MotionScript  # noqa: E402

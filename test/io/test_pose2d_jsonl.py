@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pytest
 
-from hpe_ros.calibration import save_rig
+from hpe_ros.io.calibration import save_rig
 from hpe_ros.io import pose2d_jsonl
 from hpe_ros.io.pose2d_jsonl import FORMAT, read_pose2d_jsonl, write_pose2d_jsonl
 from hpe_ros.lift.recordings import load_recording_jsonl, save_recording_jsonl, simulate_recording

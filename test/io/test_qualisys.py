@@ -3,8 +3,7 @@ Qualisys camera frame, video crops and binning, the export's XML quirks, and cle
 import numpy as np
 import pytest
 
-from hpe_ros.calibration import load_rig
-from hpe_ros.calibration.validate import CalibrationError
+from hpe_ros.io.calibration import CalibrationError, load_rig
 from hpe_ros.io.qualisys import load_qualisys_rig, parse_qualisys
 
 # A camera 3 m behind the origin (world y = -3 m), 1.5 m up, looking along +y: its Qualisys axes are

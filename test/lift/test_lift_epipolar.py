@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from hpe_ros.calibration import save_rig
+from hpe_ros.io.calibration import save_rig
 from hpe_ros.io.openpose import write_openpose_frame
 from hpe_ros.lift.recordings import (Recording, epipolar_samples, load_recording, pseudo_label_weight,
                                      simulate_recording, views_2d)

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from hpe_ros.calibration import load_rig
+from hpe_ros.io.calibration import load_rig
 from hpe_ros.realdata import DEMOS
 
 pytestmark = pytest.mark.realdata

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hpe_ros.anthropometry import PROPORTIONS
 from hpe_ros.camera import rodrigues
 from hpe_ros.sim import MotionScript, Observation, Person, default_rig, motion_types, observe
-from hpe_ros.sim.motion import PROPORTIONS
 from hpe_ros.sim.observe import occluded_by_others
 from hpe_ros.skeleton import COCO17
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from hpe_ros.lift.normalize import torch_normalise, torch_project
-from hpe_ros.sim.motion import PROPORTIONS
+from hpe_ros.anthropometry import DEFAULT_HEIGHT, PROPORTIONS
 from hpe_ros.skeleton import Layout
 
 
@@ -111,7 +111,7 @@ def symmetry_loss(shape: torch.Tensor, layout: Layout) -> torch.Tensor:
 
 
 def limb_length_prior(layout: Layout) -> tuple[torch.Tensor, float]:
-    """(mask of limb bones (nbones,), summed limb length (m) of a 1.70 m person) from body proportions."""
+    """(mask of limb bones (nbones,), summed limb length (m) of a person of the default height)."""
     names = layout.joint_names
     length = {("shoulder", "elbow"): PROPORTIONS["upper_arm"], ("elbow", "wrist"): PROPORTIONS["forearm"],
               ("hip", "knee"): PROPORTIONS["thigh"], ("knee", "ankle"): PROPORTIONS["shank"]}
@@ -120,7 +120,7 @@ def limb_length_prior(layout: Layout) -> tuple[torch.Tensor, float]:
         key = (names[a].split("_")[-1], names[b].split("_")[-1])
         hit = length.get(key) or length.get(key[::-1])
         mask.append(hit is not None)
-        total += (hit or 0.0) * 1.70
+        total += (hit or 0.0) * DEFAULT_HEIGHT
     return torch.as_tensor(mask), total
 
 
@@ -129,7 +129,7 @@ def scale_losses(shape, log_scale, person, layout: Layout, prior_sigma: float = 
 
     bone constancy: metric bone lengths m |Q_a - Q_b| of frames of one person (same `person` id in the
     batch) equal their per-person mean (relative squared deviation). scale prior: the summed metric limb
-    length is log-normal around a 1.70 m person's with `prior_sigma`; deviations inside one sigma are free.
+    length is log-normal around a default-height person's with `prior_sigma`; deviations inside one sigma are free.
     """
     metric = bone_lengths(shape, layout) * torch.exp(log_scale)              # (B, nbones)
     _, inv = torch.unique(person, return_inverse=True)

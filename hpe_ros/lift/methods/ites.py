@@ -61,16 +61,17 @@ def rotation_6d(x: torch.Tensor) -> torch.Tensor:
 
 
 def template_pose(layout) -> torch.Tensor:
-    """A standing person (arms slightly out) from the simulator's body proportions, root-relative in the
+    """A standing person of the default height (arms slightly out), root-relative in the
     body frame (`body_frame`), scaled to unit RMS joint distance: (J, 3). Only COCO-17 has one (None else)."""
     import numpy as np
 
-    from hpe_ros.sim.motion import PROPORTIONS, forward_kinematics
+    from hpe_ros.anthropometry import DEFAULT_HEIGHT, segment_lengths
+    from hpe_ros.sim.motion import forward_kinematics
 
     if layout.name != "coco17":
         return None
-    body = {k: np.array([v * 1.7]) for k, v in PROPORTIONS.items()}
-    body["height"] = np.array([1.7])
+    body = {k: np.array([v]) for k, v in segment_lengths(DEFAULT_HEIGHT).items()}
+    body["height"] = np.array([DEFAULT_HEIGHT])
     one, two = np.zeros(1), np.zeros((1, 2))
     ang = dict(trunk=one, hip=two, knee=two, sh_flex=two, sh_abd=np.full((1, 2), 0.2),
                elbow=np.full((1, 2), 0.3), roll=two, sway=one)

@@ -1,5 +1,9 @@
 """Checks that calibration values are well formed and physically possible.
 
+The calibration file readers (`hpe_ros.io.calibration`, `hpe_ros.io.qualisys`) check every value they
+read with these; the estimators (`hpe_ros.calibration`) check the cameras they produce with
+`validate_camera`.
+
 Every check takes `where` (e.g. "calib.toml: camera 'cam2'") and the field's name as the file spells
 it (e.g. "matrix" in a TOML file, "camera_matrix" in a camera_info YAML), so that an error says which
 file, camera and field to fix:

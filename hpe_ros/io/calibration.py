@@ -1,5 +1,8 @@
 """Calibration files: read and write rigs of cameras.
 
+`load_rig` and `save_rig` pick the format from the file name (and, for YAML, the content); every
+reader and writer raises `CalibrationError` (a ValueError) naming the file, camera and field at fault.
+
 Formats (all use world->camera ``x_cam = R X + t``, metres, OpenCV distortion):
 
 * anipose / Pose2Sim TOML (``.toml``), the interchange format. One table per camera::
@@ -62,10 +65,10 @@ from typing import Sequence
 import numpy as np
 import yaml
 
-from hpe_ros.io.atomic import write_text_atomic
-
 from hpe_ros.camera import Camera, Rig, rodrigues, rotation_to_rvec
-from hpe_ros.calibration.validate import (
+from hpe_ros.io.atomic import write_text_atomic
+from hpe_ros.io.calibration_validate import (
+    CalibrationError,
     check_distortion,
     check_intrinsics,
     check_rotation,
@@ -75,6 +78,7 @@ from hpe_ros.calibration.validate import (
     validate_camera,
     where,
 )
+from hpe_ros.io.qualisys import load_qualisys_rig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -92,8 +96,6 @@ def load_rig(path: str | os.PathLike) -> Rig:
     path = Path(path)
     suffix = path.suffix.lower()
     if path.name.lower().endswith(".qca.txt"):
-        from hpe_ros.io.qualisys import load_qualisys_rig  # not at the top: it imports calibration.validate
-
         return load_qualisys_rig(path)
     if suffix == ".toml":
         return load_toml_rig(path)
@@ -713,3 +715,10 @@ def _write_atomically(path: str | os.PathLike, text: str) -> None:
     if not Path(path).parent.is_dir():
         fail(str(path), f"folder {str(Path(path).parent)!r} does not exist")
     write_text_atomic(path, text)
+
+
+__all__ = [
+    "CalibrationError", "CONVERSION_TARGETS", "convert_calibration", "load_rig", "save_rig",
+    "load_toml_rig", "save_toml_rig", "load_camera_info_yaml", "save_camera_info_yaml", "load_rig_yaml",
+    "save_rig_yaml", "save_camera_info_dir", "load_opencv_rig", "save_opencv_rig", "rig_from_camera_infos",
+]

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
-from hpe_ros.calibration import (
+from hpe_ros.camera import Camera, Rig, look_at, rodrigues
+from hpe_ros.io.calibration import (
     CalibrationError,
     load_camera_info_yaml,
     load_rig,
@@ -18,9 +19,8 @@ from hpe_ros.calibration import (
     save_camera_info_yaml,
     save_rig,
     save_toml_rig,
-    validate_camera,
 )
-from hpe_ros.camera import Camera, Rig, look_at, rodrigues
+from hpe_ros.io.calibration_validate import validate_camera
 
 EXAMPLE_RIG = Path(__file__).resolve().parents[2] / "config" / "example_rig.toml"
 
