@@ -35,9 +35,9 @@ from .triangulation import triangulate
 
 @dataclass
 class FusionConfig:
-    """Fusion parameters; the names are the ROS parameters (`fusion.<name>`, `fusion.tracker.<name>`) and
-    the CLI's YAML keys, each field's help text their description. Build one from a mapping with
-    `hpe_ros.checks.config_from_mapping(FusionConfig, {...})`."""
+    """Fusion parameters; the names are the fusion node's ROS parameters (`fusion.<name>`,
+    `fusion.tracker.<name>`), each field's help text their description. Build one from a (nested) mapping
+    with `hpe_ros.checks.config_from_mapping(FusionConfig, {...})`."""
 
     min_views: int = field(default=2, metadata={"help": "cameras needed to triangulate a joint"})
     max_error_px: float = field(default=12.0, metadata={
@@ -55,8 +55,7 @@ class FusionConfig:
     # Translation only by default: it measured as good as scale + translation or better (see README).
     lifted_scale_fit: bool = field(default=False, metadata={
         "help": "align lifted poses to the triangulated joints with scale + translation (else translation)"})
-    tracker: TrackerConfig = field(default_factory=TrackerConfig, metadata={
-        "help": "tracking: ids, gates, hold-over, bone lengths, smoothing"})
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)  # ids, gates, hold-over, bone lengths, smoothing
 
     def __post_init__(self):
         if self.min_views < 1:
