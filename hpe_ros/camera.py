@@ -248,13 +248,6 @@ class Rig:
         """Points (C, ..., 3), one set per camera -> pixels (C, ..., 2)."""
         return np.stack([c.project(p) for c, p in zip(self.cameras, points)])
 
-    def undistort_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        """Detected pixels (..., 2) -> the pixels an ideal pinhole camera with the same K would see
-        (returned as they are when the camera has no distortion)."""
-        if not np.any(self.dist):
-            return pixels
-        return self.normalized_to_pixels(self.undistort_points(pixels))
-
     def undistort_points(self, pixels: np.ndarray) -> np.ndarray:
         """Pixels (C, ..., 2) -> normalised undistorted coordinates (C, ..., 2)."""
         return np.stack([c.undistort_points(p) for c, p in zip(self.cameras, pixels)])
