@@ -11,13 +11,38 @@ def _cmd_triangulate(a) -> int:
     from hpe_ros.offline import format_report, output_paths, triangulate_folders, write_outputs
 
     output_paths(a.out, a.format)  # a contradictory --out / --format fails before the work
+    _check_bag_out(a)
     folders = camera_paths(a.keypoints, "--keypoints")
     result = triangulate_folders(a.calib, folders, a.layout, a.fps, progress=not a.no_progress)
     print(format_report(result.report), flush=True)
     written = write_outputs(result, a.out, a.format, a.y_up)
     who = f"person {written['person_id']}" if written["format"] == "trc" else f"{len(result.ids)} person id(s)"
     print(f"wrote {written['output']} ({who}, {written['up_axis']}-up) and {written['report']}", flush=True)
+    _write_bag_out(a, result)
     return 0
+
+
+def _check_bag_out(a) -> None:
+    if a.bag_out:
+        from hpe_ros.io.rosbag import check_bag_out
+
+        check_bag_out(a.bag_out)
+
+
+def _write_bag_out(a, result) -> None:
+    """--bag-out: the fused skeletons as fusion_node publishes them, in an MCAP bag (z-up world frame)."""
+    if a.bag_out:
+        from hpe_ros.io.rosbag import write_pose_bag
+
+        path = write_pose_bag(a.bag_out, result.pose_frames(a.world_frame), result.layout)
+        print(f"wrote {path} (/human_pose_3d, /human_pose_3d/markers, /tf in frame {a.world_frame})", flush=True)
+
+
+def _add_bag_out(parser) -> None:
+    parser.add_argument("--bag-out", metavar="BAG",
+                        help="also write an MCAP rosbag2 folder with /human_pose_3d, /human_pose_3d/markers and /tf "
+                             "as fusion_node publishes them (replaces an earlier bag there)")
+    parser.add_argument("--world-frame", default="world", help="frame_id of --bag-out's messages (default: world)")
 
 
 def _backend_from_args(a):
@@ -25,6 +50,8 @@ def _backend_from_args(a):
 
     if a.backend == "mediapipe":
         return create_backend("mediapipe", model_complexity=a.model_complexity)
+    if a.backend == "blazepose":
+        return create_backend("blazepose", runtime=a.blazepose_runtime, blazepose={"detect_every": a.detect_every})
     return create_backend(a.backend, model=a.model, model_file_path=a.model_file or "", detector=a.detector,
                           detector_file_path=a.detector_file or "", engine_file_path=a.engine_file or "",
                           enable_fp16=not a.fp32, topdown={"detect_every": a.detect_every})
@@ -32,16 +59,24 @@ def _backend_from_args(a):
 
 def _cmd_process(a) -> int:
     from hpe_ros.offline import format_report, output_paths, write_outputs
-    from hpe_ros.videos import process_videos
+    from hpe_ros.videos import process_bag, process_videos
 
     output_paths(a.out, a.format)
+    _check_bag_out(a)
+    if bool(a.bag) != bool(a.topics):
+        raise ValueError("--bag and --topics go together: one image topic per camera, in the calibration file's order")
     backend = _backend_from_args(a)
-    result = process_videos(a.videos, a.calib, backend, a.layout, a.fps, a.save_2d, a.max_frames,
-                            progress=not a.no_progress)
+    if a.bag:
+        result = process_bag(a.bag, a.topics, a.calib, backend, a.layout, a.fps, a.save_2d, a.max_frames,
+                             progress=not a.no_progress, slop_s=a.sync_slop)
+    else:
+        result = process_videos(a.videos, a.calib, backend, a.layout, a.fps, a.save_2d, a.max_frames,
+                                progress=not a.no_progress)
     print(format_report(result.report), flush=True)
     written = write_outputs(result, a.out, a.format, a.y_up)
     print(f"wrote {written['output']} ({len(result.ids)} person id(s), 2D by {result.report['backend']}) and "
           f"{written['report']}" + (f"; 2D keypoints in {a.save_2d}" if a.save_2d else ""), flush=True)
+    _write_bag_out(a, result)
     return 0
 
 
@@ -58,17 +93,24 @@ def _add_triangulate(sub) -> None:
                    help="auto: TRC when exactly one person id appears, else JSON; trc: the longest-lived id")
     t.add_argument("--y-up", action="store_true", help="write y-up coordinates as Pose2Sim does for OpenSim "
                                                       "((x, y, z) -> (y, z, x)); default keeps the z-up world")
+    _add_bag_out(t)
     add_progress_flag(t)
     t.set_defaults(func=_cmd_triangulate)
 
 
 def _add_process(sub) -> None:
     p = sub.add_parser("process", help="2D inference on synchronised videos, fused into 3D skeletons")
-    p.add_argument("--videos", required=True, nargs="+", metavar="VIDEO",
-                   help="one video per camera, in the calibration file's camera order, frame i of each at the same time")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--videos", nargs="+", metavar="VIDEO",
+                        help="one video per camera, in the calibration file's camera order, frame i of each at the same time")
+    source.add_argument("--bag", help="rosbag2 folder or .mcap file whose image topics (--topics) are the cameras")
+    p.add_argument("--topics", nargs="+", metavar="TOPIC",
+                   help="--bag: one Image or CompressedImage topic per camera, in the calibration file's order")
+    p.add_argument("--sync-slop", type=float, default=None, metavar="S",
+                   help="--bag: largest stamp difference paired into one frame (default: half the frame period)")
     p.add_argument("--calib", required=True, help="calibration file (anipose/Pose2Sim TOML, rig YAML, OpenCV)")
     p.add_argument("--out", required=True, help="output path (.json / .trc or a stem); report in OUT.report.json")
-    p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "tensorrt", "torch", "mediapipe"])
+    p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "tensorrt", "torch", "mediapipe", "blazepose"])
     p.add_argument("--model", default="rtmpose-m", help="pose model: manifest name or .toml path")
     p.add_argument("--model-file", help="pose network file (default: the manifest's downloaded file)")
     p.add_argument("--detector", default="", help="person detector manifest (default: none = one person per frame)")
@@ -77,13 +119,16 @@ def _add_process(sub) -> None:
     p.add_argument("--fp32", action="store_true", help="tensorrt: build without FP16")
     p.add_argument("--detect-every", type=int, default=1, help="run the detector every N frames")
     p.add_argument("--model-complexity", type=int, default=1, help="mediapipe: 0, 1 or 2")
+    p.add_argument("--blazepose-runtime", default="onnxruntime", choices=["onnxruntime", "tflite", "tensorrt"],
+                   help="blazepose: runtime of its networks")
     p.add_argument("--layout", default="coco17", choices=LAYOUT_CHOICES,
                    help="layout of the output skeletons and saved 2D keypoints")
-    p.add_argument("--fps", type=float, default=None, help="frame rate (default: the videos' own)")
+    p.add_argument("--fps", type=float, default=None, help="frame rate (default: the videos' own, or the bag's)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     p.add_argument("--save-2d", metavar="DIR", help="also write the 2D keypoints as OpenPose JSON folders in DIR")
     p.add_argument("--format", default="auto", choices=["auto", "trc", "json"])
     p.add_argument("--y-up", action="store_true", help="y-up output as Pose2Sim/OpenSim expect")
+    _add_bag_out(p)
     add_progress_flag(p)
     # A missing runtime or model (BackendUnavailable, a RuntimeError) is the user's setup, not a bug.
     p.set_defaults(func=_cmd_process, input_errors=(RuntimeError,))
