@@ -31,7 +31,7 @@ setup(
     include_package_data=True,
     python_requires=">=3.10",
     install_requires=["numpy>=1.22", "scipy", "opencv-python-headless", "matplotlib", "pyyaml", "tqdm",
-                      "tomli; python_version < '3.11'"],
+                      "tomli; python_version < '3.11'", "rosbags>=0.10"],
     extras_require={
         "ros": ROS_WHEELS,
         "onnx": ["onnxruntime", "onnx"],

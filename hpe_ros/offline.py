@@ -32,7 +32,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -43,6 +43,7 @@ from .fusion import FusionConfig, FusionPipeline
 from .fusion.pipeline import stack_views
 from .io.atomic import write_text_atomic
 from .io.openpose import SynchronisedOpenPose
+from .io.pose_cloud import HumanPoses
 from .io.skeleton_json import SkeletonFrame, write_skeleton_json
 from .io.trc import write_trc, zup_to_yup
 from .skeleton import Layout, get_layout
@@ -61,7 +62,8 @@ class OfflineResult:
 
     frame_indices (T,) source frame numbers; ids (N,) every track id that appeared, sorted;
     points (T, N, J, 3) world m (NaN = absent / missing joint); confidence, views (T, N, J);
-    report: the summary written to OUT.report.json (see `reprojection_report`).
+    report: the summary written to OUT.report.json (see `reprojection_report`);
+    stamps_ns (T,) int ns each frame was fused at (frame / fps, or the images' exact header stamps from a bag).
     """
 
     layout: Layout
@@ -73,6 +75,7 @@ class OfflineResult:
     confidence: np.ndarray
     views: np.ndarray
     report: dict = field(default_factory=dict)
+    stamps_ns: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def present(self) -> np.ndarray:
@@ -94,6 +97,14 @@ class OfflineResult:
         if k.size == 0:
             raise KeyError(f"no person id {person_id}; ids: {self.ids.tolist()}")
         return self.points[:, k[0]]
+
+    def pose_frames(self, world_frame: str = "world") -> Iterator[HumanPoses]:
+        """Each frame's present persons as the live node's HumanPoses (what /human_pose_3d carries)."""
+        present = self.present
+        for t, stamp_ns in enumerate(self.stamps_ns):
+            k = present[t]
+            yield HumanPoses(points=self.points[t, k], confidence=self.confidence[t, k], ids=self.ids[k],
+                             views=self.views[t, k], stamp=int(stamp_ns) * 1e-9, frame_id=world_frame)
 
 
 # --- reprojection report -------------------------------------------------------------------------
@@ -190,8 +201,9 @@ def triangulate_folders(calib_path: str | os.PathLike,
 def fuse_frames(rig: Rig, layout: str | Layout, frames: Iterable[tuple[int, list]], fps: float,
                 total: int | None = None, progress: bool = True, config: FusionConfig | None = None,
                 desc: str = "fuse") -> OfflineResult:
-    """Run the live fusion over offline frames: `frames` yields (frame index, detections per camera), each
-    detection (points (P, J, 2) px, scores (P, J)) in `layout`, cameras in the rig's order; stamp = index / fps.
+    """Run the live fusion over offline frames: `frames` yields (frame index, detections per camera) or
+    (frame index, detections, stamp int ns), each detection (points (P, J, 2) px, scores (P, J)) in `layout`,
+    cameras in the rig's order; stamp = index / fps unless given (not None).
     """
     from tqdm import tqdm
 
@@ -203,14 +215,17 @@ def fuse_frames(rig: Rig, layout: str | Layout, frames: Iterable[tuple[int, list
     J = layout.num_joints
 
     indices: list[int] = []
+    stamps_ns: list[int] = []
     per_frame: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     fusion_ms = 0.0
     t0 = time.perf_counter()
-    for index, dets in tqdm(frames, desc=desc, unit="frame", total=total, disable=not progress, leave=False):
+    for index, dets, *stamp in tqdm(frames, desc=desc, unit="frame", total=total, disable=not progress, leave=False):
         if len(dets) != len(rig):
             raise ValueError(f"frame {index}: detections for {len(dets)} cameras, the rig has {len(rig)}")
         points2d, scores = stack_views(dets, J)
-        result = pipe.step(index / fps, points2d, scores, orientations=False)
+        given = stamp[0] if stamp else None
+        stamps_ns.append(round(index * 1e9 / fps) if given is None else int(given))
+        result = pipe.step(index / fps if given is None else int(given) * 1e-9, points2d, scores, orientations=False)
         fusion_ms += result.timing_ms.get("total", 0.0)
         points, confidence, ids, views = result.as_arrays()
         indices.append(int(index))
@@ -229,7 +244,7 @@ def fuse_frames(rig: Rig, layout: str | Layout, frames: Iterable[tuple[int, list
 
     out = OfflineResult(layout=layout, fps=float(fps), camera_names=rig.names,
                         frame_indices=np.asarray(indices, dtype=np.int64), ids=all_ids, points=points,
-                        confidence=confidence, views=views)
+                        confidence=confidence, views=views, stamps_ns=np.asarray(stamps_ns, dtype=np.int64))
     out.report = {
         "layout": layout.name,
         "fps": float(fps),

@@ -1,8 +1,10 @@
-"""Offline 2D inference on synchronised videos, fused into 3D skeletons (`hpe-ros process`).
+"""Offline 2D inference on synchronised videos or a rosbag2's image topics, fused into 3D skeletons
+(`hpe-ros process`).
 
 One video per calibrated camera, frame i of every video taken at the same instant (hardware trigger,
-or cut to a common start). Each time step's frames go through the 2D backend in one batched call (all
-people of all cameras), then through the same fusion as `fusion_node` (hpe_ros.offline.fuse_frames).
+or cut to a common start); or one image topic per camera of a bag, paired by header stamp. Each time
+step's frames go through the 2D backend in one batched call (all people of all cameras), then through
+the same fusion as `fusion_node` (hpe_ros.offline.fuse_frames).
 The 2D keypoints can be kept as OpenPose JSON folders (for Pose2Sim, or `hpe-ros triangulate` later).
 
     >>> backend = create_backend("onnxruntime", model="rtmpose-m", detector="rtmdet-nano")
@@ -14,13 +16,14 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
 
 from hpe_ros.io.calibration import load_rig
 from hpe_ros.io.openpose import write_openpose_frame
+from hpe_ros.io.rosbag import BagImages
 from hpe_ros.offline import OfflineResult, fuse_frames
 from hpe_ros.skeleton import convert, convert_scores, get_layout
 
@@ -84,6 +87,35 @@ def _check_sizes(rig, videos: VideoSet) -> None:
                              f"{cam.size[0]}x{cam.size[1]}; keypoints would not match the intrinsics")
 
 
+def _keypoint_dirs(save_2d, names) -> list[Path] | None:
+    if save_2d is None:
+        return None
+    dirs = [Path(save_2d) / name for name in names]
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+    return dirs
+
+
+def _detections(rig, backend, layout: str, frames: Iterable[tuple[int, int | None, list[np.ndarray]]], total: int,
+                out_dirs: list[Path] | None, stats: dict) -> Iterator[tuple[int, list, int | None]]:
+    """(index, stamp ns or None, [BGR image per camera]) -> (index, [(points, scores) per camera in `layout`], stamp):
+    one batched backend call per time step; the 2D keypoints go to `out_dirs` as OpenPose JSON when given."""
+    for index, stamp, images in frames:
+        if stats["frames"] >= total:
+            return
+        dets = []
+        for points, scores in backend.infer(images, rig.names):
+            points = convert(points, backend.layout, layout)
+            scores = np.nan_to_num(convert_scores(scores, backend.layout, layout))
+            dets.append((points, scores))
+            stats["people_2d"] += len(points)
+        if out_dirs is not None:
+            for d, cam, (points, scores) in zip(out_dirs, rig.names, dets):
+                write_openpose_frame(d / f"{cam}_{index:012d}_keypoints.json", points, scores)
+        stats["frames"] += 1
+        yield index, dets, stamp
+
+
 def process_videos(videos: Sequence[str | os.PathLike], calib_path: str | os.PathLike, backend,
                    layout: str = "coco17", fps: float | None = None, save_2d: str | os.PathLike | None = None,
                    max_frames: int | None = None, progress: bool = True, config=None) -> OfflineResult:
@@ -104,31 +136,11 @@ def process_videos(videos: Sequence[str | os.PathLike], calib_path: str | os.Pat
         _check_sizes(rig, video_set)
         fps = fps or next((f for f in video_set.fps if f > 0), 30.0)
         total = len(video_set) if max_frames is None else min(len(video_set), int(max_frames))
-        out_dirs = None
-        if save_2d is not None:
-            out_dirs = [Path(save_2d) / name for name in rig.names]
-            for d in out_dirs:
-                d.mkdir(parents=True, exist_ok=True)
         stats = {"frames": 0, "people_2d": 0}
-
-        def detections() -> Iterator[tuple[int, list]]:
-            for index, frames in video_set:
-                if index >= total:
-                    return
-                dets = []
-                for cam, (points, scores) in zip(rig.names, backend.infer(frames, rig.names)):
-                    points = convert(points, backend.layout, layout)
-                    scores = np.nan_to_num(convert_scores(scores, backend.layout, layout))
-                    dets.append((points, scores))
-                    stats["people_2d"] += len(points)
-                if out_dirs is not None:
-                    for d, cam, (points, scores) in zip(out_dirs, rig.names, dets):
-                        write_openpose_frame(d / f"{cam}_{index:012d}_keypoints.json", points, scores)
-                stats["frames"] += 1
-                yield index, dets
-
-        result = fuse_frames(rig, layout, detections(), fps, total=total, progress=progress, config=config,
-                             desc="process")
+        frames = ((index, None, images) for index, images in video_set)  # fused at index / fps
+        result = fuse_frames(rig, layout, _detections(rig, backend, layout, frames, total,
+                                                      _keypoint_dirs(save_2d, rig.names), stats),
+                             fps, total=total, progress=progress, config=config, desc="process")
     finally:
         video_set.close()
     result.report["calibration"] = str(calib_path)
@@ -136,6 +148,52 @@ def process_videos(videos: Sequence[str | os.PathLike], calib_path: str | os.Pat
     result.report["inputs"] = [{"camera": name, "video": str(p), "size": list(size), "fps": f, "frames": n}
                                for name, p, size, f, n in zip(rig.names, video_set.paths, video_set.sizes,
                                                               video_set.fps, video_set.frame_counts)]
+    result.report["detections_2d"] = stats
+    if save_2d is not None:
+        result.report["keypoints_2d"] = str(save_2d)
+    return result
+
+
+def _checked_sizes(rig, bag: BagImages, frames) -> Iterator[tuple[int, int, list[np.ndarray]]]:
+    """Bag frames, each image checked against its camera's calibrated size."""
+    for index, stamp, images in frames:
+        for cam, topic, image in zip(rig, bag.topics, images):
+            if (image.shape[1], image.shape[0]) != tuple(cam.size):
+                raise ValueError(f"{bag.path}: {topic} images are {image.shape[1]}x{image.shape[0]} but camera "
+                                 f"{cam.name} is calibrated at {cam.size[0]}x{cam.size[1]}")
+        yield index, stamp, images
+
+
+def process_bag(bag_path: str | os.PathLike, topics: Sequence[str], calib_path: str | os.PathLike, backend,
+                layout: str = "coco17", fps: float | None = None, save_2d: str | os.PathLike | None = None,
+                max_frames: int | None = None, progress: bool = True, config=None,
+                slop_s: float | None = None) -> OfflineResult:
+    """As process_videos, from image topics of a rosbag2 bag (one per camera, calibration order).
+
+    Frames are the images synchronised by header stamp (hpe_ros.io.rosbag.BagImages, within slop_s) and
+    fused at those stamps; fps (default: from the median frame period) only labels the outputs.
+    """
+    rig = load_rig(calib_path)
+    layout = get_layout(layout).name
+    if len(topics) != len(rig):
+        raise ValueError(f"{calib_path}: the calibration has {len(rig)} cameras ({', '.join(rig.names)}) but "
+                         f"{len(topics)} topics were given; give one image topic per camera, in the calibration's order")
+    with BagImages(bag_path, topics, slop_s) as bag:
+        if len(bag) == 0:
+            raise ValueError(f"{bag_path}: no frame has an image on every topic ({', '.join(topics)}) within "
+                             f"{bag.slop_s * 1e3:.1f} ms; messages per topic: {bag.counts}")
+        period = bag.frame_period()
+        fps = fps or (1.0 / period if period else 30.0)
+        total = len(bag) if max_frames is None else min(len(bag), int(max_frames))
+        stats = {"frames": 0, "people_2d": 0}
+        result = fuse_frames(rig, layout, _detections(rig, backend, layout, _checked_sizes(rig, bag, bag), total,
+                                                      _keypoint_dirs(save_2d, rig.names), stats),
+                             fps, total=total, progress=progress, config=config, desc="process")
+    result.report["calibration"] = str(calib_path)
+    result.report["backend"] = getattr(backend, "name", type(backend).__name__)
+    result.report["inputs"] = [{"camera": name, "bag": str(bag_path), "topic": topic, "messages": n, "unmatched": u}
+                               for name, topic, n, u in zip(rig.names, topics, bag.counts, bag.unmatched)]
+    result.report["sync_slop_s"] = bag.slop_s
     result.report["detections_2d"] = stats
     if save_2d is not None:
         result.report["keypoints_2d"] = str(save_2d)

@@ -34,7 +34,7 @@ def _write_bag_out(a, result) -> None:
     if a.bag_out:
         from hpe_ros.io.rosbag import write_pose_bag
 
-        path = write_pose_bag(a.bag_out, result.pose_frames(a.world_frame), result.layout)
+        path = write_pose_bag(a.bag_out, result.pose_frames(a.world_frame), result.layout, result.stamps_ns)
         print(f"wrote {path} (/human_pose_3d, /human_pose_3d/markers, /tf in frame {a.world_frame})", flush=True)
 
 

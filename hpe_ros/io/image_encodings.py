@@ -118,5 +118,27 @@ def decode_compressed(fmt: str, data) -> np.ndarray:
     return image
 
 
+def to_bgr(image: np.ndarray) -> np.ndarray:
+    """Any decoded image -> BGR uint8 (H, W, 3).
+
+    (H, W) / (H, W, 1) mono -> grey BGR; uint16 is scaled by 1/257 (0..65535 -> 0..255);
+    (H, W, 4) BGRA drops alpha; (H, W, 3) uint8 is returned as is.
+    """
+    img = np.asarray(image)
+    if img.dtype == np.uint16:
+        img = (img // 257).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise ImageError(f"to_bgr: expected uint8 or uint16, got {img.dtype}")
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    if img.ndim == 3 and img.shape[2] == 3:
+        return img
+    if img.ndim == 3 and img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    raise ImageError(f"to_bgr: expected (H, W), (H, W, 3) or (H, W, 4), got {img.shape}")
+
+
 __all__ = ["ImageError", "SUPPORTED_ENCODINGS", "LAYOUT", "encoding_layout", "check_pixel_pairs", "raw_pixels",
-           "decode_image", "decode_compressed", "is_bayer"]
+           "decode_image", "decode_compressed", "is_bayer", "to_bgr"]

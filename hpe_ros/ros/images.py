@@ -24,7 +24,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from hpe_ros.io.image_encodings import (SUPPORTED_ENCODINGS, ImageError, check_pixel_pairs, decode_compressed,
-                                        decode_image, encoding_layout)
+                                        decode_image, encoding_layout, to_bgr)
 from hpe_ros.ros.pointcloud import copy_header
 
 
@@ -67,28 +67,6 @@ def numpy_to_image(array_in: np.ndarray, encoding: str, header: Header | None = 
     msg.step = width * channels * depth
     msg.data = array.array("B", np.ascontiguousarray(img, dtype=img.dtype.newbyteorder("<")).tobytes())
     return msg
-
-
-def to_bgr(image: np.ndarray) -> np.ndarray:
-    """Any decoded image -> BGR uint8 (H, W, 3).
-
-    (H, W) / (H, W, 1) mono -> grey BGR; uint16 is scaled by 1/257 (0..65535 -> 0..255);
-    (H, W, 4) BGRA drops alpha; (H, W, 3) uint8 is returned as is.
-    """
-    img = np.asarray(image)
-    if img.dtype == np.uint16:
-        img = (img // 257).astype(np.uint8)
-    elif img.dtype != np.uint8:
-        raise ImageError(f"to_bgr: expected uint8 or uint16, got {img.dtype}")
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[:, :, 0]
-    if img.ndim == 2:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    if img.ndim == 3 and img.shape[2] == 3:
-        return img
-    if img.ndim == 3 and img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-    raise ImageError(f"to_bgr: expected (H, W), (H, W, 3) or (H, W, 4), got {img.shape}")
 
 
 def compressed_to_numpy(msg: CompressedImage) -> np.ndarray:
