@@ -7,7 +7,8 @@ dynamic, and outputs keep the TFLite layout ((B, H, W, C) heatmaps, (B, N, K) de
 runtimes return the same arrays. Only the ops that BlazePose's detector and landmark networks use are
 handled (`SUPPORTED_OPS`); anything else is refused by name.
 
-`converted_onnx(tflite_path)` converts once into the model cache, keyed by the source's sha256.
+`converted_onnx(tflite_path)` converts once into the model cache, keyed by the source's sha256 and the
+converter's version.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from hpe_ros.io.atomic import atomic_path
 from hpe_ros.runtime.cache import model_cache_dir, sha256_file
 
 OPSET = 17
+CONVERTER_VERSION = 1                                  # part of the cache key: bump when the output changes
 SAME, VALID = 0, 1                                     # tflite.Padding
 NCHW_AXIS = {0: 0, 1: 2, 2: 3, 3: 1}                   # NHWC axis -> NCHW axis
 ACTIVATIONS = {0: None, 1: ("Relu", None), 2: ("Clip", (-1.0, 1.0)), 3: ("Clip", (0.0, 6.0))}
@@ -392,7 +394,8 @@ def blazepose_cache_dir() -> Path:
 
 
 def converted_onnx(tflite_path: str | Path, cache_dir: str | Path | None = None) -> Path:
-    """The ONNX conversion of `tflite_path`, converted once and kept as <cache>/<stem>-<sha256[:16]>.onnx.
+    """The ONNX conversion of `tflite_path`, converted once and kept as <cache>/<stem>-<sha256[:16]>-v<N>.onnx
+    (N: CONVERTER_VERSION, so a changed converter never serves an old conversion).
 
     cache_dir: default `blazepose_cache_dir()`. Written atomically, so concurrent callers never see a
     half-written file. FileNotFoundError names a missing source.
@@ -403,7 +406,7 @@ def converted_onnx(tflite_path: str | Path, cache_dir: str | Path | None = None)
     if not src.is_file():
         raise FileNotFoundError(f"tflite model {str(src)!r} not found")
     folder = Path(cache_dir).expanduser() if cache_dir else blazepose_cache_dir()
-    target = folder / f"{src.stem}-{sha256_file(src)[:16]}.onnx"
+    target = folder / f"{src.stem}-{sha256_file(src)[:16]}-v{CONVERTER_VERSION}.onnx"
     if target.is_file():
         return target
     model = convert_tflite(src)
