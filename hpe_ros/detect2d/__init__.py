@@ -1,4 +1,4 @@
-"""2D pose estimation: backends (MediaPipe now; TensorRT / ONNX Runtime / torch with issue 4)."""
+"""2D pose estimation: backends behind create_backend (MediaPipe, multi-person BlazePose, top-down networks)."""
 from hpe_ros.detect2d.backends import BackendUnavailable, PoseBackend, create_backend
 
 __all__ = ["BackendUnavailable", "PoseBackend", "create_backend"]
