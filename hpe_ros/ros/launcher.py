@@ -30,6 +30,33 @@ def graph(sim: bool) -> list[str]:
     return ["rig_sim_node" if sim else "camera_pose_node", "lifter_node", "fusion_node"]
 
 
+# What launch/multi_camera.launch.py's arguments accept and give every node.
+LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
+RVIZ_CONFIG = "hpe_ros.rviz"
+
+
+def launch_flag(name: str, text: str) -> bool:
+    """A boolean launch argument: true/false (also 1/0, yes/no); ValueError naming the argument otherwise."""
+    value = str(text).strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"launch argument {name}:={text!r}: expected true or false")
+
+
+def launch_log_level(text: str) -> str:
+    level = str(text).strip().lower()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"launch argument log_level:={text!r}: expected one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def launch_parameters(use_sim_time: bool, autostart: bool) -> dict:
+    """Parameters every node of the launched graph gets on top of the parameter file."""
+    return {"use_sim_time": bool(use_sim_time), "autostart": bool(autostart)}
+
+
 def load_config(path: str | Path) -> dict:
     """Read a ROS parameter YAML; ValueError with the file name if it is not one."""
     path = Path(path)

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from hpe_ros.resources import DEFAULT_CONFIG, config_path, share_dir
-from hpe_ros.ros.launcher import NODE_MODULES, graph, load_config, node_command, node_parameters
+from hpe_ros.ros.launcher import (NODE_MODULES, RVIZ_CONFIG, graph, launch_flag, launch_log_level, launch_parameters,
+                                  load_config, node_command, node_parameters)
 
 LAUNCH_FILE = share_dir() / "launch" / "multi_camera.launch.py"
 
@@ -84,6 +85,47 @@ def test_overrides_beat_the_config_file_and_renamed_nodes_keep_their_section(ros
 def test_launch_file_declares_the_graph():
     source = LAUNCH_FILE.read_text()
     assert "graph(sim)" in source and 'DeclareLaunchArgument("sim"' in source
+
+
+def test_launch_file_declares_the_robot_arguments_and_passes_them_on():
+    source = LAUNCH_FILE.read_text()
+    for name in ("config", "sim", "namespace", "use_sim_time", "log_level", "autostart", "rviz"):
+        assert f'DeclareLaunchArgument("{name}"' in source, name
+    assert "namespace=arg(\"namespace\")" in source and "launch_parameters(" in source and "--log-level" in source
+    assert 'executable="rviz2"' in source and "RVIZ_CONFIG" in source
+
+
+def test_launch_arguments_are_checked_with_one_line():
+    assert launch_flag("rviz", "True") is True and launch_flag("sim", "0") is False
+    with pytest.raises(ValueError, match=r"launch argument rviz:='maybe': expected true or false"):
+        launch_flag("rviz", "maybe")
+    assert launch_log_level("DEBUG") == "debug"
+    with pytest.raises(ValueError, match="log_level:='loud': expected one of debug, info, warn, error, fatal"):
+        launch_log_level("loud")
+
+
+def test_launch_parameters_reach_every_node(ros_context):
+    """use_sim_time and autostart from the launch arguments are parameters every node of the graph takes."""
+    from rclpy.parameter import Parameter
+
+    params = launch_parameters(use_sim_time=True, autostart=False)
+    for module, cls in NODE_MODULES.values():
+        node = getattr(importlib.import_module(module), cls)(
+            context=ros_context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+        assert node.autostart is False and node.get_parameter("use_sim_time").value is True
+        assert node.get_clock().ros_time_is_active
+        node.destroy_node()
+
+
+def test_rviz_config_shows_skeletons_and_tf_in_the_world_frame():
+    rviz = yaml.safe_load((share_dir() / "config" / RVIZ_CONFIG).read_text())
+    manager = rviz["Visualization Manager"]
+    assert manager["Global Options"]["Fixed Frame"] == "world"
+    displays = {d["Class"]: d for d in manager["Displays"]}
+    assert displays["rviz_default_plugins/MarkerArray"]["Topic"]["Value"] == "/human_pose_3d/markers"
+    assert displays["rviz_default_plugins/MarkerArray"]["Enabled"] is True
+    assert displays["rviz_default_plugins/TF"]["Frames"]["All Enabled"] is True   # bodies, joints, cameras
+    assert displays["rviz_default_plugins/PointCloud2"]["Topic"]["Value"] == "/human_pose_3d"
 
 
 def test_launch_file_runs_with_launch_pytest():
