@@ -13,6 +13,7 @@ runs them on LiteRT directly. Output layout: blazepose33 (points px, scores = la
 from __future__ import annotations
 
 import importlib.util
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,6 +119,7 @@ class BlazePoseBackend:
         self.name = f"blazepose[{landmark_runner.name}]"
         self.anchors = bp.ssd_anchors()
         self._streams: dict[str, _Stream] = {}
+        self.last_timings: dict[str, float] = {}   # detect_ms, landmarks_ms, people of the last infer()
 
     def infer(self, images: list[np.ndarray], streams: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
         """images: BGR uint8 (H, W, 3); streams: camera names -> per image (points (P, 33, 2) px, scores (P, 33))."""
@@ -126,13 +128,17 @@ class BlazePoseBackend:
         rgb = [np.ascontiguousarray(_check_image(im, k)[..., ::-1]) for k, im in enumerate(images)]
         state = [self._streams.setdefault(s, _Stream()) for s in streams]
         detect = [not len(st.rois) or st.frames % self.config.detect_every == 0 for st in state]
+        t0 = time.perf_counter()
         found = self.detect_people([im for im, d in zip(rgb, detect) if d])
+        t1 = time.perf_counter()
         rois, smoothing = [], []
         for st, d in zip(state, detect):
             new = _newcomers(st.rois, found.pop(0) if d else np.zeros((0, 4)), self.config.same_person_iou)
             rois.append(np.concatenate([st.rois, new]))
             smoothing.append(np.concatenate([st.smoothing, np.full((len(new), 3, 2, 2), np.nan)]))
         points, visibility, presence, aux = self.landmarks_in_rois(rgb, rois)
+        self.last_timings = {"detect_ms": (t1 - t0) * 1e3, "landmarks_ms": (time.perf_counter() - t1) * 1e3,
+                             "people": float(sum(len(r) for r in rois))}
         out = []
         for k, st in enumerate(state):
             aux_smooth, smooth_state = bp.smooth_alignment(aux[k], smoothing[k])
