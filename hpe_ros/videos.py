@@ -177,7 +177,8 @@ def process_bag(bag_path: str | os.PathLike, topics: Sequence[str], calib_path: 
     layout = get_layout(layout).name
     if len(topics) != len(rig):
         raise ValueError(f"{calib_path}: the calibration has {len(rig)} cameras ({', '.join(rig.names)}) but "
-                         f"{len(topics)} topics were given; give one image topic per camera, in the calibration's order")
+                         f"{len(topics)} topics were given; give one image topic per camera, "
+                         "in the calibration's order")
     with BagImages(bag_path, topics, slop_s) as bag:
         if len(bag) == 0:
             raise ValueError(f"{bag_path}: no frame has an image on every topic ({', '.join(topics)}) within "

@@ -99,10 +99,12 @@ def _add_triangulate(sub) -> None:
 
 
 def _add_process(sub) -> None:
-    p = sub.add_parser("process", help="2D inference on synchronised videos, fused into 3D skeletons")
+    p = sub.add_parser("process", help="2D inference on synchronised videos or a rosbag2's image topics, "
+                                          "fused into 3D skeletons")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--videos", nargs="+", metavar="VIDEO",
-                        help="one video per camera, in the calibration file's camera order, frame i of each at the same time")
+                        help="one video per camera, in the calibration file's camera order, "
+                             "frame i of each at the same time")
     source.add_argument("--bag", help="rosbag2 folder or .mcap file whose image topics (--topics) are the cameras")
     p.add_argument("--topics", nargs="+", metavar="TOPIC",
                    help="--bag: one Image or CompressedImage topic per camera, in the calibration file's order")

@@ -21,7 +21,7 @@ from hpe_ros.skeleton import get_layout
 
 rosbags = pytest.importorskip("rosbags", reason="needs rosbags: pip install rosbags")
 from rosbags.highlevel import AnyReader  # noqa: E402
-from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
+from rosbags.rosbag2 import Writer  # noqa: E402
 from rosbags.typesys import Stores, get_typestore  # noqa: E402
 
 TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
