@@ -1,4 +1,5 @@
-"""`hpe-ros triangulate` (OpenPose JSON folders) and `hpe-ros process` (videos): offline 3D skeletons."""
+"""`hpe-ros triangulate` (OpenPose JSON folders) and `hpe-ros process` (videos or a rosbag2): offline 3D skeletons;
+`--bag-out` writes them as the live node publishes them."""
 from __future__ import annotations
 
 from hpe_ros.cli.common import LAYOUT_CHOICES, add_progress_flag, camera_paths
