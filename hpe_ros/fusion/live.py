@@ -6,7 +6,9 @@ so the policy is testable with made-up times.
     live = LiveFusion(rig, "coco17", FusionConfig(), LiveConfig(), refiner=OnlineRefiner(rig))
     arrival = live.add_2d("cam0", stamp, points2d, scores, now)   # (P, J, 2) px, (P, J) -> Arrival
     live.add_lifted("cam0", stamp, points3d, scores, now)          # (P, J, 3) m, that camera's optical frame
-    for out in live.poll(now):                                     # after every input and on a timer
+    for out in live.finished():                                    # after every input: what it completed
+        publish(out.result)
+    for out in live.poll(now):                                     # on a timer: waits that ran out
         publish(out.result)
     for event in live.take_events():                               # lines for the log and diagnostics
         report(event)
@@ -172,8 +174,8 @@ class LiveFusion:
     def add_2d(self, camera: str, stamp: float, points2d: np.ndarray, scores: np.ndarray, now: float) -> Arrival:
         """One camera's 2D detections: points2d (P, J, 2) px, scores (P, J); stamp: acquisition time (s).
 
-        Frames this completes are fused at once; their results come out of the next `poll`. ValueError
-        (nothing else changes) for an unknown camera or arrays that do not fit the layout.
+        Frames this completes (or whose wait ran out) are fused at once: `finished` returns them.
+        ValueError (nothing else changes) for an unknown camera or arrays that do not fit the layout.
         """
         points2d, scores = self._checked(camera, "points2d", points2d, scores, 2)
         age = now - stamp
@@ -187,8 +189,8 @@ class LiveFusion:
 
     def add_lifted(self, camera: str, stamp: float, points3d: np.ndarray, scores: np.ndarray, now: float) -> None:
         """One camera's lifted poses for its 2D message of `stamp`: points3d (P, J, 3) m in the camera's
-        optical frame, scores (P, J). A frame held for them goes on once it has them all. ValueError for an
-        unknown camera or arrays that do not fit the layout."""
+        optical frame, scores (P, J). A frame held for them goes on once it has them all (`finished`
+        returns it). ValueError for an unknown camera or arrays that do not fit the layout."""
         points3d, scores = self._checked(camera, "points3d", points3d, scores, 3)
         store = self._lifted[camera]
         store[stamp] = (points3d, scores)
@@ -200,12 +202,16 @@ class LiveFusion:
 
     def poll(self, now: float) -> list[LiveOutput]:
         """Release a held frame whose wait is over, fuse frames the synchroniser stops waiting for, apply a
-        finished refinement or start a due one; returns every frame finished since the last poll, in order."""
+        finished refinement or start a due one (call it on a timer); returns `finished()`."""
         if self._held is not None and now >= self._held.deadline:
             self._release_held()
         self._fuse(self.sync.poll(now), now)
         if self.refiner is not None:
             self._refine_tick(now)
+        return self.finished()
+
+    def finished(self) -> list[LiveOutput]:
+        """Frames finished since the last call, oldest first."""
         out, self._outbox = self._outbox, []
         return out
 

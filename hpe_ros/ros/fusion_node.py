@@ -162,24 +162,24 @@ class FusionNode(ManagedNode):
         if arrival.status == "late":
             stats.drop()
             self.problem(f"late-{cam}", f"{cam}: dropped a late or reordered frame (stamp {stamp:.3f})")
-        self._publish_finished(now)
+        self._publish_all(self.live.finished())
 
     def _on_pose3d(self, cam: str, msg: PointCloud2) -> None:
-        now = self._now()
         try:
             points3d, scores, _ = cloud_to_pose3d(msg)
-            self.live.add_lifted(cam, stamp_to_seconds(msg.header.stamp), points3d, scores, now)
+            self.live.add_lifted(cam, stamp_to_seconds(msg.header.stamp), points3d, scores, self._now())
         except ValueError as exc:
             self.problem(f"bad3d-{cam}", f"{cam}: dropped a malformed pose_3d message: {exc}")
             return
-        self._publish_finished(now)
+        self._publish_all(self.live.finished())
 
     def _poll(self) -> None:
-        self._publish_finished(self._now())
+        """Timer: frames whose wait for a slow camera or the lifter ran out, online calibration."""
+        self._publish_all(self.live.poll(self._now()))
 
     # --- outputs -------------------------------------------------------------------------------------
-    def _publish_finished(self, now: float) -> None:
-        for out in self.live.poll(now):
+    def _publish_all(self, outputs: list[LiveOutput]) -> None:
+        for out in outputs:
             self._publish(out)
         for event in self.live.take_events():
             self._report(event)

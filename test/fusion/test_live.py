@@ -43,7 +43,7 @@ def send_lifted(live, camera, stamp, now):
 def test_a_frame_is_fused_when_every_camera_is_in():
     live = make_live()
     send_frame(live, T0, T0 + 0.01)
-    out = live.poll(T0 + 0.01)
+    out = live.finished()                                 # fused as the last camera came in
     assert len(out) == 1 and out[0].cameras == 4
     assert out[0].input_wait_s == pytest.approx(0.01)
     points, _, ids, views = out[0].result.as_arrays()
@@ -58,7 +58,7 @@ def test_a_single_view_frame_waits_for_its_lifted_pose():
     send_frame(live, T0, T0 + 0.01, seen_by={"cam0"})
     assert live.poll(T0 + 0.03) == []                    # held: the person would be dropped without it
     send_lifted(live, "cam0", T0, T0 + 0.035)
-    out = live.poll(T0 + 0.035)
+    out = live.finished()                                # released by its lifted pose, no timer needed
     assert len(out) == 1
     points, confidence, ids, views = out[0].result.as_arrays()
     assert len(ids) == 1 and (views[0] == 1).all()
@@ -80,7 +80,7 @@ def test_a_newer_frame_releases_the_held_one_first():
     send_lifted(live, "cam0", T0 - DT, T0)
     send_frame(live, T0, T0 + 0.01, seen_by={"cam0"})
     send_frame(live, T0 + DT, T0 + DT + 0.01)            # complete and seen by all: needs no lifted pose
-    out = live.poll(T0 + DT + 0.01)
+    out = live.finished()
     assert [o.result.stamp for o in out] == pytest.approx([T0, T0 + DT])
     assert out[0].result.persons == [] and len(out[1].result.persons) == 1
 
