@@ -164,7 +164,7 @@ def load_recording(calibration, keypoint_dirs: Mapping[str, str | os.PathLike] |
     (logged with the per-camera counts). Raises ValueError naming what is wrong (unknown / missing
     cameras, unreadable files; CalibrationError, a ValueError, for the calibration).
     """
-    from hpe_ros.calibration import load_rig
+    from hpe_ros.io.calibration import load_rig
     from hpe_ros.io.openpose import SynchronisedOpenPose
 
     if not (fps > 0 and np.isfinite(fps)):
@@ -185,7 +185,7 @@ def load_recording_jsonl(calibration, path: str | os.PathLike) -> Recording:
     camera the file lacks gets no detections (logged). Stamps and layout come from the file. Raises
     ValueError naming what is wrong (the reader's errors name the line).
     """
-    from hpe_ros.calibration import load_rig
+    from hpe_ros.io.calibration import load_rig
     from hpe_ros.io.pose2d_jsonl import read_pose2d_jsonl
 
     rig = calibration if isinstance(calibration, Rig) else load_rig(calibration)
