@@ -89,8 +89,8 @@ def summarise(truth: Rig, rig: Rig, report, seconds: float) -> dict:
     ratios = {f"{k}_before_over_after": round(worst_before[k] / max(worst[k], 1e-12), 2) for k in worst_before}
     return {"cameras": cameras, "worst_after": {k: round(v, 4) for k, v in worst.items()},
             "worst_before": {k: round(v, 4) for k, v in worst_before.items()}, "ratios": ratios,
-            "targets_met": worst["rms_px"] < 0.5 and worst["focal_error_pct"] < 1.0
-            and worst["rotation_error_deg"] < 0.2 and worst["centre_error_mm"] < 5.0,
+            "targets_met": bool(worst["rms_px"] < 0.5 and worst["focal_error_pct"] < 1.0
+                                and worst["rotation_error_deg"] < 0.2 and worst["centre_error_mm"] < 5.0),
             "runtime_s": round(seconds, 2), "report_seconds": {k: round(v, 3) for k, v in report.seconds.items()}}
 
 
