@@ -284,7 +284,7 @@ def fuse_recording(rec: Recording, min_views: int = 2, config=None, progress: bo
             joints = np.stack([p.joints for p in result.persons])
             ids = np.array([p.id for p in result.persons], dtype=np.int64)
             dist = pose_distance(poses, joints, pipe.tracker.config.min_common_joints)
-            ok = dist <= config.gate_m
+            ok = dist <= config.tracker.gate_m
             r, c = linear_sum_assignment(np.where(ok, dist, 1e9))
             hit = ok[r, c]
             track[r[hit]] = ids[c[hit]]
