@@ -169,8 +169,8 @@ class BagImages:
         for connection, _, raw in self._reader.messages(connections=self._connections):
             k = column[connection.id]
             t = wanted.get((k, cdr_header_stamp_ns(raw)))
-            if t is None or k in pending.get(t, {}):
-                continue
+            if t is None or t < next_frame or k in pending.get(t, {}):
+                continue  # not in a frame, or a repeated stamp
             msg = self._reader.deserialize(raw, connection.msgtype)
             pending.setdefault(t, {})[k] = _decode_message(msg, connection.msgtype)
             while len(pending.get(next_frame, {})) == len(self.topics):

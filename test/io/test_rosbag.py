@@ -117,6 +117,28 @@ def test_bag_images_errors_name_the_bag_and_topic(tmp_path):
         assert index == 0 and stamp == T0_NS and frame.shape == (4, 4, 3)
 
 
+def test_bag_images_decode_bayer_and_mono_topics_to_bgr(tmp_path):
+    y, x = np.mgrid[0:32, 0:48]
+    bgr = np.stack([40 + 3 * x, 60 + 4 * y, 200 - 2 * x - y], axis=-1).clip(0, 255).astype(np.uint8)
+    mosaic = np.empty((32, 48), np.uint8)                          # RGGB cells
+    mosaic[0::2, 0::2], mosaic[0::2, 1::2] = bgr[0::2, 0::2, 2], bgr[0::2, 1::2, 1]
+    mosaic[1::2, 0::2], mosaic[1::2, 1::2] = bgr[1::2, 0::2, 1], bgr[1::2, 1::2, 0]
+    grey = bgr[..., 1]
+
+    def raw(image, encoding, stamp_ns):
+        return T["sensor_msgs/msg/Image"](header=header(stamp_ns, "c"), height=32, width=48, encoding=encoding,
+                                          is_bigendian=0, step=48, data=image.reshape(-1))
+
+    with Writer(tmp_path / "b", version=8) as writer:
+        conns = [writer.add_connection(t, "sensor_msgs/msg/Image", typestore=TYPESTORE) for t in ("/bayer", "/mono")]
+        for conn, msg in ((conns[0], raw(mosaic, "bayer_rggb8", T0_NS)), (conns[1], raw(grey, "mono8", T0_NS + 1000))):
+            writer.write(conn, T0_NS, TYPESTORE.serialize_cdr(msg, msg.__msgtype__))
+    with BagImages(tmp_path / "b", ["/bayer", "/mono"], slop_s=0.001) as bag:
+        (_, _, (colour, mono)), = list(bag)
+    assert np.abs(colour.astype(int) - bgr)[2:-2, 2:-2].max() <= 2
+    np.testing.assert_array_equal(mono, np.repeat(grey[..., None], 3, axis=-1))
+
+
 # --- process --bag -------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
