@@ -3,7 +3,8 @@
 openpose (OpenPose JSON keypoint folders, read and write), trc (Pose2Sim/OpenSim marker files),
 skeleton_json (tracked 3D skeletons of any number of persons), atomic (temp file + rename writes),
 calibration (rigs of cameras: load_rig / save_rig for every calibration format; calibration_validate,
-qualisys), frames (images from folders or videos).
+qualisys), frames (images from folders or videos), rosbag (rosbag2 image topics in, pose topics out);
+what ROS messages carry, without ROS: image_encodings, pose_cloud, pose_markers.
 """
 from .atomic import write_text_atomic
 from .calibration import CalibrationError, load_rig, save_rig

@@ -12,7 +12,7 @@ folder and renamed into place: /human_pose_3d (PointCloud2, the same bytes as th
 <joint>_<id>, identity rotations, parented to the world frame).
 
     >>> with BagImages("run.bag", ["/cam1/image_raw", "/cam2/image_raw/compressed"]) as bag:
-    ...     for index, stamp, images in bag: ...        # images: BGR uint8 per topic
+    ...     for index, stamp_ns, images in bag: ...     # images: BGR uint8 per topic
     >>> write_pose_bag("out/poses_bag", poses_per_frame, "coco17")
 """
 from __future__ import annotations
