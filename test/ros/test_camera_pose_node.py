@@ -217,16 +217,16 @@ def test_compressed_transport_and_debug_image(ros_context, model):
 def test_bad_images_are_skipped_with_one_clear_error(ros_context, model):
     g = Graph(ros_context, model)
     try:
-        bayer = Image(height=4, width=4, encoding="bayer_rggb8", step=4, data=bytes(16))
+        unsupported = Image(height=4, width=4, encoding="32FC1", step=16, data=bytes(64))
         for _ in range(3):  # said once, counted each time
-            g.pubs["camA"].publish(bayer)
+            g.pubs["camA"].publish(unsupported)
             assert g.wait(lambda: g.node.stats["camA"].errors >= 1)
             time.sleep(0.05)
         truncated = image_msg("camA", 1)
         truncated.data = truncated.data[:100]
         g.pubs["camA"].publish(truncated)
         assert g.wait(lambda: g.node.stats["camA"].errors >= 3)
-        assert "unsupported encoding 'bayer_rggb8'" in g.node.stats["camA"].last_error or \
+        assert "unsupported encoding '32FC1'" in g.node.stats["camA"].last_error or \
             "data has 100 bytes" in g.node.stats["camA"].last_error
         assert sum(k.startswith("enc-camA") for k in g.node._said) == 1
         g.pubs["camA"].publish(image_msg("camA", 2))  # and the next good frame is processed
