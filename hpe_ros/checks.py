@@ -32,11 +32,12 @@ def check_shape(name: str, array: Any, shape: Sequence[Dim], dims: dict[str, int
     dims = {} if dims is None else dims
     got = tuple(np.shape(array))
     tail = got[len(got) - len(shape):] if leading and len(got) >= len(shape) else got
+    bound = dict(dims)  # bind into a copy: a failed check must not report sizes it read from the bad array
     ok = len(tail) == len(shape)
     if ok:
         for want, size in zip(shape, tail):
             if isinstance(want, str):
-                if dims.setdefault(want, size) != size:
+                if bound.setdefault(want, size) != size:
                     ok = False
             elif want is not None and want != size:
                 ok = False
@@ -44,7 +45,10 @@ def check_shape(name: str, array: Any, shape: Sequence[Dim], dims: dict[str, int
         spelled = ", ".join("?" if w is None else str(dims.get(w, w)) if isinstance(w, str) else str(w)
                             for w in shape)
         prefix = "..., " if leading else ""
+        if len(shape) == 1:
+            spelled += ","
         raise ValueError(f"{name} must have shape ({prefix}{spelled}), got {got}")
+    dims.update(bound)
     return dims
 
 
