@@ -137,16 +137,14 @@ def _index_vector(tflite, metadata, which: str) -> np.ndarray:
 def densify(values: np.ndarray, shape: tuple, sparsity) -> np.ndarray:
     """A TFLite sparse tensor as a dense array (shape), as the DENSIFY op would compute it.
 
-    values: the stored non-zeros (1-D). Levels follow `traversal_order` over the tensor's dims plus its
-    block dims (`block_map`); DENSE levels enumerate, SPARSE_CSR levels read segments / indices.
+    values: the stored non-zeros (1-D). One level per dim, in `traversal_order`: DENSE levels enumerate,
+    SPARSE_CSR levels read segments / indices. Block sparsity (`block_map`, unused by BlazePose) is refused.
     """
     tflite = _tflite()
-    order = np.asarray(sparsity.TraversalOrderAsNumpy(), dtype=np.int64)
-    block_map = (np.asarray(sparsity.BlockMapAsNumpy(), dtype=np.int64) if sparsity.BlockMapLength()
-                 else np.zeros(0, dtype=np.int64))
-    positions = np.zeros(1, dtype=np.int64)            # index into the next level's storage
-    coords = np.zeros((1, 0), dtype=np.int64)          # one column per traversed level
-    level_sizes = []
+    if sparsity.BlockMapLength():
+        raise ValueError("block-sparse tensors are not supported (BlazePose's weights have none)")
+    positions = np.zeros(1, dtype=np.int64)            # where each entry continues in the next level's storage
+    coords = np.zeros((1, 0), dtype=np.int64)          # one column per level so far
     for level in range(sparsity.DimMetadataLength()):
         meta = sparsity.DimMetadata(level)
         if meta.Format() == tflite.DimensionType.DENSE:
@@ -158,33 +156,15 @@ def densify(values: np.ndarray, shape: tuple, sparsity) -> np.ndarray:
             segments = _index_vector(tflite, meta, "Segments")
             indices = _index_vector(tflite, meta, "Indices")
             starts, counts = segments[positions], segments[positions + 1] - segments[positions]
-            size = 0
-            new_positions = np.concatenate([np.arange(s, s + c) for s, c in zip(starts, counts)]) \
-                if counts.sum() else np.zeros(0, dtype=np.int64)
-            idx = indices[new_positions]
-            positions = new_positions
+            positions = (np.concatenate([np.arange(s, s + c) for s, c in zip(starts, counts)]) if counts.sum()
+                         else np.zeros(0, dtype=np.int64))
+            idx = indices[positions]
             coords = np.repeat(coords, counts, axis=0)
-        level_sizes.append(size)
         coords = np.concatenate([coords, idx[:, None]], axis=1)
-    rank = len(shape)
-    full = np.zeros((len(positions), rank), dtype=np.int64)
-    for level, dim in enumerate(order):
-        if dim < rank:
-            full[:, dim] += coords[:, level] * _block_size(dim, block_map, order, level_sizes, rank)
-        else:
-            full[:, block_map[dim - rank]] += coords[:, level]
+    dims = np.asarray(sparsity.TraversalOrderAsNumpy(), dtype=np.int64)
     dense = np.zeros(shape, dtype=values.dtype)
-    dense[tuple(full.T)] = values[positions]
+    dense[tuple(coords[:, np.argsort(dims)].T)] = values[positions]
     return dense
-
-
-def _block_size(dim: int, block_map: np.ndarray, order: np.ndarray, level_sizes: list, rank: int) -> int:
-    """How many elements one step of original dim `dim` spans (its block's dense size, or 1)."""
-    hits = np.nonzero(block_map == dim)[0]
-    if not len(hits):
-        return 1
-    level = int(np.nonzero(order == rank + hits[0])[0][0])
-    return int(level_sizes[level])
 
 
 def fold_constants(graph: TfliteGraph) -> list[TfliteOp]:
