@@ -26,6 +26,10 @@ from hpe_ros.detect2d.boxes import box_iou
 from hpe_ros.runtime import BackendUnavailable, create_runner
 
 BLAZEPOSE_RUNTIMES = ("onnxruntime", "tflite", "tensorrt")
+# Network outputs by their .tflite names: detector boxes + keypoints, scores; landmarks, pose presence,
+# heatmaps (the landmark network's segmentation and world landmarks are left out of the ONNX conversion).
+DETECTOR_OUTPUTS = ("Identity", "Identity_1")
+LANDMARK_OUTPUTS = ("Identity", "Identity_1", "Identity_3")
 _WHEEL_FILES = {"detector": ("pose_detection", "pose_detection.tflite"),
                 "landmark": ("pose_landmark", "pose_landmark_full.tflite")}
 
@@ -66,13 +70,13 @@ def wheel_model_files() -> dict[str, Path]:
     return {role: root / folder / name for role, (folder, name) in _WHEEL_FILES.items()}
 
 
-def _open_network(tflite_path: Path, runtime: str, options: dict):
+def _open_network(tflite_path: Path, runtime: str, options: dict, outputs: tuple[str, ...]):
     if runtime == "tflite":
         return create_runner("tflite", str(tflite_path), threads=options.get("threads", 0))
     from hpe_ros.runtime.tflite_to_onnx import converted_onnx
 
     try:
-        onnx_path = converted_onnx(tflite_path)
+        onnx_path = converted_onnx(tflite_path, outputs=outputs)
     except ImportError as exc:
         raise BackendUnavailable(str(exc)) from exc
     return create_runner(runtime, str(onnx_path), **options)
@@ -102,14 +106,14 @@ def create_blazepose_backend(runtime: str = "onnxruntime", detector_file_path: s
         for opts in (det_options, lm_options):
             opts.pop("engine_file_path", None)
     cfg = config_from_mapping(BlazePoseConfig, config or {}, "blazepose")
-    return BlazePoseBackend(_open_network(detector, runtime, det_options), _open_network(landmark, runtime, lm_options),
-                            cfg)
+    return BlazePoseBackend(_open_network(detector, runtime, det_options, DETECTOR_OUTPUTS),
+                            _open_network(landmark, runtime, lm_options, LANDMARK_OUTPUTS), cfg)
 
 
 class BlazePoseBackend:
-    """PoseBackend over two runners with MediaPipe's output order: detector (boxes (B, 2254, 12), scores
-    (B, 2254, 1)) and landmarks (landmarks (B, 195), presence (B, 1), segmentation, heatmaps (B, 64, 64, 39),
-    world landmarks)."""
+    """PoseBackend over two runners whose outputs carry the .tflite names: detector DETECTOR_OUTPUTS
+    (boxes (B, 2254, 12), scores (B, 2254, 1)), landmarks LANDMARK_OUTPUTS (landmarks (B, 195), presence
+    (B, 1), heatmaps (B, 64, 64, 39)); other outputs are ignored."""
 
     layout = "blazepose33"
 
@@ -155,7 +159,7 @@ class BlazePoseBackend:
         affines = np.stack([bp.letterbox_affine((im.shape[1], im.shape[0])) for im in rgb])
         size = bp.DETECTOR_SIZE
         batch = _warp(rgb, affines, size, cv2.BORDER_CONSTANT).astype(np.float32) * (2 / 255) - 1
-        raw_boxes, raw_scores = self.detector.run(batch.transpose(0, 3, 1, 2))[:2]
+        raw_boxes, raw_scores = _named(self.detector, batch.transpose(0, 3, 1, 2), DETECTOR_OUTPUTS)
         per_image = bp.decode_detections(raw_boxes, raw_scores, self.anchors, self.config.min_detection_score)
         out = []
         for (scores, boxes, keypoints), affine in zip(per_image, affines):
@@ -180,8 +184,8 @@ class BlazePoseBackend:
         affines = bp.roi_affines(all_rois)
         index = np.repeat(np.arange(len(rgb)), counts)
         crops = _warp([rgb[i] for i in index], affines, bp.LANDMARK_SIZE, cv2.BORDER_REPLICATE)
-        outputs = self.landmarks.run(crops.astype(np.float32).transpose(0, 3, 1, 2) * (1 / 255))
-        raw, pose_presence, heatmaps = outputs[0], outputs[1], outputs[3]
+        batch = crops.astype(np.float32).transpose(0, 3, 1, 2) * (1 / 255)
+        raw, pose_presence, heatmaps = _named(self.landmarks, batch, LANDMARK_OUTPUTS)
         xy, visibility, _ = bp.decode_landmarks(raw, heatmaps if self.config.heatmap_refine else None)
         px = bp.crop_to_image(xy, all_rois)
         split = np.cumsum(counts)[:-1]
@@ -199,6 +203,12 @@ class BlazePoseBackend:
         for runner in (self.detector, self.landmarks):
             runner.close()
         self._streams.clear()
+
+
+def _named(runner, batch: np.ndarray, names: tuple[str, ...]) -> list[np.ndarray]:
+    """The runner's outputs `names`, in that order."""
+    outputs = dict(zip(runner.output_names, runner.run(batch)))
+    return [outputs[n] for n in names]
 
 
 def _check_image(image, k: int) -> np.ndarray:

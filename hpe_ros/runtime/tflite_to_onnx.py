@@ -333,8 +333,21 @@ CONVERTERS = {
 SUPPORTED_OPS = tuple(CONVERTERS) + ("DENSIFY", "DEQUANTIZE")
 
 
-def convert_tflite(path: str | Path):
-    """An onnx.ModelProto equivalent to the .tflite at `path`: input (B, 3, H, W), outputs in TFLite layout."""
+def _prune(nodes: list, initializers: list, outputs: list[str]) -> tuple[list, list]:
+    """Only the nodes (in order) and initializers that `outputs` depend on."""
+    needed, kept = set(outputs), []
+    for node in reversed(nodes):
+        if needed.intersection(node.output):
+            kept.append(node)
+            needed.update(node.input)
+    return kept[::-1], [i for i in initializers if i.name in needed]
+
+
+def convert_tflite(path: str | Path, outputs: tuple[str, ...] | None = None):
+    """An onnx.ModelProto equivalent to the .tflite at `path`: input (B, 3, H, W), outputs in TFLite layout.
+
+    outputs: the TFLite output names to keep (None: all); the layers only the others need are left out.
+    """
     from onnx import TensorProto, checker, helper
 
     graph = read_tflite(path)
@@ -351,16 +364,23 @@ def convert_tflite(path: str | Path):
     inp = graph.tensors[graph.inputs[0]]
     _, h, w, c = inp.shape
     onnx_inputs = [helper.make_tensor_value_info(b.names[graph.inputs[0]], TensorProto.FLOAT, ["B", c, h, w])]
+    names = [graph.tensors[i].name for i in graph.outputs]
+    unknown = sorted(set(outputs or ()) - set(names))
+    if unknown:
+        raise ValueError(f"{path}: no output(s) {unknown}; the model's are {names}")
     onnx_outputs = []
     for index in graph.outputs:
         t = graph.tensors[index]
         name = t.name
+        if outputs is not None and name not in outputs:
+            continue
         src = b.names[index]
         if len(t.shape) == 4:                       # back to the TFLite (B, H, W, C) layout
             src = b.node("Transpose", [src], perm=[0, 2, 3, 1])
         b.node("Identity", [src], name)
         onnx_outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["B", *t.shape[1:]]))
-    onnx_graph = helper.make_graph(b.nodes, Path(path).stem, onnx_inputs, onnx_outputs, b.initializers)
+    nodes, initializers = _prune(b.nodes, b.initializers, [o.name for o in onnx_outputs])
+    onnx_graph = helper.make_graph(nodes, Path(path).stem, onnx_inputs, onnx_outputs, initializers)
     model = helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="hpe_ros.runtime.tflite_to_onnx")
     model.ir_version = 8
@@ -373,11 +393,13 @@ def blazepose_cache_dir() -> Path:
     return model_cache_dir() / "blazepose"
 
 
-def converted_onnx(tflite_path: str | Path, cache_dir: str | Path | None = None) -> Path:
+def converted_onnx(tflite_path: str | Path, cache_dir: str | Path | None = None,
+                   outputs: tuple[str, ...] | None = None) -> Path:
     """The ONNX conversion of `tflite_path`, converted once and kept as <cache>/<stem>-<sha256[:16]>-v<N>.onnx
     (N: CONVERTER_VERSION, so a changed converter never serves an old conversion).
 
-    cache_dir: default `blazepose_cache_dir()`. Written atomically, so concurrent callers never see a
+    cache_dir: default `blazepose_cache_dir()`. outputs: keep only these outputs (see convert_tflite; the
+    file name then ends in -<names>.onnx). Written atomically, so concurrent callers never see a
     half-written file. FileNotFoundError names a missing source.
     """
     import onnx
@@ -386,10 +408,11 @@ def converted_onnx(tflite_path: str | Path, cache_dir: str | Path | None = None)
     if not src.is_file():
         raise FileNotFoundError(f"tflite model {str(src)!r} not found")
     folder = Path(cache_dir).expanduser() if cache_dir else blazepose_cache_dir()
-    target = folder / f"{src.stem}-{sha256_file(src)[:16]}-v{CONVERTER_VERSION}.onnx"
+    subset = "-" + "+".join(outputs) if outputs is not None else ""
+    target = folder / f"{src.stem}-{sha256_file(src)[:16]}-v{CONVERTER_VERSION}{subset}.onnx"
     if target.is_file():
         return target
-    model = convert_tflite(src)
+    model = convert_tflite(src, outputs)
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as tmp:
         onnx.save(model, str(tmp))

@@ -138,3 +138,20 @@ def test_a_file_that_is_not_tflite_is_refused(tmp_path):
     bad.write_bytes(b"\x00" * 64)
     with pytest.raises(ValueError):
         convert_tflite(bad)
+
+
+def test_an_output_subset_leaves_the_other_heads_out(tmp_path, onnx_paths):
+    import onnx
+
+    model, (lo, hi) = MODELS["landmark"]
+    keep = ("Identity", "Identity_3")
+    subset = converted_onnx(model, tmp_path, outputs=keep)
+    assert subset.name.endswith("-Identity+Identity_3.onnx")
+    assert len(onnx.load(str(subset)).graph.node) < len(onnx.load(str(onnx_paths["landmark"])).graph.node)
+    batch = np.random.default_rng(5).uniform(lo, hi, (1, 256, 256, 3)).astype(np.float32)
+    full, part = _onnx_outputs(onnx_paths["landmark"], batch), _onnx_outputs(subset, batch)
+    assert tuple(part) == keep
+    for name in keep:
+        np.testing.assert_array_equal(part[name], full[name])
+    with pytest.raises(ValueError, match="no output"):
+        convert_tflite(model, outputs=("segmentation",))
