@@ -121,6 +121,28 @@ def test_runtimes_agree(cache, backend, astronaut):
     lite.close()
 
 
+@pytest.mark.gpu
+def test_tensorrt_agrees_with_onnxruntime(cache, backend, astronaut, tmp_path, monkeypatch):
+    try:
+        import tensorrt  # noqa: F401
+        import torch
+    except Exception as exc:  # noqa: BLE001 - any import failure means: not on this machine
+        pytest.skip(f"tensorrt / torch not importable ({exc})")
+    if not torch.cuda.is_available():
+        pytest.skip("CUDA is not available")
+    monkeypatch.setenv("HPE_ROS_ENGINE_DIR", str(tmp_path / "engines"))
+    image = np.ascontiguousarray(astronaut[..., ::-1])
+    backend.reset()
+    (want, _), = backend.infer([image, image], ["a", "b"])[:1]
+    for fp16, tolerance in ((False, 1.0), (True, 4.0)):
+        trt = create_backend("blazepose", runtime="tensorrt", enable_fp16=fp16, max_batch=4)
+        (got, scores), (other, _) = trt.infer([image, image], ["a", "b"])
+        assert got.shape == want.shape == other.shape == (1, 33, 2)
+        err = np.linalg.norm(got[0] - want[0], axis=1)
+        assert err[FACE_AND_SHOULDERS].max() < tolerance, (fp16, err.round(2))
+        trt.close()
+
+
 def _inside(points: np.ndarray, box) -> bool:
     x0, y0, x1, y1 = box
     return bool(((points[:, 0] >= x0) & (points[:, 0] <= x1) & (points[:, 1] >= y0) & (points[:, 1] <= y1)).all())
