@@ -4,8 +4,8 @@
         hosts.drop_incoming(0.02)               # iptables `statistic` rule on both veth ends
         proc = subprocess.Popen(hosts.wrap("a", ["python", "-m", ...]))
 
-Each namespace gets `lo` and its veth end up, multicast on both, and a 224.0.0.0/4 route over the veth so DDS
-discovery multicast leaves the namespace as it would leave a host's network card. Needs root, `ip netns` and
+Each namespace gets `lo` and its veth end up, multicast on both, and a 224.0.0.0/4 route over the veth (what a
+host's default route gives) so a multicast sender that names no interface reaches the other side. Needs root, `ip netns` and
 (for loss) iptables; `unavailable_reason()` says which is missing. Closing kills whatever still runs inside
 the namespaces and deletes them, also after a failed set-up.
 """
