@@ -2,12 +2,12 @@
 
     with TwoHosts("hpe123") as hosts:          # namespaces hpe123a (10.77.0.1) and hpe123b (10.77.0.2)
         hosts.drop_incoming(0.02)               # iptables `statistic` rule on both veth ends
-        proc = subprocess.Popen(hosts.wrap("a", ["python", "-m", ...]))
+        proc = subprocess.Popen(hosts.wrap("a", ["python", ...]))
 
 Each namespace gets `lo` and its veth end up, multicast on both, and a 224.0.0.0/4 route over the veth (what a
-host's default route gives) so a multicast sender that names no interface reaches the other side. Needs root, `ip netns` and
-(for loss) iptables; `unavailable_reason()` says which is missing. Closing kills whatever still runs inside
-the namespaces and deletes them, also after a failed set-up.
+host's default route gives) so a multicast sender that names no interface reaches the other side. Needs root
+and `ip netns` (`unavailable_reason()`), and iptables for loss (`iptables_reason()`). Closing kills whatever
+still runs inside the namespaces and deletes them, also after a failed set-up.
 """
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ class TwoHosts:
             self.exec(side, "ip", "route", "add", "224.0.0.0/4", "dev", link)
 
     def exec(self, side: str, *cmd: str) -> subprocess.CompletedProcess:
-        """Run a short command inside namespace `side` ('a' or 'b'); CalledProcessError with its stderr on failure."""
+        """Run a short command inside namespace `side` ('a' or 'b'); RuntimeError with its stderr on failure."""
         try:
             return _run(*self.wrap(side, list(cmd)))
         except subprocess.CalledProcessError as exc:

@@ -31,7 +31,8 @@ MONITOR = Path(__file__).parents[1] / "helpers" / "pose_monitor.py"
 LOSS = 0.02
 SIM_RATE_HZ = 15.0  # half the config's rate: less CPU for a graph that shares the machine with other tests
 CLEAN_S, LOSSY_S = 5.0, 10.0
-MIN_RATE_FRACTION = 0.7
+MIN_RATE_FRACTION = 0.7   # of what the sim delivered, which must itself reach
+MIN_SIM_FRACTION = 0.5    # of SIM_RATE_HZ, or the machine is too busy for the rates to mean anything
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def hosts():
     reason = unavailable_reason() or iptables_reason()
     if reason:
         pytest.skip(reason)
-    with TwoHosts(f"hpe{os.getpid() % 100000}") as two:
+    with TwoHosts(f"hpe{os.getpid()}") as two:
         yield two
 
 
@@ -78,10 +79,11 @@ class Graph:
         return {name: text[text.index("Traceback"):][:2000] for name, text in logs.items() if "Traceback" in text}
 
     def stop(self) -> None:
+        """SIGINT to each process in start order (upstream first), so none is stopped while messages still
+        pour in: a node interrupted inside rclpy's message take dies with a traceback instead of exiting."""
         for p in self.procs.values():
             if p.poll() is None:
                 p.send_signal(signal.SIGINT)
-        for p in self.procs.values():
             try:
                 p.wait(5)
             except subprocess.TimeoutExpired:
@@ -104,7 +106,8 @@ def outputs(records: list[dict], start: float, end: float) -> dict:
 
 def counters(records: list[dict], status: str, start: float, end: float) -> dict:
     """Rate of `processed` and growth of `dropped` of one /diagnostics status over [start, end)."""
-    seen = [(r["t"], r["diag"][status]) for r in records if "diag" in r and status in r["diag"] and start <= r["t"] < end]
+    seen = [(r["t"], r["diag"][status]) for r in records
+            if status in r.get("diag", {}) and start <= r["t"] < end]
     if len(seen) < 2:
         return {"rate_hz": 0.0, "dropped": 0}
     (t0, first), (t1, last) = seen[0], seen[-1]
@@ -161,7 +164,7 @@ def test_graph_runs_across_two_hosts_over_a_lossy_link(hosts, mode, tmp_path):
         time.sleep(LOSSY_S)
         lossy_end = time.time()
 
-        assert not graph.dead(), f"{graph.dead()} exited; tracebacks: {graph.tracebacks()}"
+        assert not graph.dead() and not graph.tracebacks(), (graph.dead(), graph.tracebacks())
         records = read_monitor(monitor_file)
         summary = {"mode": mode, "packets_dropped_by_iptables": dropped_by_iptables(hosts),
                    "clean": measure(records, clean_start, lossy_start, cameras),
@@ -172,7 +175,8 @@ def test_graph_runs_across_two_hosts_over_a_lossy_link(hosts, mode, tmp_path):
         for stretch in ("clean", "lossy"):
             # The sim's own rate is what the machine allowed it; fusion must keep up with it across the link.
             sim_rate, out = summary[stretch]["sim"]["rate_hz"], summary[stretch]["output"]
-            assert sim_rate > 0 and out["rate_hz"] >= MIN_RATE_FRACTION * sim_rate, (stretch, summary)
+            assert sim_rate >= MIN_SIM_FRACTION * SIM_RATE_HZ, ("the sim fell far behind", stretch, summary)
+            assert out["rate_hz"] >= MIN_RATE_FRACTION * sim_rate, (stretch, summary)
             assert out["with_people"] > 0.9, (stretch, summary)
         statuses = last_statuses(records)
         for name in ["fusion", *cameras]:  # the fusion stage and every camera, each with a drop count
@@ -181,4 +185,4 @@ def test_graph_runs_across_two_hosts_over_a_lossy_link(hosts, mode, tmp_path):
             assert int(status["dropped"]) >= 0 and int(status["processed"]) > 0, status
     finally:
         graph.stop()
-    assert not graph.tracebacks(), graph.tracebacks()
+    assert not graph.tracebacks(), ("traceback on SIGINT", graph.tracebacks())
