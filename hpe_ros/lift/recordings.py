@@ -50,8 +50,8 @@ class Recording:
     rig: the C cameras; stamps (F,) s; points2d (F, C, P, J, 2) px as detected (distorted), NaN = missing;
     scores (F, C, P, J), 0 = missing; layout: keypoint layout name; truth (F, P, J, 3) world m of the
     simulated people (None for real recordings; NaN where a person is absent), for evaluation only;
-    person_ids (F, C, P) int: which truth person each detection row is, -1 = no detection (None for real
-    recordings).
+    person_ids (F, C, P) int: which truth person each detection row is, -1 = no detection, -2 = a false
+    person (realistic detector errors) (None for real recordings).
     """
 
     rig: Rig
@@ -120,10 +120,11 @@ def simulate_recording(rig: Rig, seconds: float = 20.0, fps: float = 10.0, n_peo
     The people move in an `area` (x, y metres; default from the rig: 0.6 x the horizontal distance from
     the nearest camera to the point the rig looks at, between 1.9 and 4 m) centred under that point, on
     the floor z = 0. activities: subset of `sim.motion.motion_types()` (default all). observe_kwargs go to
-    `observe` (miss_rate, outlier_rate, occlusion, ...). Deterministic from `seed`.
+    `observe` (miss_rate, outlier_rate, occlusion, errors="realistic", ...). Deterministic from `seed`.
     """
     from tqdm import tqdm
 
+    from hpe_ros.sim.detector_errors import preset
     from hpe_ros.sim.motion import MotionScript
     from hpe_ros.sim.observe import observe
 
@@ -141,9 +142,12 @@ def simulate_recording(rig: Rig, seconds: float = 20.0, fps: float = 10.0, n_peo
     F, C, J = max(int(round(seconds * fps)), 1), len(rig), 17
     stamps = np.arange(F) / float(fps)
     P = int(n_people)
-    points = np.full((F, C, P, J, 2), np.nan)
-    scores = np.zeros((F, C, P, J))
-    ids = np.full((F, C, P), -1, dtype=np.int64)
+    errors = observe_kwargs.get("errors")
+    errors = preset(errors) if isinstance(errors, str) else errors
+    R = P + (errors.max_false_people if errors is not None else 0)      # rows for false people too
+    points = np.full((F, C, R, J, 2), np.nan)
+    scores = np.zeros((F, C, R, J))
+    ids = np.full((F, C, R), -1, dtype=np.int64)
     truth = np.zeros((F, P, J, 3))
     for f in tqdm(range(F), desc="simulate", unit="frame", disable=not progress, leave=False):
         world = script.pose(stamps[f]) + offset

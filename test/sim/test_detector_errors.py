@@ -185,3 +185,12 @@ def test_sim_stream_realistic_mode():
     assert all(p.shape[1:] == (17, 2) for f in frames for p in f.points2d)
     with pytest.raises(ValueError, match="detector_errors must be one of clean, realistic, got 'noisy'"):
         SimConfig(detector_errors="noisy")
+
+
+def test_simulated_recordings_keep_rows_for_false_people():
+    from hpe_ros.lift.recordings import simulate_recording
+
+    rec = simulate_recording(default_rig(4), seconds=3.0, fps=5.0, n_people=2, seed=1,
+                             errors=DetectorErrors(false_people_rate=0.5, max_false_people=2))
+    assert rec.points2d.shape[2] == 2 + 2 and rec.truth.shape[1] == 2
+    assert np.any(rec.person_ids == -2) and set(np.unique(rec.person_ids)) <= {-2, -1, 0, 1}
