@@ -3,8 +3,9 @@
 The Pose2Sim workflow: one folder of OpenPose JSON files per camera, a calibration TOML, and out comes
 a TRC for OpenSim (one person) or a JSON of tracked skeletons (several). The cameras' files are paired
 by frame number (`hpe_ros.io.openpose`); the frames run, in frame order, through the same `FusionPipeline`
-as `fusion_node` (association, robust triangulation, tracking with ids and One-Euro smoothing), stamped
-frame / fps.
+as `fusion_node` (association, robust triangulation, tracking with ids), stamped frame / fps. The tracks
+then use the whole clip (`hpe_ros.fusion.offline_tracks`: every frame, ids settled over the clip, short
+gaps filled, zero-lag smoothing); causal=True keeps the live node's causal tracks instead.
 
     >>> result = triangulate_folders("calib.toml", ["pose/cam1_json", "pose/cam2_json"], "body25", fps=30)
     >>> result = triangulate_folders("calib.toml", {"cam1": "pose/cam1_json", "cam2": "pose/cam2_json"})
@@ -40,6 +41,7 @@ from scipy.optimize import linear_sum_assignment
 from .io.calibration import load_rig
 from .camera import Rig
 from .fusion import FusionConfig, FusionPipeline
+from .fusion.offline_tracks import ClipConfig, settle_tracks, whole_clip_fusion_config
 from .fusion.pipeline import stack_views
 from .io.atomic import write_text_atomic
 from .io.openpose import SynchronisedOpenPose
@@ -166,6 +168,9 @@ def format_report(report: dict) -> str:
         over = f"{r['over_20px']} ({f(r['over_20px_pct'])}%)" if r["joints"] else "-"
         lines.append(f"{r['camera']:<12} {r['joints']:>7} {f(r['median_px']):>10} {f(r['mean_px']):>8} "
                      f"{f(r['p90_px']):>7} {over:>14}")
+    skipped = format_skipped(report.get("skipped"))
+    if skipped:
+        lines.append(skipped)
     run = report.get("processing", {})
     if run:
         lines.append(f"{report.get('frames', 0)} frames, person ids {report.get('person_ids', [])}, "
@@ -173,18 +178,30 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def format_skipped(skipped: dict | None) -> str:
+    """A report's "skipped" section ({"total", "per_camera": {camera: {kind: count}}}) as one line ("" if none)."""
+    if not skipped or not skipped.get("total"):
+        return ""
+    parts = [f"{camera} " + ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items() if n)
+             for camera, counts in skipped.get("per_camera", {}).items() if any(counts.values())]
+    return f"skipped {skipped['total']} bad input entries ({'; '.join(parts)}); details in the report's \"skipped\""
+
+
 # --- the run -------------------------------------------------------------------------------------
 def triangulate_folders(calib_path: str | os.PathLike,
                         keypoint_dirs: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike],
                         layout: str | Layout = "body25", fps: float = 30.0, progress: bool = True,
-                        config: FusionConfig | None = None) -> OfflineResult:
+                        config: FusionConfig | None = None, causal: bool = False,
+                        clip: ClipConfig | None = None) -> OfflineResult:
     """Fuse OpenPose JSON folders frame by frame: one folder per camera, a list in the calibration file's
     camera order or {camera: folder}.
 
     Frames are paired by frame number (`hpe_ros.io.openpose`): every frame number present in any folder
     is one step (stamp = number / fps), and a camera lacking it, or with an empty file, contributes no
-    detections; report["inputs"] counts those per camera. Raises ValueError (CalibrationError for the
-    calibration) with a message naming the file for bad input; nothing is written here.
+    detections; report["inputs"] counts those per camera. Bad files and person entries are skipped and
+    listed in report["skipped"] (`SynchronisedOpenPose.skip_report`). Raises ValueError (CalibrationError
+    for the calibration) with a message naming the file for bad input, and when no file gave a usable
+    person; nothing is written here.
     """
     if not (fps > 0 and np.isfinite(fps)):
         raise ValueError(f"fps must be > 0, got {fps}")
@@ -192,31 +209,40 @@ def triangulate_folders(calib_path: str | os.PathLike,
     rig = load_rig(calib_path)
     recording = SynchronisedOpenPose.for_cameras(keypoint_dirs, rig.names, layout, source=calib_path)
     out = fuse_frames(rig, layout, recording, fps, total=len(recording), progress=progress, config=config,
-                      desc="triangulate")
+                      desc="triangulate", causal=causal, clip=clip)
+    recording.check_usable()
     out.report["calibration"] = str(calib_path)
     out.report["inputs"] = recording.inputs()
+    out.report["skipped"] = recording.skip_report()
     return out
 
 
 def fuse_frames(rig: Rig, layout: str | Layout, frames: Iterable[tuple[int, list]], fps: float,
                 total: int | None = None, progress: bool = True, config: FusionConfig | None = None,
-                desc: str = "fuse") -> OfflineResult:
-    """Run the live fusion over offline frames: `frames` yields (frame index, detections per camera) or
+                desc: str = "fuse", causal: bool = False, clip: ClipConfig | None = None) -> OfflineResult:
+    """Fuse offline frames with the live pipeline: `frames` yields (frame index, detections per camera) or
     (frame index, detections, stamp int ns), each detection (points (P, J, 2) px, scores (P, J)) in `layout`,
     cameras in the rig's order; stamp = index / fps unless given (not None).
+
+    By default the tracks use the whole clip (`hpe_ros.fusion.offline_tracks`, settings `clip`): a person
+    is output from the first frame they are triangulated in, tracklets are linked over the clip, short
+    tracks dropped, joint gaps up to clip.max_gap frames filled and the joints smoothed without lag; ids
+    are 0..K-1 by first appearance. causal=True keeps the live node's behaviour (births after
+    birth_hits frames, One-Euro filter, live ids). report["tracking"] says which, with frames in and
+    out, tracks kept / dropped and gaps filled.
     """
     from tqdm import tqdm
 
     if not (fps > 0 and np.isfinite(fps)):
         raise ValueError(f"fps must be > 0, got {fps}")
     layout = get_layout(layout)
-    pipe = FusionPipeline(rig, layout, config)
-    stats = _ReprojectionStats(rig)
+    pipe = FusionPipeline(rig, layout, config if causal else whole_clip_fusion_config(config))
     J = layout.num_joints
 
     indices: list[int] = []
     stamps_ns: list[int] = []
     per_frame: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    detections: list[list] = []   # kept for the reprojection report, computed on the final tracks
     fusion_ms = 0.0
     t0 = time.perf_counter()
     for index, dets, *stamp in tqdm(frames, desc=desc, unit="frame", total=total, disable=not progress, leave=False):
@@ -227,37 +253,58 @@ def fuse_frames(rig: Rig, layout: str | Layout, frames: Iterable[tuple[int, list
         stamps_ns.append(round(index * 1e9 / fps) if given is None else int(given))
         result = pipe.step(index / fps if given is None else int(given) * 1e-9, points2d, scores, orientations=False)
         fusion_ms += result.timing_ms.get("total", 0.0)
-        points, confidence, ids, views = result.as_arrays()
         indices.append(int(index))
-        per_frame.append((ids, points, confidence, views))
-        stats.add(points, np.isfinite(points).all(-1) & (views >= 1), dets)
-    seconds = time.perf_counter() - t0
+        per_frame.append(result.as_arrays())
+        detections.append(dets)
 
-    all_ids = np.array(sorted({int(i) for ids, *_ in per_frame for i in ids}), dtype=np.int64)
-    col = {int(i): k for k, i in enumerate(all_ids)}
-    T, N = len(indices), len(all_ids)
-    points = np.full((T, N, J, 3), np.nan)
-    confidence, views = np.zeros((T, N, J)), np.zeros((T, N, J), dtype=np.int64)
-    for t, (ids, pts, conf, v) in enumerate(per_frame):
-        k = [col[int(i)] for i in ids]
-        points[t, k], confidence[t, k], views[t, k] = pts, conf, v
+    ids, points, confidence, views = _stack_frames(per_frame, J)
+    T = len(indices)
+    tracking: dict = {"mode": "causal"}
+    if not causal:
+        settled = settle_tracks(ids, points, confidence, views, np.asarray(stamps_ns, dtype=np.float64) * 1e-9,
+                                fps, clip)
+        ids, points, confidence, views = settled.ids, settled.points, settled.confidence, settled.views
+        tracking = {"mode": "whole clip", **settled.stats}
+    seconds = time.perf_counter() - t0
+    present = np.isfinite(points).all(-1).any(-1)                       # (T, N)
+    stats = _ReprojectionStats(rig)
+    for t, dets in enumerate(detections):
+        k = present[t]
+        stats.add(points[t, k], np.isfinite(points[t, k]).all(-1) & (views[t, k] >= 1), dets)
+    tracking = {"frames_in": T, "frames_with_people": int(present.any(1).sum()), **tracking}
 
     out = OfflineResult(layout=layout, fps=float(fps), camera_names=rig.names,
-                        frame_indices=np.asarray(indices, dtype=np.int64), ids=all_ids, points=points,
+                        frame_indices=np.asarray(indices, dtype=np.int64), ids=ids, points=points,
                         confidence=confidence, views=views, stamps_ns=np.asarray(stamps_ns, dtype=np.int64))
     out.report = {
         "layout": layout.name,
         "fps": float(fps),
         "frames": T,
         "frame_range": [indices[0], indices[-1]] if indices else None,
-        "person_ids": all_ids.tolist(),
+        "person_ids": ids.tolist(),
         "frames_per_id": {str(k): v for k, v in out.frames_per_id().items()},
+        "tracking": tracking,
         "processing": {"seconds": round(seconds, 3), "frames_per_s": round(T / seconds, 1) if seconds > 0 else None,
                        "fusion_ms_per_frame": round(fusion_ms / T, 3) if T else None},
         "reprojection": {"min_score": REPORT_MIN_SCORE, "outlier_px": REPORT_OUTLIER_PX,
                          "match_gate_px": REPORT_MATCH_GATE_PX, "cameras": stats.summary()},
     }
     return out
+
+
+def _stack_frames(per_frame: list[tuple[np.ndarray, ...]], num_joints: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-frame (points (P, J, 3), confidence (P, J), ids (P,), views (P, J)) -> ids (N,) sorted, every id
+    seen; points (T, N, J, 3) NaN = absent; confidence, views (T, N, J)."""
+    all_ids = np.array(sorted({int(i) for _, _, ids, _ in per_frame for i in ids}), dtype=np.int64)
+    col = {int(i): k for k, i in enumerate(all_ids)}
+    T, N, J = len(per_frame), len(all_ids), num_joints
+    points = np.full((T, N, J, 3), np.nan)
+    confidence, views = np.zeros((T, N, J)), np.zeros((T, N, J), dtype=np.int64)
+    for t, (pts, conf, ids, v) in enumerate(per_frame):
+        k = [col[int(i)] for i in ids]
+        points[t, k], confidence[t, k], views[t, k] = pts, conf, v
+    return all_ids, points, confidence, views
 
 
 # --- outputs -------------------------------------------------------------------------------------
@@ -327,4 +374,4 @@ def write_outputs(result: OfflineResult, out: str | os.PathLike, fmt: str = "aut
 
 
 __all__ = ["OfflineResult", "triangulate_folders", "fuse_frames", "write_outputs", "output_paths", "format_report",
-           "REPORT_MIN_SCORE", "REPORT_OUTLIER_PX"]
+           "format_skipped", "REPORT_MIN_SCORE", "REPORT_OUTLIER_PX"]

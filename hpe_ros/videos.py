@@ -4,7 +4,8 @@
 One video per calibrated camera, frame i of every video taken at the same instant (hardware trigger,
 or cut to a common start); or one image topic per camera of a bag, paired by header stamp. Each time
 step's frames go through the 2D backend in one batched call (all people of all cameras), then through
-the same fusion as `fusion_node` (hpe_ros.offline.fuse_frames).
+the same fusion as `fusion_node` (hpe_ros.offline.fuse_frames: whole-clip tracks by default, causal=True
+for the live node's).
 The 2D keypoints can be kept as OpenPose JSON folders (for Pose2Sim, or `hpe-ros triangulate` later).
 
     >>> backend = create_backend("onnxruntime", model="rtmpose-m", detector="rtmdet-nano")
@@ -118,12 +119,14 @@ def _detections(rig, backend, layout: str, frames: Iterable[tuple[int, int | Non
 
 def process_videos(videos: Sequence[str | os.PathLike], calib_path: str | os.PathLike, backend,
                    layout: str = "coco17", fps: float | None = None, save_2d: str | os.PathLike | None = None,
-                   max_frames: int | None = None, progress: bool = True, config=None) -> OfflineResult:
+                   max_frames: int | None = None, progress: bool = True, config=None, causal: bool = False,
+                   clip=None) -> OfflineResult:
     """2D inference on each time step of `videos` (calibration order) and fusion into tracked 3D skeletons.
 
     backend: a PoseBackend (hpe_ros.detect2d.create_backend); its keypoints are converted to `layout`.
     fps: stamps are frame / fps (default: the first video's frame rate, else 30). save_2d: folder that
     gets one OpenPose JSON folder per camera (<save_2d>/<camera>/<camera>_<frame>_keypoints.json).
+    causal / clip: the tracks' mode and whole-clip settings (`hpe_ros.offline.fuse_frames`).
     Raises ValueError naming the file for unreadable videos or a video / calibration size mismatch.
     """
     rig = load_rig(calib_path)
@@ -140,7 +143,8 @@ def process_videos(videos: Sequence[str | os.PathLike], calib_path: str | os.Pat
         frames = ((index, None, images) for index, images in video_set)  # fused at index / fps
         result = fuse_frames(rig, layout, _detections(rig, backend, layout, frames, total,
                                                       _keypoint_dirs(save_2d, rig.names), stats),
-                             fps, total=total, progress=progress, config=config, desc="process")
+                             fps, total=total, progress=progress, config=config, desc="process",
+                             causal=causal, clip=clip)
     finally:
         video_set.close()
     result.report["calibration"] = str(calib_path)
@@ -167,7 +171,7 @@ def _checked_sizes(rig, bag: BagImages, frames) -> Iterator[tuple[int, int, list
 def process_bag(bag_path: str | os.PathLike, topics: Sequence[str], calib_path: str | os.PathLike, backend,
                 layout: str = "coco17", fps: float | None = None, save_2d: str | os.PathLike | None = None,
                 max_frames: int | None = None, progress: bool = True, config=None,
-                slop_s: float | None = None) -> OfflineResult:
+                slop_s: float | None = None, causal: bool = False, clip=None) -> OfflineResult:
     """As process_videos, from image topics of a rosbag2 bag (one per camera, calibration order).
 
     Frames are the images synchronised by header stamp (hpe_ros.io.rosbag.BagImages, within slop_s) and
@@ -189,7 +193,8 @@ def process_bag(bag_path: str | os.PathLike, topics: Sequence[str], calib_path: 
         stats = {"frames": 0, "people_2d": 0}
         result = fuse_frames(rig, layout, _detections(rig, backend, layout, _checked_sizes(rig, bag, bag), total,
                                                       _keypoint_dirs(save_2d, rig.names), stats),
-                             fps, total=total, progress=progress, config=config, desc="process")
+                             fps, total=total, progress=progress, config=config, desc="process",
+                             causal=causal, clip=clip)
     result.report["calibration"] = str(calib_path)
     result.report["backend"] = getattr(backend, "name", type(backend).__name__)
     result.report["inputs"] = [{"camera": name, "bag": str(bag_path), "topic": topic, "messages": n, "unmatched": u}

@@ -14,13 +14,41 @@ def _cmd_triangulate(a) -> int:
     output_paths(a.out, a.format)  # a contradictory --out / --format fails before the work
     _check_bag_out(a)
     folders = camera_paths(a.keypoints, "--keypoints")
-    result = triangulate_folders(a.calib, folders, a.layout, a.fps, progress=not a.no_progress)
+    result = triangulate_folders(a.calib, folders, a.layout, a.fps, progress=not a.no_progress,
+                                 causal=a.causal, clip=_clip_from_args(a))
     print(format_report(result.report), flush=True)
+    _print_tracking(result)
     written = write_outputs(result, a.out, a.format, a.y_up)
     who = f"person {written['person_id']}" if written["format"] == "trc" else f"{len(result.ids)} person id(s)"
     print(f"wrote {written['output']} ({who}, {written['up_axis']}-up) and {written['report']}", flush=True)
     _write_bag_out(a, result)
     return 0
+
+
+def _add_clip_options(parser) -> None:
+    g = parser.add_argument_group("tracks over the whole clip (default; --causal gives the live node's)")
+    g.add_argument("--causal", action="store_true",
+                   help="track causally as the live node does (people output after a few frames, One-Euro filter)")
+    g.add_argument("--no-smooth", action="store_true", help="no zero-lag Butterworth smoothing")
+    g.add_argument("--smooth-cutoff", type=float, default=6.0, metavar="HZ",
+                   help="cutoff of the 4th-order zero-lag Butterworth smoothing (default: 6 Hz, as Pose2Sim)")
+    g.add_argument("--fill-gaps", type=int, default=10, metavar="N",
+                   help="interpolate joint gaps of up to N frames (default: 10; 0 = off)")
+    g.add_argument("--min-track-frames", type=int, default=5, metavar="N",
+                   help="drop people present in fewer frames (default: 5)")
+
+
+def _clip_from_args(a):
+    from hpe_ros.fusion.offline_tracks import ClipConfig
+
+    return ClipConfig(smooth=not a.no_smooth, cutoff_hz=a.smooth_cutoff, max_gap=a.fill_gaps,
+                      min_track_frames=a.min_track_frames)
+
+
+def _print_tracking(result) -> None:
+    from hpe_ros.fusion.offline_tracks import describe
+
+    print(describe(result.report["tracking"]), flush=True)
 
 
 def _check_bag_out(a) -> None:
@@ -66,14 +94,16 @@ def _cmd_process(a) -> int:
     _check_bag_out(a)
     if bool(a.bag) != bool(a.topics):
         raise ValueError("--bag and --topics go together: one image topic per camera, in the calibration file's order")
+    clip = _clip_from_args(a)  # bad settings fail before the backend loads
     backend = _backend_from_args(a)
     if a.bag:
         result = process_bag(a.bag, a.topics, a.calib, backend, a.layout, a.fps, a.save_2d, a.max_frames,
-                             progress=not a.no_progress, slop_s=a.sync_slop)
+                             progress=not a.no_progress, slop_s=a.sync_slop, causal=a.causal, clip=clip)
     else:
         result = process_videos(a.videos, a.calib, backend, a.layout, a.fps, a.save_2d, a.max_frames,
-                                progress=not a.no_progress)
+                                progress=not a.no_progress, causal=a.causal, clip=clip)
     print(format_report(result.report), flush=True)
+    _print_tracking(result)
     written = write_outputs(result, a.out, a.format, a.y_up)
     print(f"wrote {written['output']} ({len(result.ids)} person id(s), 2D by {result.report['backend']}) and "
           f"{written['report']}" + (f"; 2D keypoints in {a.save_2d}" if a.save_2d else ""), flush=True)
@@ -94,6 +124,7 @@ def _add_triangulate(sub) -> None:
                    help="auto: TRC when exactly one person id appears, else JSON; trc: the longest-lived id")
     t.add_argument("--y-up", action="store_true", help="write y-up coordinates as Pose2Sim does for OpenSim "
                                                       "((x, y, z) -> (y, z, x)); default keeps the z-up world")
+    _add_clip_options(t)
     _add_bag_out(t)
     add_progress_flag(t)
     t.set_defaults(func=_cmd_triangulate)
@@ -131,6 +162,7 @@ def _add_process(sub) -> None:
     p.add_argument("--save-2d", metavar="DIR", help="also write the 2D keypoints as OpenPose JSON folders in DIR")
     p.add_argument("--format", default="auto", choices=["auto", "trc", "json"])
     p.add_argument("--y-up", action="store_true", help="y-up output as Pose2Sim/OpenSim expect")
+    _add_clip_options(p)
     _add_bag_out(p)
     add_progress_flag(p)
     # A missing runtime or model (BackendUnavailable, a RuntimeError) is the user's setup, not a bug.
