@@ -6,6 +6,8 @@ poses carry the same bytes. Datatype numbers are sensor_msgs/PointField's consta
 
     >>> columns = human_pose_columns(poses)
     >>> data = pack_columns(HUMAN_POSE_FIELDS, columns, poses.points.shape[:2])   # (P, J) structured
+    >>> columns = decode_columns("pose_2d", CloudLayout(fields, P, J, 20, 20 * J, False, data),
+    ...                          {"u": FLOATS, "v": FLOATS, "confidence": FLOATS})  # validated, (P, J) each
 """
 from __future__ import annotations
 
@@ -17,6 +19,9 @@ import numpy as np
 INT8, UINT8, INT16, UINT16, INT32, UINT32, FLOAT32, FLOAT64 = range(1, 9)
 NUMPY_CODE = {INT8: "i1", UINT8: "u1", INT16: "i2", UINT16: "u2", INT32: "i4", UINT32: "u4",
               FLOAT32: "f4", FLOAT64: "f8"}
+DATATYPE_NAME = {INT8: "INT8", UINT8: "UINT8", INT16: "INT16", UINT16: "UINT16", INT32: "INT32", UINT32: "UINT32",
+                 FLOAT32: "FLOAT32", FLOAT64: "FLOAT64"}
+FLOATS = (FLOAT32, FLOAT64)
 
 # Field lists the encoders write, in order, packed without padding.
 POSE_2D_FIELDS = (("u", FLOAT32), ("v", FLOAT32), ("confidence", FLOAT32), ("person", INT32), ("joint", INT32))
@@ -55,6 +60,115 @@ def packed_dtype(fields, big_endian: bool = False) -> np.dtype:
     order = ">" if big_endian else "<"
     return np.dtype({"names": [name for name, _ in fields],
                      "formats": [order + NUMPY_CODE[datatype] for _, datatype in fields]})
+
+
+# What a decoded value may be: NaN marks a missing joint (cleaned later), inf never; magnitudes within a
+# bound far beyond any real image, room or score, and no denormal-small non-zero values: bytes read in the
+# wrong order (a lying is_bigendian) land outside these almost surely.
+VALUE_LIMIT = {"u": 1e6, "v": 1e6, "x": 1e4, "y": 1e4, "z": 1e4, "confidence": 1e2}
+TINY = 1e-30
+
+
+@dataclass(frozen=True)
+class CloudLayout:
+    """A PointCloud2's layout without ROS: fields ((name, offset, datatype, count), ...), organized as
+    height x width points of point_step bytes, rows row_step bytes apart; data: its bytes."""
+
+    fields: tuple
+    height: int
+    width: int
+    point_step: int
+    row_step: int
+    is_bigendian: bool
+    data: object
+
+
+def _check_layout(kind: str, cloud: CloudLayout) -> dict:
+    """{name: (offset, datatype, count)} of a cloud whose fields and sizes add up; ValueError otherwise."""
+    by_name: dict = {}
+    spans = []
+    for name, offset, datatype, count in cloud.fields:
+        if name in by_name:
+            raise ValueError(f"{kind} cloud: field {name!r} appears twice")
+        if datatype not in NUMPY_CODE:
+            raise ValueError(f"{kind} cloud: field {name!r} has unknown datatype {datatype}")
+        end = offset + np.dtype(NUMPY_CODE[datatype]).itemsize * max(count, 1)
+        if end > cloud.point_step:
+            raise ValueError(f"{kind} cloud: field {name!r} (bytes {offset}..{end}) overruns point_step "
+                             f"{cloud.point_step}")
+        for other, (start, stop) in spans:
+            if offset < stop and start < end:
+                raise ValueError(f"{kind} cloud: fields {other!r} and {name!r} overlap")
+        spans.append((name, (offset, end)))
+        by_name[name] = (offset, datatype, count)
+    if cloud.row_step < cloud.point_step * cloud.width:
+        raise ValueError(f"{kind} cloud: row_step {cloud.row_step} < point_step {cloud.point_step} * width "
+                         f"{cloud.width}")
+    expected = cloud.row_step * cloud.height
+    if len(cloud.data) != expected:
+        raise ValueError(f"{kind} cloud: data has {len(cloud.data)} bytes; expected row_step * height = "
+                         f"{cloud.row_step} * {cloud.height} = {expected}")
+    return by_name
+
+
+def _check_values(kind: str, columns: dict) -> None:
+    """Reject inf, magnitudes beyond VALUE_LIMIT or non-zero below TINY, and joint indices outside 0..J-1
+    (what bytes read in the wrong order look like). NaN is a missing joint: allowed."""
+    for name, limit in VALUE_LIMIT.items():
+        values = columns.get(name)
+        if values is None:
+            continue
+        if np.isinf(values).any():
+            raise ValueError(f"{kind} cloud: {name} is infinite")
+        magnitude = np.abs(values[~np.isnan(values)])
+        if (magnitude > limit).any() or ((magnitude < TINY) & (magnitude > 0)).any():
+            raise ValueError(f"{kind} cloud: {name} has impossible values (beyond +-{limit:g} or below {TINY:g}; "
+                             "wrong is_bigendian?)")
+    joint = columns.get("joint")
+    if joint is not None and joint.size and (joint.min() < 0 or joint.max() >= joint.shape[1]):
+        raise ValueError(f"{kind} cloud: joint field outside 0..{joint.shape[1] - 1} (wrong is_bigendian?)")
+
+
+def decode_columns(kind: str, cloud: CloudLayout, required: dict, optional: dict | None = None) -> dict:
+    """Named fields of an organized pose cloud -> {name: (P, J) float64 (floats) / int64 (integers)}.
+
+    required/optional: {name: allowed datatypes}; optional fields the cloud lacks are absent from the
+    result; a `joint` field, when the cloud has one, is checked too. The data is read in the byte order
+    is_bigendian declares (a big-endian publisher decodes the same as a little-endian one); a flag that
+    lies shows as impossible values and is rejected. ValueError, one line, for any cloud that does not add
+    up: duplicated or overlapping fields, sizes that disagree, bad datatypes, impossible values.
+    """
+    by_name = _check_layout(kind, cloud)
+    wanted = dict(required)
+    for name, allowed in (optional or {}).items():
+        if name in by_name:
+            wanted[name] = allowed
+    if "joint" in by_name and "joint" not in wanted:
+        wanted["joint"] = (INT8, UINT8, INT16, UINT16, INT32, UINT32)
+    for name, allowed in wanted.items():
+        if name not in by_name:
+            raise ValueError(f"{kind} cloud: missing field {name!r} (has {', '.join(by_name) or 'no fields'})")
+        _, datatype, count = by_name[name]
+        if datatype not in allowed:
+            expected = " or ".join(DATATYPE_NAME[d] for d in allowed)
+            raise ValueError(f"{kind} cloud: field {name!r} has datatype {DATATYPE_NAME[datatype]} ({datatype}); "
+                             f"expected {expected}")
+        if count > 1:
+            raise ValueError(f"{kind} cloud: field {name!r} has count {count}; expected 1")
+    order = ">" if cloud.is_bigendian else "<"
+    dtype = np.dtype({"names": list(wanted), "formats": [order + NUMPY_CODE[by_name[n][1]] for n in wanted],
+                      "offsets": [by_name[n][0] for n in wanted], "itemsize": cloud.point_step})
+    shape = (cloud.height, cloud.width)
+    if cloud.height * cloud.width == 0:
+        view = np.zeros(shape, dtype=dtype)
+    else:  # one strided view over the buffer: rows may be padded past point_step * width
+        view = np.ndarray(shape, dtype=dtype, buffer=np.frombuffer(cloud.data, dtype=np.uint8),
+                          strides=(cloud.row_step, cloud.point_step))
+    with np.errstate(all="ignore"):  # garbage is reported by _check_values, not by numpy warnings
+        columns = {name: view[name].astype(np.float64 if by_name[name][1] in FLOATS else np.int64)
+                   for name in wanted}
+        _check_values(kind, columns)
+    return columns
 
 
 def pack_columns(fields, columns: dict, shape: tuple[int, int]) -> np.ndarray:
@@ -126,6 +240,7 @@ def human_pose_columns(poses: HumanPoses) -> dict:
     }
 
 
-__all__ = ["HumanPoses", "POSE_2D_FIELDS", "POSE_3D_FIELDS", "HUMAN_POSE_FIELDS", "NUMPY_CODE", "packed_dtype",
-           "pack_columns", "clean_missing", "check_poses", "row_values", "per_person", "joint_column",
-           "human_pose_columns", "INT32_RANGE", "UINT32_RANGE"]
+__all__ = ["HumanPoses", "CloudLayout", "decode_columns", "DATATYPE_NAME", "FLOATS", "POSE_2D_FIELDS",
+           "POSE_3D_FIELDS", "HUMAN_POSE_FIELDS", "NUMPY_CODE", "packed_dtype", "pack_columns", "clean_missing",
+           "check_poses", "row_values", "per_person", "joint_column", "human_pose_columns", "INT32_RANGE",
+           "UINT32_RANGE"]

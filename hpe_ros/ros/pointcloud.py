@@ -29,23 +29,11 @@ from std_msgs.msg import Header
 
 # The pure-numpy part (field tables, packing, HumanPoses) is shared with bag files.
 from hpe_ros.io.pose_cloud import (HUMAN_POSE_FIELDS, INT32_RANGE as _INT32, POSE_2D_FIELDS, POSE_3D_FIELDS,
-                                   HumanPoses, human_pose_columns, pack_columns)
+                                   CloudLayout, HumanPoses, decode_columns, human_pose_columns, pack_columns)
 from hpe_ros.io.pose_cloud import check_poses as _check_poses, clean_missing as _clean
 from hpe_ros.io.pose_cloud import joint_column as _joint_column, per_person as _per_person
 from hpe_ros.io.pose_cloud import row_values as _row_values
 
-# PointField datatype -> numpy type character code (byte order is added per cloud).
-_NUMPY_CODE = {
-    PointField.INT8: "i1", PointField.UINT8: "u1",
-    PointField.INT16: "i2", PointField.UINT16: "u2",
-    PointField.INT32: "i4", PointField.UINT32: "u4",
-    PointField.FLOAT32: "f4", PointField.FLOAT64: "f8",
-}
-_DATATYPE_NAME = {
-    PointField.INT8: "INT8", PointField.UINT8: "UINT8", PointField.INT16: "INT16",
-    PointField.UINT16: "UINT16", PointField.INT32: "INT32", PointField.UINT32: "UINT32",
-    PointField.FLOAT32: "FLOAT32", PointField.FLOAT64: "FLOAT64",
-}
 _FLOATS = (PointField.FLOAT32, PointField.FLOAT64)
 _INTEGERS = (PointField.INT8, PointField.UINT8, PointField.INT16, PointField.UINT16,
              PointField.INT32, PointField.UINT32)
@@ -120,58 +108,17 @@ def _encode(fields, columns: dict, shape: tuple[int, int], header) -> PointCloud
 
 
 def _decode(kind: str, msg: PointCloud2, required: dict, optional: dict = None) -> dict:
-    """Read named fields of an organized cloud -> {name: (P, J) float64/int64}.
+    """Read named fields of an organized cloud -> {name: (P, J) float64/int64}, validated by
+    hpe_ros.io.pose_cloud.decode_columns (ValueError, one line, for a cloud that does not add up).
 
     required/optional: {name: allowed datatypes}. Missing optional fields are absent from the result.
     """
     if not isinstance(msg, PointCloud2):
         raise ValueError(f"{kind} cloud: expected sensor_msgs/PointCloud2, got {type(msg).__name__}")
-    by_name = {f.name: f for f in msg.fields}
-    wanted = dict(required)
-    for name, allowed in (optional or {}).items():
-        if name in by_name:
-            wanted[name] = allowed
-    for name, allowed in wanted.items():
-        field = by_name.get(name)
-        if field is None:
-            raise ValueError(f"{kind} cloud: missing field {name!r} (has {', '.join(by_name) or 'no fields'})")
-        if field.datatype not in allowed:
-            expected = " or ".join(_DATATYPE_NAME[d] for d in allowed)
-            got = _DATATYPE_NAME.get(field.datatype, "unknown")
-            raise ValueError(f"{kind} cloud: field {name!r} has datatype {got} ({field.datatype}); expected {expected}")
-        if field.count > 1:
-            raise ValueError(f"{kind} cloud: field {name!r} has count {field.count}; expected 1")
-        size = np.dtype(_NUMPY_CODE[field.datatype]).itemsize
-        if field.offset + size > msg.point_step:
-            raise ValueError(f"{kind} cloud: field {name!r} (offset {field.offset}, {size} bytes) "
-                             f"overruns point_step {msg.point_step}")
-
-    height, width = msg.height, msg.width
-    if msg.row_step < msg.point_step * width:
-        raise ValueError(f"{kind} cloud: row_step {msg.row_step} < point_step {msg.point_step} * width {width}")
-    expected_bytes = msg.row_step * height
-    if len(msg.data) != expected_bytes:
-        raise ValueError(f"{kind} cloud: data has {len(msg.data)} bytes; expected row_step * height = "
-                         f"{msg.row_step} * {height} = {expected_bytes}")
-
-    order = ">" if msg.is_bigendian else "<"
-    dtype = np.dtype({
-        "names": list(wanted),
-        "formats": [order + _NUMPY_CODE[by_name[n].datatype] for n in wanted],
-        "offsets": [by_name[n].offset for n in wanted],
-        "itemsize": msg.point_step,
-    })
-    if height * width == 0:
-        view = np.zeros((height, width), dtype=dtype)
-    else:
-        # One strided view over the message buffer: rows may be padded past point_step * width.
-        view = np.ndarray((height, width), dtype=dtype, buffer=np.frombuffer(msg.data, dtype=np.uint8),
-                          strides=(msg.row_step, msg.point_step))
-    out = {}
-    for name in wanted:
-        target = np.float64 if by_name[name].datatype in _FLOATS else np.int64
-        out[name] = view[name].astype(target)  # copy, native byte order
-    return out
+    fields = tuple((f.name, f.offset, f.datatype, f.count) for f in msg.fields)
+    cloud = CloudLayout(fields, msg.height, msg.width, msg.point_step, msg.row_step, bool(msg.is_bigendian),
+                        msg.data)
+    return decode_columns(kind, cloud, required, optional)
 
 
 def _first_column(values: np.ndarray, default: np.ndarray) -> np.ndarray:
