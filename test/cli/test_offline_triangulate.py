@@ -211,8 +211,8 @@ def test_one_person_gives_trc(sessions, tmp_path):
     names = list(get_layout("body25").joint_names)
     assert trc.marker_names == names and trc.header["NumMarkers"] == "25" and trc.header["Units"] == "m"
     assert trc.header["DataRate"] == "30" and int(trc.header["NumFrames"]) == len(trc.points)
-    # the person is output from track birth (a few frames in) to the last frame
-    assert FRAMES - SKIP <= len(trc.points) < FRAMES and trc.frame_numbers[-1] == FRAMES - 1
+    # whole-clip tracks (the default): the person is output in every frame
+    assert len(trc.points) == FRAMES and trc.frame_numbers[-1] == FRAMES - 1
     assert trc.header["OrigDataStartFrame"] == str(trc.frame_numbers[0])
     np.testing.assert_allclose(trc.times, trc.frame_numbers / FPS, atol=1e-6)
     error = mpjpe_mm([(t, p[None]) for t, p in zip(trc.frame_numbers, trc.points)], truth, "body25")
@@ -223,6 +223,40 @@ def test_one_person_gives_trc(sessions, tmp_path):
     # --y-up: the same numbers, Pose2Sim's axes
     assert run(calib, dirs, tmp_path / "walk_y", "--y-up") == 0
     np.testing.assert_allclose(read_trc(tmp_path / "walk_y.trc").points, trc.points[..., [1, 2, 0]], atol=1e-6)
+
+
+def test_causal_gives_the_live_tracks_and_the_report_counts_frames(sessions, tmp_path, capsys):
+    calib, dirs, truth = sessions["single"]
+    assert run(calib, dirs, tmp_path / "clip") == 0
+    assert run(calib, dirs, tmp_path / "live", "--causal") == 0
+    assert "tracking: causal" in capsys.readouterr().out
+    clip, live = read_trc(tmp_path / "clip.trc"), read_trc(tmp_path / "live.trc")
+    # the live tracker outputs a person from track birth (a few frames in) to the last frame
+    assert FRAMES - SKIP <= len(live.points) < FRAMES and live.frame_numbers[-1] == FRAMES - 1
+    report = json.loads((tmp_path / "clip.report.json").read_text())["tracking"]
+    assert report["mode"] == "whole clip" and report["frames_in"] == report["frames_with_people"] == FRAMES
+    assert (report["kept"], report["dropped"], report["max_gap_frames"]) == (1, 0, 10)
+    assert report["smoothing"].startswith("butterworth")
+    live_report = json.loads((tmp_path / "live.report.json").read_text())["tracking"]
+    assert live_report == {"frames_in": FRAMES, "frames_with_people": len(live.points), "mode": "causal"}
+    # every frame, as close to the truth as the live output on the frames both have
+    both = [(t, p[None]) for t, p in zip(clip.frame_numbers, clip.points) if t >= SKIP]
+    live_err = mpjpe_mm([(t, p[None]) for t, p in zip(live.frame_numbers, live.points)], truth, "body25")
+    assert mpjpe_mm(both, truth, "body25") < live_err + 5
+
+
+def test_clip_options(sessions, tmp_path, capsys):
+    calib, dirs, _ = sessions["single"]
+    assert run(calib, dirs, tmp_path / "raw", "--no-smooth", "--fill-gaps", "0", "--min-track-frames", "1") == 0
+    report = json.loads((tmp_path / "raw.report.json").read_text())["tracking"]
+    assert (report["smoothing"], report["max_gap_frames"], report["joints_filled"]) == ("off", 0, 0)
+    assert run(calib, dirs, tmp_path / "soft", "--smooth-cutoff", "3") == 0
+    smooth = json.loads((tmp_path / "soft.report.json").read_text())["tracking"]["smoothing"]
+    assert "3 Hz" in smooth
+    capsys.readouterr()
+    assert run(calib, dirs, tmp_path / "bad", "--smooth-cutoff", "0") == 2
+    assert "cutoff_hz must be > 0" in capsys.readouterr().err
+    assert not (tmp_path / "bad.trc").exists()
 
 
 def test_format_trc_keeps_the_longest_lived_of_two(sessions, tmp_path):
