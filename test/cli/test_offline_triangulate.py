@@ -10,10 +10,18 @@ import shutil
 import numpy as np
 import pytest
 
-from hpe_ros.io.calibration import save_toml_rig
 from hpe_ros.cli import main
-from hpe_ros.io import (OpenPoseFolder, SkeletonFrame, read_openpose_frame, read_skeleton_json, read_trc,
-                        write_openpose_frame, write_skeleton_json, write_trc)
+from hpe_ros.io import (
+    OpenPoseFolder,
+    SkeletonFrame,
+    read_openpose_frame,
+    read_skeleton_json,
+    read_trc,
+    write_openpose_frame,
+    write_skeleton_json,
+    write_trc,
+)
+from hpe_ros.io.calibration import save_toml_rig
 from hpe_ros.metrics import match_people
 from hpe_ros.sim import MotionScript, default_rig, observe
 from hpe_ros.skeleton import convert, convert_scores, get_layout

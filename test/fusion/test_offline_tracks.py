@@ -6,13 +6,14 @@ and plain arrays for the smoothing and gap-filling maths.
 """
 import numpy as np
 import pytest
-from helpers.fusion_scenes import observe as project_people
-from helpers.fusion_scenes import person, ring_rig
 
 from hpe_ros.fusion.offline_tracks import ClipConfig, settle_tracks, whole_clip_fusion_config
 from hpe_ros.fusion.pipeline import FusionConfig
 from hpe_ros.offline import fuse_frames
 from hpe_ros.sim import MotionScript, default_rig, observe
+
+from helpers.fusion_scenes import observe as project_people
+from helpers.fusion_scenes import person, ring_rig
 
 FPS = 30.0
 
