@@ -12,6 +12,11 @@ Frame pairing, the one rule every multi-camera reader here follows (`Synchronise
   every folder's frame numbers, in increasing order.
 - A camera without a file for a frame, with an empty file or with `"people": []` has no detections
   in that frame. Each camera's first such frame is logged; all of them are counted (`inputs()`).
+- Real folders hold bad entries: a file that cannot be used (unreadable, truncated, not JSON, no
+  "people" list) is a frame without detections, and a bad person entry (no `pose_keypoints_2d`, a
+  body of another layout's length) is left out; both are recorded (`skipped()`, `skip_report()`) and
+  the run goes on. Only a recording with nothing usable is an error (`check_usable`). Non-.json files
+  are ignored and counted; a UTF-8 byte order mark is accepted.
 - Folders are matched to a calibration's cameras by name ({camera: folder}, `CAM=DIR` on the command
   line) or by position (a list in the calibration's camera order; a list whose folder names look
   like the calibration's cameras in another order is flagged).
@@ -30,8 +35,8 @@ import json
 import logging
 import os
 import re
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -51,13 +56,16 @@ def _empty(J: int) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros((0, J, 2)), np.zeros((0, J))
 
 
-def read_openpose_frame(path: str | os.PathLike, layout: str | Layout = "body25") -> tuple[np.ndarray, np.ndarray]:
+def read_openpose_frame(path: str | os.PathLike, layout: str | Layout = "body25",
+                        skipped: list | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One OpenPose JSON file -> points (P, J, 2) px (NaN = missing), scores (P, J) (0 = missing).
 
     An empty file or `"people": []` is a frame without detections (P = 0); so is a person whose
-    `pose_keypoints_2d` is empty (OpenPose writes that when the body model is off). Raises ValueError
-    naming the file for non-JSON content, a missing "people" list, or a keypoint array whose length is
-    not a multiple of 3 or does not match `layout` (the message names the layouts that would match).
+    `pose_keypoints_2d` is empty (OpenPose writes that when the body model is off). A UTF-8 byte order
+    mark is accepted. Raises ValueError naming the file for an unreadable file, non-JSON content or a
+    missing "people" list. A bad person entry (no `pose_keypoints_2d` list, a length that is not a
+    multiple of 3 or does not match `layout`, non-numeric values) raises too, or, when `skipped` is a
+    list, is left out and appended to it as {"file", "entry": "person p", "reason"}.
     """
     path = Path(path)
     layout = get_layout(layout)
@@ -71,7 +79,7 @@ def read_openpose_frame(path: str | os.PathLike, layout: str | Layout = "body25"
     if not raw.strip():
         return _empty(J)
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: not an OpenPose JSON file (invalid UTF-8 at byte {e.start})") from None
     except json.JSONDecodeError as e:
@@ -81,24 +89,15 @@ def read_openpose_frame(path: str | os.PathLike, layout: str | Layout = "body25"
                          '{"people": [{"pose_keypoints_2d": [x, y, c, ...]}, ...]}')
     rows = []
     for p, person in enumerate(data["people"]):
-        values = person.get("pose_keypoints_2d") if isinstance(person, dict) else None
-        if not isinstance(values, list):
-            raise ValueError(f'{path}: person {p} has no "pose_keypoints_2d" list')
-        if not values:
-            continue
-        if len(values) % 3:
-            raise ValueError(f"{path}: person {p}: pose_keypoints_2d has {len(values)} values, "
-                             "not a multiple of 3 (x, y, confidence per keypoint)")
-        n = len(values) // 3
-        if n != J:
-            fits = _matching_layouts(n)
-            hint = (f"; --layout {' or '.join(fits)} would match" if fits
-                    else "; no known layout has that many")
-            raise ValueError(f"{path}: person {p} has {n} keypoints but layout {layout.name} has {J}{hint}")
         try:
-            rows.append(np.asarray(values, dtype=np.float64).reshape(J, 3))
-        except (TypeError, ValueError):
-            raise ValueError(f"{path}: person {p}: pose_keypoints_2d holds non-numeric values") from None
+            row = _person_keypoints(person, layout)
+        except ValueError as e:
+            if skipped is None:
+                raise ValueError(f"{path}: person {p}{e}") from None
+            skipped.append({"file": str(path), "entry": f"person {p}", "reason": str(e).lstrip(": ")})
+            continue
+        if row is not None:
+            rows.append(row)
     if not rows:
         return _empty(J)
     kp = np.stack(rows)                                                   # (P, J, 3)
@@ -107,6 +106,29 @@ def read_openpose_frame(path: str | os.PathLike, layout: str | Layout = "body25"
     points = np.where(missing[..., None], np.nan, xy)
     scores = np.where(missing, 0.0, np.minimum(c, 1.0))
     return points, scores
+
+
+def _person_keypoints(person, layout: Layout) -> np.ndarray | None:
+    """One entry of "people" -> (J, 3) x, y, c; None for an empty keypoint list. ValueError's text continues
+    "person p" (': reason' or ' has ...')."""
+    J = layout.num_joints
+    values = person.get("pose_keypoints_2d") if isinstance(person, dict) else None
+    if not isinstance(values, list):
+        raise ValueError(' has no "pose_keypoints_2d" list')
+    if not values:
+        return None
+    if len(values) % 3:
+        raise ValueError(f": pose_keypoints_2d has {len(values)} values, "
+                         "not a multiple of 3 (x, y, confidence per keypoint)")
+    n = len(values) // 3
+    if n != J:
+        fits = _matching_layouts(n)
+        hint = (f"; --layout {' or '.join(fits)} would match" if fits else "; no known layout has that many")
+        raise ValueError(f" has {n} keypoints but layout {layout.name} has {J}{hint}")
+    try:
+        return np.asarray(values, dtype=np.float64).reshape(J, 3)
+    except (TypeError, ValueError):
+        raise ValueError(": pose_keypoints_2d holds non-numeric values") from None
 
 
 def write_openpose_frame(path: str | os.PathLike, points: np.ndarray, scores: np.ndarray) -> Path:
@@ -136,9 +158,11 @@ class OpenPoseFolder:
     """One camera's OpenPose JSON folder: frames by frame number (the module's rule), read on access.
 
     Raises ValueError for a missing or empty folder and for two files with the same frame number.
-    `get(index)` of a frame the folder lacks,
-    of an empty file or of a file without people gives no detections (P = 0); the first such frame
-    is logged once per folder, and `empty_frames` counts them.
+    Files that are not .json are ignored (counted in `ignored_files`). `get(index)` of a frame the
+    folder lacks, of an empty file or of a file without people gives no detections (P = 0); so does a
+    file that cannot be used (unreadable, not JSON, no "people" list), and a bad person entry is left
+    out: both are recorded in `skipped` ({"file", "entry", "reason"}; entry None = the whole file) and
+    the first is logged. `empty_frames` and `missing_frames` count the frames without detections.
     """
 
     def __init__(self, folder: str | os.PathLike, layout: str | Layout = "body25"):
@@ -148,8 +172,9 @@ class OpenPoseFolder:
             raise ValueError(f"{self.folder}: keypoint folder not found")
         if not self.folder.is_dir():
             raise ValueError(f"{self.folder}: not a folder (expected one folder of OpenPose JSON files per camera)")
-        files = sorted(p for p in self.folder.iterdir()
-                       if p.suffix.lower() == ".json" and not p.name.startswith(".") and p.is_file())
+        entries = sorted(p for p in self.folder.iterdir() if not p.name.startswith(".") and p.is_file())
+        files = [p for p in entries if p.suffix.lower() == ".json"]
+        self.ignored_files = len(entries) - len(files)
         if not files:
             raise ValueError(f"{self.folder}: no .json keypoint files in this folder")
         numbers = [_frame_number(p.name) for p in files]
@@ -164,11 +189,23 @@ class OpenPoseFolder:
         self.frame_indices: list[int] = sorted(self._files)
         self.empty_frames = 0
         self.missing_frames = 0
+        self.read_files = 0          # files read without a file-level problem
+        self.people = 0              # person entries kept
+        self.skipped: list[dict] = []
         self._warned = False
+        self._warned_skip = False
 
     @property
     def name(self) -> str:
         return self.folder.name
+
+    @property
+    def bad_files(self) -> int:
+        return sum(1 for s in self.skipped if s["entry"] is None)
+
+    @property
+    def skipped_people(self) -> int:
+        return sum(1 for s in self.skipped if s["entry"] is not None)
 
     def __len__(self) -> int:
         return len(self._files)
@@ -181,19 +218,36 @@ class OpenPoseFolder:
         return self._files[index]
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """points (P, J, 2), scores (P, J) of frame `index`; KeyError if the folder lacks it."""
+        """points (P, J, 2), scores (P, J) of frame `index`; KeyError if the folder lacks it; ValueError for a
+        bad file or person entry."""
         return read_openpose_frame(self._files[index], self.layout)
 
     def get(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Like [index], but a frame the folder lacks is a frame without detections."""
+        """Like [index], but a frame the folder lacks, or a bad file, is a frame without detections, and bad
+        person entries are left out (all recorded in `skipped`)."""
         if index not in self._files:
             self.missing_frames += 1
             self._warn_once(f"{self.folder}: no file for frame {index}; treated as no detections")
             return _empty(self.layout.num_joints)
-        points, scores = self[index]
-        if len(points) == 0:
+        path = self._files[index]
+        before = len(self.skipped)
+        try:
+            points, scores = read_openpose_frame(path, self.layout, self.skipped)
+        except ValueError as e:
+            reason = str(e).removeprefix(f"{path}: ")
+            self.skipped.append({"file": str(path), "entry": None, "reason": reason})
+            points, scores = _empty(self.layout.num_joints)
+        else:
+            self.read_files += 1
+            self.people += len(points)
+        if len(self.skipped) > before and not self._warned_skip:
+            self._warned_skip = True
+            first = self.skipped[before]
+            log.warning("%s%s: %s; skipped (further skipped entries of this camera are counted in the report)",
+                        first["file"], f", {first['entry']}" if first["entry"] else "", first["reason"])
+        if len(points) == 0 and len(self.skipped) == before:
             self.empty_frames += 1
-            self._warn_once(f"{self._files[index]}: no people (empty file or no detections); "
+            self._warn_once(f"{path}: no people (empty file or no detections); "
                             "further such frames of this camera are counted, not logged")
         return points, scores
 
@@ -281,7 +335,7 @@ class SynchronisedOpenPose:
     @classmethod
     def for_cameras(cls, folders: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike],
                     camera_names: Sequence[str], layout: str | Layout = "body25",
-                    source: object = "the calibration") -> "SynchronisedOpenPose":
+                    source: object = "the calibration") -> SynchronisedOpenPose:
         """The folders of a calibration's cameras, matched by `folders_for_cameras`, in the calibration's order."""
         return cls(folders_for_cameras(folders, camera_names, source), layout, camera_names)
 
@@ -295,8 +349,10 @@ class SynchronisedOpenPose:
     def read_all(self, min_people: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every frame at once: frame numbers (F,), points2d (F, C, P, J, 2) px (NaN = missing) and
         scores (F, C, P, J) (0 = missing); P is the most people any file holds, at least `min_people`.
-        Cameras lacking files for some frames are logged in one line, with their counts."""
+        Cameras lacking files for some frames are logged in one line, with their counts. Raises ValueError
+        when nothing is usable (`check_usable`)."""
         frames = [detections for _, detections in self]
+        self.check_usable()
         if self.gaps():
             log.warning("keypoint folders: %s; no detections there", self.gaps())
         P = max([len(points) for detections in frames for points, _ in detections] + [int(min_people)])
@@ -308,11 +364,42 @@ class SynchronisedOpenPose:
                 points2d[f, c, :len(points)], scores[f, c, :len(points)] = points, score
         return np.asarray(self.frame_indices, dtype=np.int64), points2d, scores
 
+    def check_usable(self) -> None:
+        """After reading: ValueError (one line, with the first problem) when no camera's files gave a person,
+        and some were skipped (unusable files or entries); a recording of only empty frames is not an error."""
+        if any(folder.people for folder in self.folders):
+            return
+        skipped = self.skipped()
+        if not skipped:
+            return
+        first = skipped[0]
+        files = sum(len(folder) for folder in self.folders)
+        raise ValueError(f"nothing usable in the keypoint folders: {files} files, "
+                         f"{sum(f.bad_files for f in self.folders)} unusable, "
+                         f"{sum(f.skipped_people for f in self.folders)} person entries skipped, none kept; first: "
+                         f"{first['file']}{', ' + first['entry'] if first['entry'] else ''}: {first['reason']}")
+
+    def skipped(self) -> list[dict]:
+        """Every skipped file or person entry so far: {"camera", "file", "entry" (None = the file), "reason"}."""
+        return [{"camera": name, **entry} for name, folder in zip(self.names, self.folders) for entry in folder.skipped]
+
+    def skip_report(self, limit: int = 200) -> dict:
+        """The report's "skipped" section: totals per camera and the first `limit` entries."""
+        entries = self.skipped()
+        per_camera = {name: {"files": folder.bad_files, "entries": folder.skipped_people,
+                             "ignored_files": folder.ignored_files}
+                      for name, folder in zip(self.names, self.folders)}
+        return {"total": len(entries), "per_camera": per_camera, "entries": entries[:limit],
+                "entries_left_out": max(0, len(entries) - limit)}
+
     def inputs(self) -> list[dict]:
-        """Per camera: folder, files, frames without people (counted as they are read) and without a file."""
+        """Per camera: folder, files, frames without people (counted as they are read), without a file,
+        files and person entries skipped, files that are not .json."""
         return [{"camera": name, "folder": str(folder.folder), "files": len(folder),
                  "frames_without_people": folder.empty_frames,
-                 "frames_without_file": len(self.frame_indices) - len(folder)}
+                 "frames_without_file": len(self.frame_indices) - len(folder),
+                 "files_skipped": folder.bad_files, "people_skipped": folder.skipped_people,
+                 "files_ignored": folder.ignored_files}
                 for name, folder in zip(self.names, self.folders)]
 
     def gaps(self) -> str:

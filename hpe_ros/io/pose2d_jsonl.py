@@ -30,17 +30,22 @@ Unknown keys in the header or a frame are ignored (room for e.g. person ids late
     >>> stamps, points2d, scores, cameras, layout, fps = seq
 
 The writer is atomic (a temp file beside the target, renamed when complete: never a half-written file).
-The reader streams the file line by line and raises ValueError naming the file and line for a malformed
-line, an unknown format or version, a joint count that does not match the layout, a camera not in the
-header, or a stamp that does not increase.
+The reader streams the file line by line. A bad header (unknown format or version, layout, cameras) is an
+error naming the file and line. Real recordings hold bad lines: a malformed frame line (not JSON, no
+stamp, a stamp that does not increase) is skipped, a bad view (a camera not in the header) or person (a
+joint count that does not match the layout, a malformed joint) is left out, each recorded with its line
+and reason, and the read goes on; only a file with no usable frame line is an error. strict=True
+raises at the first bad entry instead.
 """
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -50,6 +55,8 @@ from .atomic import atomic_path
 
 FORMAT = "hpe_ros.pose2d.v1"
 _FORMAT_FAMILY = "hpe_ros.pose2d."
+
+log = logging.getLogger(__name__)
 
 __all__ = ["FORMAT", "Pose2DSequence", "read_pose2d_jsonl", "write_pose2d_jsonl"]
 
@@ -178,99 +185,163 @@ def _parse_header(obj, where: str) -> tuple[str, list, float | None]:
     return get_layout(layout).name, cameras, (float(fps) if fps is not None else None)
 
 
-def _parse_person(person, J: int, layout: str, where: str) -> tuple[np.ndarray, np.ndarray]:
+class _BadEntry(ValueError):
+    """A bad part of one line: `entry` ("line 7" or "line 7: camera 'cam0', person 1") and `tail`, the
+    message's rest from its separator on (": malformed JSON", " is not in ...", ", joint 3: ...")."""
+
+    def __init__(self, file: str, entry: str, tail: str):
+        super().__init__(f"{file}, {entry}{tail}")
+        self.record = {"file": file, "entry": entry, "reason": tail.lstrip(",: ")}
+
+
+def _parse_person(person, J: int, layout: str) -> tuple[np.ndarray, np.ndarray]:
+    """One person -> points (J, 2), scores (J,); ValueError(the message's tail, see _BadEntry) for a bad one."""
     if not isinstance(person, list):
-        raise ValueError(f"{where}: a person must be a list of {J} joints, got {type(person).__name__}")
+        raise ValueError(f": a person must be a list of {J} joints, got {type(person).__name__}")
     if len(person) != J:
         other = [n for n, lay in LAYOUTS.items() if lay.num_joints == len(person)]
         hint = f" (that is {', '.join(other)})" if other else ""
-        raise ValueError(f"{where}: {len(person)} joints, but layout {layout} has {J}{hint}")
+        raise ValueError(f": {len(person)} joints, but layout {layout} has {J}{hint}")
     pts, sc = np.full((J, 2), np.nan), np.zeros(J)
     for j, joint in enumerate(person):
         if joint is None:
             continue
         if not (isinstance(joint, list) and len(joint) == 3 and all(_is_number(v) for v in joint)):
-            raise ValueError(f"{where}, joint {j}: expected [u, v, score] (finite numbers) or null, got {joint!r}")
+            raise ValueError(f", joint {j}: expected [u, v, score] (finite numbers) or null, got {joint!r}")
         if joint[2] < 0:
-            raise ValueError(f"{where}, joint {j}: score {joint[2]} < 0")
+            raise ValueError(f", joint {j}: score {joint[2]} < 0")
         if joint[2] > 0:
             pts[j], sc[j] = joint[:2], joint[2]
     return pts, sc
 
 
-def read_pose2d_jsonl(path: str | os.PathLike) -> Pose2DSequence:
+class _Reader:
+    """State of one read: the header, the frames so far; `bad` raises (strict) or records a bad entry."""
+
+    def __init__(self, name: str, strict: bool, skipped: list):
+        self.name, self.strict, self.skipped = name, strict, skipped
+        self.header = None
+        self.frames: list[list[tuple[np.ndarray, np.ndarray] | None]] = []
+        self.stamps: list[float] = []
+        self.prev_line = 0
+
+    def bad(self, entry: str, tail: str) -> None:
+        problem = _BadEntry(self.name, entry, tail)
+        if self.strict:
+            raise problem
+        self.skipped.append(problem.record)
+
+    def line(self, lineno: int, raw: bytes) -> None:
+        """Parse one line; a bad frame line raises _BadEntry, a bad view or person goes through `bad`."""
+        entry = f"line {lineno}"
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise _BadEntry(self.name, entry, f": not UTF-8 text ({e.reason} at byte {e.start})") from None
+        if lineno == 1:
+            text = text.lstrip("\ufeff")
+        if not text.strip():
+            return
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise _BadEntry(self.name, entry, f": malformed JSON: {e.msg} (column {e.colno})") from None
+        if self.header is None:
+            self.header = _parse_header(obj, f"{self.name}, {entry}")
+            return
+        self.frame(obj, lineno)
+
+    def frame(self, obj, lineno: int) -> None:
+        entry = f"line {lineno}"
+        layout, cameras, _ = self.header
+        if not isinstance(obj, dict):
+            raise _BadEntry(self.name, entry, f": a frame must be a JSON object, got {type(obj).__name__}")
+        if "stamp" not in obj or "views" not in obj:
+            missing = [k for k in ("stamp", "views") if k not in obj]
+            raise _BadEntry(self.name, entry, f": a frame needs \"stamp\" and \"views\"; missing {missing}")
+        stamp, views = obj["stamp"], obj["views"]
+        if not _is_number(stamp):
+            raise _BadEntry(self.name, entry, f": \"stamp\" must be a finite number of seconds, got {stamp!r}")
+        if self.stamps and not stamp > self.stamps[-1]:
+            what = "repeats" if stamp == self.stamps[-1] else "goes back from"
+            raise _BadEntry(self.name, entry, f": stamp {stamp!r} {what} the previous frame's stamp "
+                            f"{self.stamps[-1]!r} (line {self.prev_line}); stamps must increase strictly")
+        if not isinstance(views, dict):
+            raise _BadEntry(self.name, entry, f": \"views\" must be an object {{camera: persons}}, got "
+                            f"{type(views).__name__}")
+        J = get_layout(layout).num_joints
+        frame: list = [None] * len(cameras)
+        for cam, persons in views.items():
+            if cam not in cameras:
+                self.bad(f"{entry}: camera {cam!r}", f" is not in the header's cameras {cameras}")
+                continue
+            if persons is None:
+                continue
+            if not isinstance(persons, list):
+                self.bad(f"{entry}: camera {cam!r}", f": expected a list of persons, got {type(persons).__name__}")
+                continue
+            if persons:
+                frame[cameras.index(cam)] = self.persons(persons, J, layout, f"{entry}: camera {cam!r}")
+        self.frames.append(frame)
+        self.stamps.append(float(stamp))
+        self.prev_line = lineno
+
+    def persons(self, persons: list, J: int, layout: str, entry: str) -> tuple[np.ndarray, np.ndarray]:
+        """A camera's persons -> (points (P, J, 2), scores (P, J)); a bad person keeps its row, empty."""
+        parsed = []
+        for i, person in enumerate(persons):
+            try:
+                parsed.append(_parse_person(person, J, layout))
+            except ValueError as e:
+                self.bad(f"{entry}, person {i}", str(e))
+                parsed.append((np.full((J, 2), np.nan), np.zeros(J)))
+        return np.stack([p for p, _ in parsed]), np.stack([s for _, s in parsed])
+
+
+def read_pose2d_jsonl(path: str | os.PathLike, strict: bool = False, skipped: list | None = None) -> Pose2DSequence:
     """Read an `hpe_ros.pose2d.v1` file (format in the module docstring), streaming it line by line.
 
     Returns a `Pose2DSequence` (stamps, points2d NaN-padded to the most persons per camera, scores,
-    cameras, layout, fps). Raises ValueError naming the file and line for anything malformed (see the
-    module docstring); FileNotFoundError if there is no such file.
+    cameras, layout, fps). A bad frame line (malformed JSON, no stamp, a stamp that does not increase, ...)
+    is skipped, a bad camera view or person is left out (the person keeps its row, without joints); each
+    goes into `skipped` when given ({"file", "entry", "reason"}) and the read goes on; the first is logged
+    with the count. strict=True raises ValueError at the first instead. Always raises ValueError naming
+    the file and line for a missing or bad header, and for a file whose every frame line is bad;
+    FileNotFoundError if there is no such file.
     """
     path = Path(path)
-    name = str(path)
-    header = None
-    frames: list[list[tuple[np.ndarray, np.ndarray] | None]] = []
-    stamps: list[float] = []
-    prev_line = 0
+    reader = _Reader(str(path), strict, [] if skipped is None else skipped)
+    first_skip = len(reader.skipped)
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
-            where = f"{name}, line {lineno}"
             try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise ValueError(f"{where}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-            if lineno == 1:
-                text = text.lstrip("\ufeff")
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: malformed JSON: {e.msg} (column {e.colno})") from None
-            if header is None:
-                header = _parse_header(obj, where)
-                layout, cameras, fps = header
-                index = {c: i for i, c in enumerate(cameras)}
-                J = get_layout(layout).num_joints
-                continue
-            if not isinstance(obj, dict):
-                raise ValueError(f"{where}: a frame must be a JSON object, got {type(obj).__name__}")
-            if "stamp" not in obj or "views" not in obj:
-                missing = [k for k in ("stamp", "views") if k not in obj]
-                raise ValueError(f"{where}: a frame needs \"stamp\" and \"views\"; missing {missing}")
-            stamp, views = obj["stamp"], obj["views"]
-            if not _is_number(stamp):
-                raise ValueError(f"{where}: \"stamp\" must be a finite number of seconds, got {stamp!r}")
-            if stamps and not stamp > stamps[-1]:
-                what = "repeats" if stamp == stamps[-1] else "goes back from"
-                raise ValueError(f"{where}: stamp {stamp!r} {what} the previous frame's stamp {stamps[-1]!r} "
-                                 f"(line {prev_line}); stamps must increase strictly")
-            if not isinstance(views, dict):
-                raise ValueError(f"{where}: \"views\" must be an object {{camera: persons}}, got "
-                                 f"{type(views).__name__}")
-            frame: list = [None] * len(cameras)
-            for cam, persons in views.items():
-                if cam not in index:
-                    raise ValueError(f"{where}: camera {cam!r} is not in the header's cameras {cameras}")
-                if persons is None:
-                    continue
-                if not isinstance(persons, list):
-                    raise ValueError(f"{where}: camera {cam!r}: expected a list of persons, got "
-                                     f"{type(persons).__name__}")
-                if persons:
-                    parsed = [_parse_person(p, J, layout, f"{where}: camera {cam!r}, person {i}")
-                              for i, p in enumerate(persons)]
-                    frame[index[cam]] = (np.stack([p for p, _ in parsed]), np.stack([s for _, s in parsed]))
-            frames.append(frame)
-            stamps.append(float(stamp))
-            prev_line = lineno
-    if header is None:
-        raise ValueError(f"{name}: empty file: no header line (expected {{\"format\": \"{FORMAT}\", ...}})")
-    F, C = len(frames), len(cameras)
-    P = max((len(v[0]) for fr in frames for v in fr if v is not None), default=0)
+                reader.line(lineno, raw)
+            except _BadEntry as e:
+                if strict or reader.header is None:
+                    raise
+                reader.skipped.append(e.record)
+    if reader.header is None:
+        raise ValueError(f"{path}: empty file: no header line (expected {{\"format\": \"{FORMAT}\", ...}})")
+    problems = reader.skipped[first_skip:]
+    if problems:
+        first = problems[0]
+        if not reader.frames:
+            raise ValueError(f"{path}: no usable frame: {len(problems)} bad entries; first: {first['entry']}: "
+                             f"{first['reason']}")
+        log.warning("%s, %s: %s; skipped (%d bad entries in all, %d frames kept)", path, first["entry"],
+                    first["reason"], len(problems), len(reader.frames))
+    return _as_sequence(reader)
+
+
+def _as_sequence(reader: _Reader) -> Pose2DSequence:
+    layout, cameras, fps = reader.header
+    J = get_layout(layout).num_joints
+    F, C = len(reader.frames), len(cameras)
+    P = max((len(v[0]) for fr in reader.frames for v in fr if v is not None), default=0)
     points = np.full((F, C, P, J, 2), np.nan)
     scores = np.zeros((F, C, P, J))
-    for k, fr in enumerate(frames):
+    for k, fr in enumerate(reader.frames):
         for c, v in enumerate(fr):
             if v is not None:
                 points[k, c, :len(v[0])], scores[k, c, :len(v[1])] = v
-    return Pose2DSequence(np.asarray(stamps, dtype=np.float64), points, scores, list(cameras), layout, fps)
+    return Pose2DSequence(np.asarray(reader.stamps, dtype=np.float64), points, scores, list(cameras), layout, fps)

@@ -305,14 +305,25 @@ def test_empty_file_and_missing_frame_are_tolerated(sessions, tmp_path, caplog):
     assert {20, 21} <= set(trc.frame_numbers.tolist()) and np.isfinite(trc.points[-1]).any()
 
 
-def test_wrongly_sized_keypoints_name_the_file(sessions, tmp_path, capsys):
+def test_wrongly_sized_keypoints_are_skipped_and_named(sessions, tmp_path, capsys):
     calib, dirs, _ = copy_session(sessions["single"], tmp_path)
     bad = dirs[2] / "cam2_000000000007_keypoints.json"
     bad.write_text(json.dumps({"people": [{"pose_keypoints_2d": [100.0, 100.0, 0.9] * 17}]}))
-    assert run(calib, dirs, tmp_path / "walk") == 2
-    err = capsys.readouterr().err
-    assert str(bad) in err and "17 keypoints" in err and "layout body25 has 25" in err and "coco17" in err
-    assert not (tmp_path / "walk.trc").exists() and not (tmp_path / "walk.report.json").exists()
+    assert run(calib, dirs, tmp_path / "walk") == 0
+    assert "skipped 1 bad input entries (cam2 1 entries)" in capsys.readouterr().out
+    report = json.loads((tmp_path / "walk.report.json").read_text())
+    entry = report["skipped"]["entries"][0]
+    assert (entry["camera"], entry["file"], entry["entry"]) == ("cam2", str(bad), "person 0")
+    assert "17 keypoints but layout body25 has 25" in entry["reason"] and "coco17" in entry["reason"]
+    assert 7 in read_trc(tmp_path / "walk.trc").frame_numbers.tolist()
+
+
+def test_keypoints_all_in_another_layout_stop_the_run(sessions, tmp_path, capsys):
+    calib, dirs, _ = sessions["coco17"]
+    assert run(calib, dirs, tmp_path / "walk", "--layout", "body25") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nothing usable" in err and "--layout coco17" in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_folder_count_must_match_the_cameras(sessions, tmp_path, capsys):

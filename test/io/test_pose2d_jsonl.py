@@ -158,11 +158,11 @@ def _frame(stamp, **views):
     ([HEADER, _frame(1.0), "", _frame(0.5)], r"line 4: stamp 0.5 goes back from the previous frame's stamp 1.0 "
                                              r"\(line 2\)"),
 ])
-def test_malformed_files_name_the_line(tmp_path, lines, match):
+def test_strict_reading_names_the_line_of_the_first_problem(tmp_path, lines, match):
     path = tmp_path / "bad.jsonl"
     path.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines), encoding="utf-8")
     with pytest.raises(ValueError, match=match) as info:
-        read_pose2d_jsonl(path)
+        read_pose2d_jsonl(path, strict=True)
     assert str(path) in str(info.value)
 
 
@@ -170,7 +170,7 @@ def test_not_utf8(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_bytes(json.dumps(HEADER).encode() + b"\n" + b'{"stamp": 0, "views": {"cam\xff": []}}\n')
     with pytest.raises(ValueError, match=r"line 2: not UTF-8"):
-        read_pose2d_jsonl(path)
+        read_pose2d_jsonl(path, strict=True)
 
 
 def test_writer_refuses_bad_input_and_is_atomic(tmp_path, monkeypatch):
@@ -183,7 +183,7 @@ def test_writer_refuses_bad_input_and_is_atomic(tmp_path, monkeypatch):
     def leftovers():
         return sorted(p.name for p in tmp_path.iterdir())
 
-    with pytest.raises(ValueError, match=r"points2d \(4 stamps, 2 cameras, coco17\) must have shape \(4, 2, 1, 17, 2\)"):
+    with pytest.raises(ValueError, match=r"points2d \(4 stamps, 2 cameras, coco17\) must have shape \(4, 2, P, 17, 2\)"):
         write_pose2d_jsonl(path, pts[..., :16, :], sc[..., :16], stamps, ["a", "b"])
     with pytest.raises(ValueError, match=r"frame 2 .* is not after frame 1"):
         write_pose2d_jsonl(path, pts, sc, [0.0, 0.1, 0.1, 0.3], ["a", "b"])
