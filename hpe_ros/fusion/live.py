@@ -13,8 +13,14 @@ so the policy is testable with made-up times.
     for event in live.take_events():                               # lines for the log and diagnostics
         report(event)
 
+- Stamps: a ClockMonitor judges each 2D message's stamp first: one further than `max_future_s` ahead of
+  the node clock is dropped ("future"), one further than `max_clock_offset_s` ahead of the other cameras
+  too ("ahead"; with `correct_clock_offset`, a camera consistently ahead is shifted back instead), so no
+  camera's clock can move the others' frames. A message older than `max_age_s` on arrival is stale.
+- Work per frame is bounded: a message keeps its `max_persons_per_camera` most confident people, a frame
+  its `max_persons_per_frame` (the rest are dropped and counted), so a flood cannot stall the node.
 - Frames: a FrameSynchronizer groups the cameras' 2D messages by stamp (slop, wait, dead cameras are not
-  waited for). A message older than `max_age_s` on arrival is stale and dropped.
+  waited for).
 - Lifted poses: kept per camera for the last LIFTED_FRAMES_KEPT stamps (the lifter runs behind the 2D).
 - A synchronised frame is associated and triangulated at once (`FusionPipeline.prepare`). When someone in
   it was seen by one camera only (`needs_lifted`), the lifter is alive (heard from within
@@ -30,8 +36,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -39,7 +46,7 @@ from ..camera import Rig
 from ..checks import check_shape
 from ..skeleton import Layout
 from .pipeline import FusionConfig, FusionPipeline, FusionResult, PreparedFrame, stack_views
-from .sync import Frame, FrameSynchronizer
+from .sync import ClockMonitor, Frame, FrameSynchronizer
 
 LIFTED_FRAMES_KEPT = 10  # per camera: the lifter may run a few frames behind the 2D stream
 REFINE_MIN_VIEWS = 3     # the refiner learns from people seen by this many cameras on most joints
@@ -58,6 +65,19 @@ class LiveConfig:
         "help": "a camera (or the lifter) silent this long is not waited for", "range": (0.01, 60.0)})
     max_age_s: float = field(default=0.5, metadata={
         "help": "frames older than this when they arrive are dropped as stale", "range": (0.01, 60.0)})
+    max_future_s: float = field(default=0.5, metadata={
+        "help": "2D messages stamped further than this ahead of the node clock are dropped", "range": (0.01, 60.0)})
+    max_clock_offset_s: float = field(default=0.1, metadata={
+        "help": "2D messages stamped further than this ahead of the other cameras are dropped (a camera clock "
+                "running ahead)", "range": (0.01, 60.0)})
+    correct_clock_offset: bool = field(default=False, metadata={
+        "help": "shift the stamps of a camera whose clock runs ahead of the others back by its measured offset, "
+                "instead of dropping them"})
+    max_persons_per_camera: int = field(default=20, metadata={
+        "help": "people kept per 2D message (the most confident; the rest are dropped)", "range": (1, 10000)})
+    max_persons_per_frame: int = field(default=60, metadata={
+        "help": "people kept per synchronised frame, all cameras together (the most confident)",
+        "range": (1, 100000)})
     use_lifter: bool = field(default=True, metadata={
         "help": "use lifted poses (/<cam>/pose_3d) for people or joints fewer than two cameras see"})
     lifter_wait_s: float = field(default=0.010, metadata={
@@ -72,6 +92,18 @@ class LiveConfig:
                 raise ValueError(f"LiveConfig.{f.name} must be in [{low}, {high}], got {getattr(self, f.name)}")
 
 
+def person_confidence(scores: np.ndarray) -> np.ndarray:
+    """scores (P, J) -> (P,) mean joint confidence."""
+    return scores.mean(axis=1) if scores.shape[1] else np.zeros(len(scores))
+
+
+def most_confident(scores: np.ndarray, cap: int) -> np.ndarray:
+    """Row indices of the `cap` most confident people, in their original order. scores: (P, J)."""
+    if len(scores) <= cap:
+        return np.arange(len(scores))
+    return np.sort(np.argsort(-person_confidence(scores), kind="stable")[:cap])
+
+
 class Refiner(Protocol):
     """What LiveFusion needs of an online extrinsics refiner (hpe_ros.calibration.online.OnlineRefiner)."""
 
@@ -84,10 +116,15 @@ class Refiner(Protocol):
 @dataclass
 class Arrival:
     """What became of one 2D message: status "accepted" (in a frame), "stale" (older than max_age_s on
-    arrival) or "late" (older than a frame already fused: reordered); age_s = arrival - stamp."""
+    arrival), "late" (older than a frame already fused: reordered), "future" (stamped ahead of the node
+    clock) or "ahead" (stamped ahead of the other cameras); age_s = arrival - stamp; clock_offset_s: the
+    camera's estimated clock offset from the other cameras (NaN until known); persons_dropped: people over
+    max_persons_per_camera."""
 
     status: str
     age_s: float
+    clock_offset_s: float = float("nan")
+    persons_dropped: int = 0
 
 
 @dataclass
@@ -102,8 +139,8 @@ class LiveOutput:
 
 @dataclass
 class LiveEvent:
-    """Something to report: kind "frame_dropped", "refine_frame_skipped", "refine_failed", "refine_kept" or
-    "refine_applied"; message: one line; refinement: the refiner's result (refine_* kinds)."""
+    """Something to report: kind "frame_dropped", "persons_capped", "refine_frame_skipped", "refine_failed",
+    "refine_kept" or "refine_applied"; message: one line; refinement: the refiner's result (refine_* kinds)."""
 
     kind: str
     message: str
@@ -165,6 +202,8 @@ class LiveFusion:
         """Forget waiting frames, lifted poses and which cameras are alive (tracks and ids are kept)."""
         c = self.live_config
         self.sync = FrameSynchronizer(self.rig.names, c.sync_slop_s, c.sync_wait_s, c.camera_timeout_s)
+        self.clocks = ClockMonitor(self.rig.names, c.max_future_s, c.max_clock_offset_s, c.correct_clock_offset)
+        self.frame_persons_dropped = 0  # people over max_persons_per_frame
         self._lifted: dict[str, dict[float, tuple[np.ndarray, np.ndarray]]] = {name: {} for name in self.rig.names}
         self._held: _Pending | None = None
         self._last_lift = float("-inf")
@@ -178,14 +217,20 @@ class LiveFusion:
         ValueError (nothing else changes) for an unknown camera or arrays that do not fit the layout.
         """
         points2d, scores = self._checked(camera, "points2d", points2d, scores, 2)
-        age = now - stamp
+        keep = most_confident(scores, self.live_config.max_persons_per_camera)
+        dropped = len(scores) - len(keep)
+        points2d, scores = points2d[keep], scores[keep]
+        verdict = self.clocks.judge(camera, stamp, now)
+        age = now - verdict.stamp
+        if verdict.status in ("future", "ahead"):
+            return Arrival(verdict.status, age, verdict.offset_s, dropped)
         if age > self.live_config.max_age_s:
-            return Arrival("stale", age)
+            return Arrival("stale", age, verdict.offset_s, dropped)
         late = self.sync.counters.late
-        frames = self.sync.add(camera, stamp, (points2d, scores), now)
+        frames = self.sync.add(camera, verdict.stamp, (points2d, scores), now)
         status = "late" if self.sync.counters.late > late else "accepted"
         self._fuse(frames, now)
-        return Arrival(status, age)
+        return Arrival(status, age, verdict.offset_s, dropped)
 
     def add_lifted(self, camera: str, stamp: float, points3d: np.ndarray, scores: np.ndarray, now: float) -> None:
         """One camera's lifted poses for its 2D message of `stamp`: points3d (P, J, 3) m in the camera's
@@ -239,6 +284,7 @@ class LiveFusion:
         for frame in frames:
             if self._held is not None:  # a newer frame is ready: the held one goes with what it has
                 self._release_held()
+            self._cap_frame(frame)
             points2d, scores = stack_views([frame.items.get(name) for name in self.rig.names], self.layout.num_joints)
             started = time.perf_counter()
             try:
@@ -253,6 +299,25 @@ class LiveFusion:
                 self._held = pending
             else:
                 self._finish(pending)
+
+    def _cap_frame(self, frame: Frame) -> None:
+        """Keep the frame's max_persons_per_frame most confident people, all cameras together."""
+        cap = self.live_config.max_persons_per_frame
+        cams = list(frame.items)
+        counts = [len(frame.items[c][1]) for c in cams]
+        if sum(counts) <= cap:
+            return
+        owner = np.repeat(np.arange(len(cams)), counts)
+        confidence = np.concatenate([person_confidence(frame.items[c][1]) for c in cams])
+        kept = np.zeros(len(confidence), dtype=bool)
+        kept[np.argsort(-confidence, kind="stable")[:cap]] = True
+        for i, cam in enumerate(cams):
+            points, scores = frame.items[cam]
+            rows = kept[owner == i]
+            frame.items[cam] = (points[rows], scores[rows])
+        self.frame_persons_dropped += len(confidence) - cap
+        self._event("persons_capped", f"a frame had {len(confidence)} people; kept the {cap} most confident "
+                                      f"(max_persons_per_frame)")
 
     def _lifts_complete(self, frame: Frame) -> bool:
         """Every camera of `frame` that saw someone has its lifted poses for that stamp."""

@@ -1,4 +1,11 @@
-"""Time synchronisation of per-camera messages into frames, without letting a dead camera stall anything.
+"""Time synchronisation of per-camera messages into frames, without letting a dead camera stall anything
+or one camera's clock move the others' frames.
+
+A ClockMonitor judges every stamp before it reaches the FrameSynchronizer: a stamp further than
+`max_future_s` ahead of the node clock (or of that camera's usual lead on it, for a node whose own clock
+lags) is dropped, and so is one further than `max_offset_s` ahead of the other cameras' stamps; each
+camera's clock offset (the median of its stamp - arrival over recent messages, less the other cameras'
+median) is estimated all along and may be corrected.
 
 Messages whose stamps agree within `slop_s` form one frame. A frame is handed on as soon as every *live*
 camera (one heard from within `camera_timeout_s`) has contributed, or `wait_s` after its first message
@@ -8,8 +15,12 @@ consumer wants the newest frame, not a backlog.
 """
 from __future__ import annotations
 
+import collections
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 
 @dataclass
@@ -101,3 +112,74 @@ class FrameSynchronizer:
                 self.last_emitted = f.stamp
                 break
         return out
+
+
+@dataclass
+class StampVerdict:
+    """What a ClockMonitor made of one stamp: status "ok", "corrected" (stamp shifted by the camera's
+    offset), "future" (ahead of the node clock) or "ahead" (ahead of the other cameras); stamp: the one to
+    use; offset_s: the camera's estimated offset from the other cameras (NaN until known)."""
+
+    status: str
+    stamp: float
+    offset_s: float
+
+
+class ClockMonitor:
+    """Per-camera running estimate of stamp - arrival time and judgement of each new stamp against it.
+
+    skew = stamp - arrival (about -latency for a camera whose clock agrees with the node's). A camera's
+    skew is the median of its last `window` messages, so a single wild stamp moves nothing; its offset is
+    that skew less the median of the other cameras' skews (the reference), known from their first messages
+    so that a camera ahead is caught from the start. A camera's own lead on the node clock (which excuses
+    stamps "in the future") and corrections need `min_samples` of its messages.
+    A stamp is *ahead* when its skew exceeds both the reference and the node clock (skew 0) by more than
+    `max_offset_s`: with two cameras the node clock breaks the tie. Only stamps ahead are dropped: a camera
+    behind only makes its own messages late, and a slower pipeline looks the same as a clock behind.
+    With `correct`, a camera whose median skew is ahead is shifted back by its offset instead.
+    """
+
+    def __init__(self, cameras: list[str], max_future_s: float = 0.5, max_offset_s: float = 0.1,
+                 correct: bool = False, window: int = 30, min_samples: int = 5):
+        if max_future_s <= 0 or max_offset_s <= 0 or min_samples < 1 or window < min_samples:
+            raise ValueError("max_future_s and max_offset_s must be > 0 and 1 <= min_samples <= window")
+        self.max_future_s, self.max_offset_s, self.correct = max_future_s, max_offset_s, correct
+        self.min_samples = min_samples
+        self._skews = {c: collections.deque(maxlen=window) for c in cameras}
+        self._median = {c: math.nan for c in cameras}
+
+    def skew(self, camera: str) -> float:
+        """Median stamp - arrival of the camera's recent messages (s), NaN before its first."""
+        return self._median[camera]
+
+    def offset(self, camera: str) -> float:
+        """The camera's skew less the median of the other cameras' (s); NaN while either is unknown."""
+        return self._median[camera] - self._reference(camera)
+
+    def offsets(self) -> dict[str, float]:
+        return {c: self.offset(c) for c in self._skews}
+
+    def _reference(self, camera: str) -> float:
+        others = [m for c, m in self._median.items() if c != camera and not math.isnan(m)]
+        return float(np.median(others)) if others else math.nan
+
+    def judge(self, camera: str, stamp: float, now: float) -> StampVerdict:
+        """Record one message (`now`: arrival, node clock) and say what to do with its stamp."""
+        skew = stamp - now
+        history = self._skews[camera]
+        history.append(skew)
+        self._median[camera] = own = float(np.median(history))
+        settled = len(history) >= self.min_samples
+        reference = self._reference(camera)
+        offset = own - reference
+        # A node clock behind every camera by a constant must not drop them all: the camera's own lead counts.
+        if skew - (max(0.0, own) if settled else 0.0) > self.max_future_s:
+            return StampVerdict("future", stamp, offset)
+        if math.isnan(reference):  # nothing to compare with yet
+            return StampVerdict("ok", stamp, offset)
+        bound = max(0.0, reference) + self.max_offset_s
+        if self.correct and settled and own > bound:
+            return StampVerdict("corrected", stamp - offset, offset)
+        if skew > bound:
+            return StampVerdict("ahead", stamp, offset)
+        return StampVerdict("ok", stamp, offset)

@@ -1,6 +1,6 @@
 import pytest
 
-from hpe_ros.fusion.sync import FrameSynchronizer
+from hpe_ros.fusion.sync import ClockMonitor, FrameSynchronizer
 
 CAMS = ["cam0", "cam1", "cam2"]
 
@@ -69,3 +69,74 @@ def test_unknown_camera_and_bad_settings_are_refused():
         s.add("camX", 1.0, 0, now=0.0)
     with pytest.raises(ValueError):
         FrameSynchronizer(CAMS, camera_timeout_s=0)
+
+
+# --- ClockMonitor ---------------------------------------------------------------------------------
+
+def feed(monitor, stamps_ahead, n=10, t0=100.0, latency=0.01):
+    """n frames at 30 Hz; camera c's stamps run stamps_ahead[c] s ahead of the node clock. -> last verdicts."""
+    verdicts = {}
+    for k in range(n):
+        now = t0 + k / 30
+        for cam, ahead in stamps_ahead.items():
+            verdicts[cam] = monitor.judge(cam, now - latency + ahead, now)
+    return verdicts
+
+
+def test_a_stamp_far_in_the_future_is_dropped_and_moves_no_estimate():
+    m = ClockMonitor(CAMS, max_future_s=0.5)
+    feed(m, {c: 0.0 for c in CAMS})
+    assert m.judge("cam1", 100.5 + 3600, 100.5).status == "future"
+    assert m.judge("cam1", 100.5 + 10, 100.5).status == "future"
+    assert m.judge("cam1", 100.49, 100.5).status == "ok"
+    assert abs(m.offset("cam1")) < 1e-3
+
+
+def test_a_camera_clock_running_ahead_is_named_and_its_stamps_dropped():
+    m = ClockMonitor(CAMS + ["cam3"], max_offset_s=0.1)
+    verdicts = feed(m, {"cam0": 0.0, "cam1": 0.0, "cam2": 0.2, "cam3": 0.0})
+    assert verdicts["cam2"].status == "ahead"
+    assert verdicts["cam2"].offset_s == pytest.approx(0.2, abs=1e-6)
+    assert all(verdicts[c].status == "ok" and abs(verdicts[c].offset_s) < 1e-6 for c in ("cam0", "cam1", "cam3"))
+
+
+def test_with_two_cameras_the_node_clock_breaks_the_tie():
+    m = ClockMonitor(["a", "b"], max_offset_s=0.1)
+    verdicts = feed(m, {"a": 0.2, "b": 0.0})
+    assert (verdicts["a"].status, verdicts["b"].status) == ("ahead", "ok")
+    m = ClockMonitor(["a", "b"], max_offset_s=0.1)
+    verdicts = feed(m, {"a": -0.3, "b": 0.0})  # a behind (or slower): only its own frames suffer
+    assert (verdicts["a"].status, verdicts["b"].status) == ("ok", "ok")
+
+
+def test_a_node_clock_behind_every_camera_drops_nothing_once_the_leads_are_known():
+    m = ClockMonitor(CAMS, max_future_s=0.5)
+    verdicts = feed(m, {c: 2.0 for c in CAMS}, n=3)
+    assert {v.status for v in verdicts.values()} == {"future"}  # nothing known about the cameras yet
+    verdicts = feed(m, {c: 2.0 for c in CAMS}, n=10, t0=101.0)
+    assert {v.status for v in verdicts.values()} == {"ok"}
+
+
+def test_a_constant_offset_is_corrected_when_asked():
+    m = ClockMonitor(CAMS, max_offset_s=0.1, correct=True)
+    verdicts = feed(m, {"cam0": 0.0, "cam1": 0.0, "cam2": 0.2})
+    assert verdicts["cam2"].status == "corrected"
+    assert verdicts["cam2"].stamp == pytest.approx(verdicts["cam0"].stamp, abs=1e-6)
+
+
+def test_a_future_message_cannot_move_the_other_cameras_frames():
+    """Without the monitor, one future stamp handed on alone makes every later frame 'late'."""
+    m, s = ClockMonitor(CAMS), FrameSynchronizer(CAMS, slop_s=0.01, wait_s=0.04)
+    fused = []
+    for k in range(20):
+        now = 10.0 + k / 30
+        stamps = {c: now - 0.01 for c in CAMS}
+        if k == 5:
+            stamps["cam1"] = now + 3600
+        for cam, stamp in stamps.items():
+            verdict = m.judge(cam, stamp, now)
+            if verdict.status == "ok":
+                fused += s.add(cam, verdict.stamp, cam, now)
+        fused += s.poll(now + 0.02)
+    # Only the frame without cam1 may go (superseded by the complete one after it); nothing is late.
+    assert s.counters.late == 0 and len(fused) >= 19 and fused[-1].stamp == pytest.approx(10.0 + 19 / 30 - 0.01)
