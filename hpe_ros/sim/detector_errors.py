@@ -27,7 +27,7 @@ the settings), and the definition offsets from `seed` and the person's index (th
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -66,7 +66,7 @@ def joint_sigmas(layout: str | Layout = "coco17") -> np.ndarray:
     return _joint_sigmas(get_layout(layout).name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _joint_sigmas(layout_name: str) -> np.ndarray:
     layout = get_layout(layout_name)
     coco = np.array([OKS_SIGMAS[n] for n in get_layout("coco17").joint_names])
@@ -87,7 +87,7 @@ def mirror_index(layout: str | Layout = "coco17") -> np.ndarray:
     return _mirror_index(get_layout(layout).name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _mirror_index(layout_name: str) -> np.ndarray:
     layout = get_layout(layout_name)
     mirrored = [n.replace("left_", "@").replace("right_", "left_").replace("@", "right_") for n in layout.joint_names]
@@ -101,7 +101,7 @@ def swap_groups(layout: str | Layout = "coco17") -> np.ndarray:
     return _swap_groups(get_layout(layout).name)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _swap_groups(layout_name: str) -> np.ndarray:
     names = get_layout(layout_name).joint_names
     groups = np.array([[n.startswith(("left_", "right_")) and any(part in n for part in parts) for n in names]
@@ -110,7 +110,7 @@ def _swap_groups(layout_name: str) -> np.ndarray:
     return groups
 
 
-@lru_cache(maxsize=None)
+@cache
 def _false_person(layout_name: str) -> np.ndarray:
     """(J, 2) the standing template in `layout`, centred at mid-height; NaN for joints it lacks."""
     template = convert(_FALSE_PERSON_COCO, "coco17", layout_name) - [0.0, 0.5]
@@ -284,7 +284,7 @@ class DetectorErrors:
             is_occluded=np.concatenate([hidden, false.is_occluded], axis=1),
             is_truncated=np.concatenate([truncated, false.is_truncated], axis=1))
 
-    def _occluder(self, pixels: np.ndarray, u: "_Draws") -> np.ndarray:
+    def _occluder(self, pixels: np.ndarray, u: _Draws) -> np.ndarray:
         """(C, P, J) joints behind a partial occluder: the first 15-50% of the person's extent along a
         random image direction, for `occlusion_rate` of the (camera, person) pairs."""
         angle = 2 * np.pi * u.occluder_angle
@@ -296,7 +296,7 @@ class DetectorErrors:
             return (u.occlusion < self.occlusion_rate)[..., None] & (fraction < cut)
 
     def _truncated(self, pixels: np.ndarray, visible: np.ndarray, size: np.ndarray, wh: np.ndarray,
-                   u: "_Draws") -> np.ndarray:
+                   u: _Draws) -> np.ndarray:
         """(C, P, J) joints just outside the image, of people partly inside, that the detector piles on
         the border: within 20% of the person's size of it, for `truncation_rate` of them."""
         with np.errstate(invalid="ignore"):
@@ -304,7 +304,7 @@ class DetectorErrors:
             near = (outside_by > 0) & (outside_by < 0.2 * size)
         return near & ~visible & visible.any(axis=-1, keepdims=True) & (u.truncate < self.truncation_rate)
 
-    def _false_people(self, image_size: np.ndarray, layout: Layout, u: "_Draws") -> Detections:
+    def _false_people(self, image_size: np.ndarray, layout: Layout, u: _Draws) -> Detections:
         """Rows (C, F, J) of people who are not there; the count per camera is Poisson(false_people_rate)
         capped at F = max_false_people."""
         C, F, J = len(image_size), self.max_false_people, layout.num_joints

@@ -38,7 +38,7 @@ def test_realistic_errors_through_the_real_rig(realdata_demo):
 
     model = DetectorErrors(swap_rate=0.0, jump_rate=0.0, false_people_rate=0.0, occlusion_rate=0.0)
     clean, realistic = triangulated_errors(rig, "clean"), triangulated_errors(rig, model)
-    distance = lambda e: np.nanmean(np.linalg.norm(e, axis=-1), axis=0)  # noqa: E731  (J,) m
+    distance = lambda e: np.nanmean(np.linalg.norm(e, axis=-1), axis=0)
     assert np.nanmean(distance(clean)) < 0.01                               # measured: 0.4 cm
     assert np.nanmean(distance(realistic)) > 2 * np.nanmean(distance(clean))
     assert distance(realistic)[HIPS].mean() > 2 * distance(realistic)[EYES].mean()

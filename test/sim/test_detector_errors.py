@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from hpe_ros.sim import MotionScript, default_rig, observe
-from hpe_ros.sim.stream import SimConfig, SimStream
 from hpe_ros.sim.detector_errors import (
     OKS_SIGMAS,
     DetectorErrors,
@@ -15,6 +14,7 @@ from hpe_ros.sim.detector_errors import (
     preset,
     swap_groups,
 )
+from hpe_ros.sim.stream import SimConfig, SimStream
 from hpe_ros.skeleton import COCO17, get_layout
 
 # Every error off; each test turns on the one it measures.
