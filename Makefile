@@ -34,7 +34,7 @@ demo: venv
 	$(VENV)/bin/hpe-ros demo --out demo_out
 
 # Real recordings for the `realdata` tests (the pose2sim wheel's demos): downloaded once with pip into
-# $$HPE_ROS_DATA or ~/.cache/hpe_ros/realdata. Without a package registry those tests skip, saying why.
+# $HPE_ROS_DATA or ~/.cache/hpe_ros/realdata. Without a package registry those tests skip, saying why.
 realdata: venv
 	@$(PY) -m hpe_ros.realdata || echo "realdata: not available; the real-data tests will be skipped"
 
