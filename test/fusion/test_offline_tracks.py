@@ -66,7 +66,8 @@ def test_two_people_crossing_keep_their_ids_and_a_long_absence_is_linked():
     a = [person(x, 0.25, 0.0) for x in s]                # walks +x
     b = [person(-x, -0.25, np.pi) for x in s]            # walks -x, passing a half-way
     gone = range(35, 55)                                 # b unseen for 20 frames (0.67 s): past the live death timeout
-    people = [np.stack([a[t]] + ([] if t in gone else [b[t]])) for t in range(T)]
+    hidden = range(10, 14)                               # a unseen for 4 frames: a gap to fill
+    people = [np.stack(([] if t in hidden else [a[t]]) + ([] if t in gone else [b[t]])) for t in range(T)]
     frames = scene_frames(rig, people)
     live = fuse_frames(rig, "coco17", frames, FPS, progress=False, causal=True)
     clip = fuse_frames(rig, "coco17", frames, FPS, progress=False)
@@ -76,10 +77,13 @@ def test_two_people_crossing_keep_their_ids_and_a_long_absence_is_linked():
     for k in range(2):
         hips = clip.points[:, k, 11:13].mean(1)          # (T, 3)
         seen = np.isfinite(hips).all(-1)
+        assert seen.sum() >= 40
         d = [np.linalg.norm(hips[seen] - g[seen, 11:13].mean(1), axis=-1) for g in truth]
         assert min(d[0].max(), d[1].max()) < 0.05       # one true person over the whole clip
     present = clip.present
-    assert present[:, 0].all()
+    assert present[:, 0].all() and (clip.views[10:14, 0] == 0).all() and (clip.views[:10, 0] >= 2).all()
+    filled = np.linalg.norm(clip.points[10:14, 0] - truth[0][10:14], axis=-1)
+    assert filled.max() < 0.05, filled.max()
     # b: every frame it was seen; the 20-frame absence is longer than the 10 frames gap filling reaches
     assert present[:, 1].tolist() == [t not in gone for t in range(T)]
 
@@ -158,3 +162,12 @@ def test_cutoff_above_nyquist_skips_smoothing(caplog):
         out = _settle(noisy, t, cutoff_hz=20.0)
     assert out.stats["smoothing"].startswith("skipped") and "half the frame rate" in caplog.text
     np.testing.assert_array_equal(out.points, noisy)
+
+
+def test_clips_without_people():
+    rig = default_rig(4)
+    nobody = [(f, [(np.zeros((0, 17, 2)), np.zeros((0, 17))) for _ in rig]) for f in range(5)]
+    for frames, T in (([], 0), (nobody, 5)):
+        out = fuse_frames(rig, "coco17", frames, FPS, progress=False)
+        assert out.points.shape == (T, 0, 17, 3) and out.ids.size == 0
+        assert out.report["tracking"]["frames_in"] == T and out.report["tracking"]["kept"] == 0
