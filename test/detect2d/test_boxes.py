@@ -15,7 +15,7 @@ def test_nms_suppresses_overlaps_in_score_order():
     np.testing.assert_array_equal(nms(boxes, scores, 0.45), [2, 0])
     np.testing.assert_array_equal(nms(boxes, scores, 0.7), [2, 1, 0])
     assert nms(np.zeros((0, 4)), np.zeros(0), 0.5).shape == (0,)
-    with pytest.raises(ValueError, match=r"boxes must have shape \(4, 4\), got \(4, 3\)"):
+    with pytest.raises(ValueError, match=r"boxes must have shape \(N, 4\), got \(4, 3\)"):
         nms(boxes[:, :3], scores, 0.5)
 
 
@@ -104,7 +104,7 @@ def test_decode_end2end():
     np.testing.assert_allclose(out[1][0], [[750, 500, 800, 600]])  # 875 × 625 clipped to 800 × 600
     boxes, scores = decode_end2end(dets, labels, [0.5, 0.8], class_id=2)[0]
     np.testing.assert_allclose(boxes, [[600, 600, 660, 640]])
-    with pytest.raises(ValueError, match=r"dets must have shape \(2, 5, 5\), got \(2, 5, 4\)"):
+    with pytest.raises(ValueError, match=r"dets must have shape \(B, N, 5\), got \(2, 5, 4\)"):
         decode_end2end(dets[..., :4], labels, [1.0, 1.0])
 
 

@@ -21,7 +21,7 @@ def test_boxes_to_center_scale_degenerate_and_bad():
     center, scale = boxes_to_center_scale(np.array([[5.0, 5.0, 5.0, 5.0]]), aspect=0.75)
     assert np.all(scale > 0)  # a point box still gives an invertible crop
     assert boxes_to_center_scale(np.zeros((0, 4)), 0.75)[1].shape == (0, 2)
-    with pytest.raises(ValueError, match=r"boxes \(x0, y0, x1, y1\) must have shape \(3, 4\), got \(3, 5\)"):
+    with pytest.raises(ValueError, match=r"boxes \(x0, y0, x1, y1\) must have shape \(N, 4\), got \(3, 5\)"):
         boxes_to_center_scale(np.zeros((3, 5)), 0.75)
     with pytest.raises(ValueError, match="x1 >= x0"):
         boxes_to_center_scale(np.array([[10.0, 0, 0, 10]]), 0.75)

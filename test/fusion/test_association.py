@@ -137,7 +137,7 @@ def test_empty_inputs():
     sc[1] = 0.0
     assoc = associate(rig, px, sc)
     assert len(assoc) == 2 and np.all(assoc.groups[:, 1] == -1)
-    with pytest.raises(ValueError, match=r"points2d must have shape \(4, 2, 17, 2\), got \(3, 2, 17, 2\)"):
+    with pytest.raises(ValueError, match=r"points2d must have shape \(4, P, J, 2\), got \(3, 2, 17, 2\)"):
         associate(rig, np.zeros((3, 2, 17, 2)), np.zeros((3, 2, 17)))
     with pytest.raises(ValueError, match="priors"):
         associate(rig, px, sc, priors=np.zeros((2, 5, 3)))

@@ -172,7 +172,7 @@ def test_empty_and_bad_input():
     rig = ring_rig(3)
     tri = triangulate(rig, np.zeros((3, 0, 2)), np.zeros((3, 0)))
     assert tri.points.shape == (0, 3) and tri.inliers.shape == (3, 0) and tri.views.shape == (0,)
-    with pytest.raises(ValueError, match=r"points2d must have shape \(3, 5, 2\), got \(2, 5, 2\)"):
+    with pytest.raises(ValueError, match=r"points2d must have shape \(3, N, 2\), got \(2, 5, 2\)"):
         triangulate(rig, np.zeros((2, 5, 2)), np.zeros((2, 5)))
     with pytest.raises(ValueError, match="scores"):
         triangulate(rig, np.zeros((3, 5, 2)), np.zeros((3, 4)))
