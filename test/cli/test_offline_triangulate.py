@@ -263,7 +263,7 @@ def test_clip_options(sessions, tmp_path, capsys):
     assert "3 Hz" in smooth
     capsys.readouterr()
     assert run(calib, dirs, tmp_path / "bad", "--smooth-cutoff", "0") == 2
-    assert "cutoff_hz must be > 0" in capsys.readouterr().err
+    assert "must be > 0, got 0" in capsys.readouterr().err
     assert not (tmp_path / "bad.trc").exists()
 
 
