@@ -28,13 +28,13 @@ from __future__ import annotations
 import argparse
 
 from hpe_ros.cli import calibrate, graph, lifter, models, offline
-from hpe_ros.cli.common import run_command
+from hpe_ros.cli.common import OneLineParser, run_command
 
 FAMILIES = (graph, offline, models, calibrate, lifter)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="hpe-ros", description="multi-camera 3D human pose estimation for ROS 2")
+    ap = OneLineParser(prog="hpe-ros", description="multi-camera 3D human pose estimation for ROS 2")
     sub = ap.add_subparsers(dest="command", required=True)
     for family in FAMILIES:
         family.add_parsers(sub)

@@ -1,7 +1,14 @@
 """`hpe-ros calibrate convert | board | from-people`: calibration files, from a board or from walking people."""
 from __future__ import annotations
 
-from hpe_ros.cli.common import LAYOUT_CHOICES, add_progress_flag, camera_paths, named_camera_paths
+from hpe_ros.cli.common import (
+    LAYOUT_CHOICES,
+    add_progress_flag,
+    camera_paths,
+    in_range,
+    named_camera_paths,
+    positive_int,
+)
 
 
 def _parse_board(spec: str):
@@ -34,9 +41,9 @@ def _cmd_convert(a) -> int:
 
 
 def _cmd_board(a) -> int:
-    from hpe_ros.io.calibration import save_rig
     from hpe_ros.calibration.board_calibration import calibrate_board
     from hpe_ros.calibration.board_report import format_board_report, render_board_report
+    from hpe_ros.io.calibration import save_rig
 
     sources = named_camera_paths(a.images, "--images", "CAMERA=FOLDER_OR_VIDEO")
     rig, report = calibrate_board(sources, _parse_board(a.board), progress=not a.no_progress,
@@ -51,9 +58,9 @@ def _cmd_board(a) -> int:
 def _cmd_from_people(a) -> int:
     import json
 
-    from hpe_ros.io.calibration import load_rig, save_rig
     from hpe_ros.calibration.from_people import calibrate_from_people, load_keypoint_folders
     from hpe_ros.io.atomic import write_text_atomic
+    from hpe_ros.io.calibration import load_rig, save_rig
     from hpe_ros.io.openpose import folders_for_cameras
 
     folders = camera_paths(a.keypoints, "--keypoints")
@@ -90,8 +97,8 @@ def add_parsers(sub) -> None:
                          "the first camera defines the world frame")
     cb.add_argument("--out", required=True, help="calibration file to write (.toml, .yaml)")
     cb.add_argument("--report", default="", help="report picture (default: OUT.report.png)")
-    cb.add_argument("--max-views", type=int, default=40, help="views per camera used for its intrinsics")
-    cb.add_argument("--step", type=int, default=1, help="use every STEP-th frame")
+    cb.add_argument("--max-views", type=positive_int, default=40, help="views per camera used for its intrinsics")
+    cb.add_argument("--step", type=positive_int, default=1, help="use every STEP-th frame")
     add_progress_flag(cb)
     cb.set_defaults(func=_cmd_board)
 
@@ -102,7 +109,7 @@ def add_parsers(sub) -> None:
                          "CAM=DIR ...; cameras' files are paired by the frame number in their names")
     cp.add_argument("--layout", default="body25", choices=LAYOUT_CHOICES)
     cp.add_argument("--out", required=True, help="calibration file to write")
-    cp.add_argument("--person-height", type=float, default=None,
+    cp.add_argument("--person-height", type=in_range(0.3, 3.0), default=None,
                     help="standing height (m) of the person(s) for metric scale (default: 1.70 m, said in the report)")
     cp.add_argument("--report", default="", help="report JSON (default: OUT.report.json)")
     add_progress_flag(cp)

@@ -4,6 +4,9 @@ Errors: a command raises ValueError / OSError (and the extra types it declares w
 `set_defaults(input_errors=...)`) for bad input; `run_command` turns them into one line on stderr and
 exit status 2, and Ctrl-C into one line and exit status 130, never a traceback.
 
+Usage errors, meaningless values included (a count <= 0, a size 0x0, an fps <= 0: the argparse types
+here), are one line too, exit 2 (`OneLineParser`).
+
 Per-camera paths (`--keypoints`, `--images`) come in one of two forms, the same for every command:
 `PATH PATH ...` in the calibration's camera order, or `CAMERA=PATH CAMERA=PATH ...` in any order.
 """
@@ -11,9 +14,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from hpe_ros.skeleton import LAYOUTS
 
@@ -80,9 +84,81 @@ def named_camera_paths(items: Sequence[str], flag: str, form: str) -> dict[str, 
     return paths
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors (a missing or meaningless value) are one line on stderr and exit 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(kind, text: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                         f"got {text!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def at_least(minimum, kind=int):
+    """argparse type: a number of `kind` >= minimum."""
+    def parse(text: str):
+        value = _number(kind, text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
+        return value
+    parse.__name__ = f"{kind.__name__} >= {minimum}"
+    return parse
+
+
+def in_range(low: float, high: float):
+    """argparse type: a finite number in [low, high]."""
+    def parse(text: str):
+        value = _number(float, text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {text}")
+        return value
+    parse.__name__ = f"number in [{low}, {high}]"
+    return parse
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0 (counts, steps, sizes)."""
+    value = _number(int, text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (rates, durations, lengths)."""
+    value = _number(float, text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+non_negative_int = at_least(0)
+non_negative_float = at_least(0.0, float)
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """argparse type: 'WIDTHxHEIGHT', both > 0 -> (width, height)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 640x480, got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"width and height must be > 0, got {text!r}")
+    return w, h
+
+
 def add_progress_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 __all__ = ["run_command", "command_name", "camera_paths", "named_camera_paths", "add_progress_flag",
-           "LAYOUT_CHOICES", "BAD_INPUT", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED"]
+           "OneLineParser", "positive_int", "positive_float", "non_negative_int", "non_negative_float", "at_least",
+           "in_range", "image_size", "LAYOUT_CHOICES", "BAD_INPUT", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED"]

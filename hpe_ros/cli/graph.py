@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 import time
 
+from hpe_ros.cli.common import at_least, non_negative_int, positive_float, positive_int
 from hpe_ros.resources import DEFAULT_CONFIG, resolve_path
 
 
@@ -44,15 +45,15 @@ def _cmd_run(a) -> int:
 def add_parsers(sub) -> None:
     d = sub.add_parser("demo", help="run the node graph on a synthetic rig and score it")
     d.add_argument("--out", default="demo_out", help="folder for summary.json, skeletons.png and logs")
-    d.add_argument("--duration", type=float, default=10.0, help="seconds of fused output to score")
-    d.add_argument("--cameras", type=int, default=4)
-    d.add_argument("--people", type=int, default=2)
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--duration", type=positive_float, default=10.0, help="seconds of fused output to score")
+    d.add_argument("--cameras", type=at_least(2), default=4)
+    d.add_argument("--people", type=positive_int, default=2)
+    d.add_argument("--seed", type=non_negative_int, default=0)
     d.set_defaults(func=_cmd_demo)
 
     r = sub.add_parser("run", help="start the node graph from a parameter file")
     r.add_argument("--config", default="", help=f"ROS parameter YAML (default: the package's {DEFAULT_CONFIG})")
     r.add_argument("--sim", action="store_true", help="synthetic rig instead of camera_pose_node")
     r.add_argument("--in-process", action="store_true", help="all nodes on one executor in this process")
-    r.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    r.add_argument("--duration", type=positive_float, default=None, help="stop after this many seconds")
     r.set_defaults(func=_cmd_run)

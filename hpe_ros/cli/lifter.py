@@ -13,7 +13,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hpe_ros.cli.common import LAYOUT_CHOICES, add_progress_flag, camera_paths
+from hpe_ros.cli.common import (
+    LAYOUT_CHOICES,
+    add_progress_flag,
+    camera_paths,
+    image_size,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 
 def _activities(text: str) -> tuple:
@@ -26,12 +35,35 @@ def _activities(text: str) -> tuple:
     return names
 
 
-def _size(text: str) -> tuple[int, int]:
+def load_samples(path: str, flag: str = "--data"):
+    """The lifter's single-view .npz, or ValueError in one line naming `flag` and the file: a file that is not
+    an .npz (empty, truncated, another format), one without the arrays, or an unknown layout."""
+    import zipfile
+
+    from hpe_ros.lift.synthetic import load_npz
+
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 640x480") from None
-    return w, h
+        return load_npz(path)
+    except FileNotFoundError:
+        raise ValueError(f"{flag} {path}: no such file") from None
+    except (EOFError, zipfile.BadZipFile, OSError) as e:
+        raise ValueError(f"{flag} {path}: not a readable .npz file ({e or type(e).__name__})") from None
+    except KeyError as e:  # an unknown layout name (get_layout)
+        raise ValueError(f"{flag} {path}: {e.args[0] if e.args else e}") from None
+
+
+def load_lifter(model: str, layout: str, runtime: str):
+    """LearnedLifter(model, layout, runtime), or ValueError in one line for a model file its runtime cannot
+    load (empty, truncated, not a network: ONNX protobuf and torch pickle errors come in many types)."""
+    from hpe_ros.lift.runtime import LearnedLifter
+
+    try:
+        return LearnedLifter(model, layout=layout, runtime=runtime)
+    except (ValueError, FileNotFoundError):
+        raise
+    except Exception as e:  # the model loaders' own error types: one line, not a traceback
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"--model {model}: cannot load this lifter ({text})") from None
 
 
 def eval_cameras(noise_px: float, size=(640, 480)):
@@ -52,7 +84,7 @@ def make_eval_samples(activities, noise_px: float, sequences: int = 8, seconds: 
 
 
 def _cmd_lifter_data(a) -> int:
-    samples = make_eval_samples(_activities(a.activities), a.noise_px, a.sequences, a.seconds, a.seed, _size(a.size))
+    samples = make_eval_samples(_activities(a.activities), a.noise_px, a.sequences, a.seconds, a.seed, a.size)
     samples.save_npz(a.out)
     print(f"wrote {a.out}: {len(samples)} single-view samples ({a.activities}, {a.noise_px} px noise)", flush=True)
     return 0
@@ -60,12 +92,10 @@ def _cmd_lifter_data(a) -> int:
 
 def _cmd_eval_lifter(a) -> int:
     from hpe_ros.lift.metrics import summary
-    from hpe_ros.lift.runtime import LearnedLifter
-    from hpe_ros.lift.synthetic import load_npz
     from hpe_ros.skeleton import get_layout
 
-    samples = load_npz(a.data)
-    lifter = LearnedLifter(a.model, layout=samples.layout, runtime=a.runtime)
+    samples = load_samples(a.data)
+    lifter = load_lifter(a.model, samples.layout, a.runtime)
     pred, _ = lifter.lift(samples.K, samples.keypoints2d, samples.scores)
     out = summary(pred, samples.joints3d, get_layout(samples.layout))
     out["model"] = str(lifter.path)
@@ -133,9 +163,7 @@ def training_data(a, method: str):
         samples = recordings.views_2d(rec)
         return prepare_data(samples, False), f"{len(samples)} 2D views of a recording"
     if a.data:
-        from hpe_ros.lift.synthetic import load_npz
-
-        samples = load_npz(a.data)
+        samples = load_samples(a.data)
         return prepare_data(samples, needs_3d), f"{len(samples)} samples from {a.data}"
     if method == "epipolar":
         raise ValueError("--method epipolar learns from a multi-view recording: give --sim-rig CALIB or "
@@ -154,7 +182,7 @@ def _cmd_train_lifter(a) -> int:
     import torch
 
     from hpe_ros.lift.runtime import default_checkpoint_path
-    from hpe_ros.lift.synthetic import HELD_OUT_ACTIVITIES, load_npz
+    from hpe_ros.lift.synthetic import HELD_OUT_ACTIVITIES
     from hpe_ros.lift.train import TrainConfig, train
 
     if a.threads:
@@ -165,7 +193,8 @@ def _cmd_train_lifter(a) -> int:
                          seed=a.seed, init=init or "", device=a.device, checkpoint_every=a.checkpoint_every,
                          eval_every=a.eval_every, options=parse_options(a.option))
     data, what = training_data(a, a.method)
-    val = load_npz(a.val) if a.val else make_eval_samples(HELD_OUT_ACTIVITIES, 0.0, sequences=4, seconds=15.0)
+    val = (load_samples(a.val, "--val") if a.val
+           else make_eval_samples(HELD_OUT_ACTIVITIES, 0.0, sequences=4, seconds=15.0))
     print(f"train-lifter: {a.method} / {config.arch} on {what}; {config.steps} steps; out {a.out}", flush=True)
     result = train(config, data, val, out_dir=a.out, progress=not a.no_progress)
     out = Path(a.out)
@@ -178,11 +207,11 @@ def _add_lifter_data(sub) -> None:
     d = sub.add_parser("lifter-data", help="write synthetic single-view evaluation data (.npz) for eval-lifter")
     d.add_argument("--out", required=True)
     d.add_argument("--activities", default="squat,wave", help="motion types (default: the held-out ones)")
-    d.add_argument("--noise-px", type=float, default=0.0, help="2D noise std (px)")
-    d.add_argument("--sequences", type=int, default=8)
-    d.add_argument("--seconds", type=float, default=20.0)
-    d.add_argument("--size", default="640x480", help="image size WIDTHxHEIGHT")
-    d.add_argument("--seed", type=int, default=100)
+    d.add_argument("--noise-px", type=non_negative_float, default=0.0, help="2D noise std (px)")
+    d.add_argument("--sequences", type=positive_int, default=8)
+    d.add_argument("--seconds", type=positive_float, default=20.0)
+    d.add_argument("--size", type=image_size, default=(640, 480), help="image size WIDTHxHEIGHT")
+    d.add_argument("--seed", type=non_negative_int, default=100)
     d.set_defaults(func=_cmd_lifter_data)
 
 
@@ -196,16 +225,19 @@ def _add_eval_lifter(sub) -> None:
 
 def _add_training_data(t) -> None:
     g = t.add_argument_group("data (default: synthetic)")
-    g.add_argument("--random", type=int, default=40000, help="synthetic: joint-limit poses")
-    g.add_argument("--sequences", type=int, default=32, help="synthetic: motion sequences (30 s at 10 Hz each)")
-    g.add_argument("--activities", default="", help="synthetic / --sim-rig motion types (default: walk,turn,reach,stand)")
-    g.add_argument("--noise-px", type=float, default=4.0, help="synthetic: 2D noise up to this std (px at 640 wide)")
-    g.add_argument("--data-seed", type=int, default=0)
+    g.add_argument("--random", type=non_negative_int, default=40000, help="synthetic: joint-limit poses")
+    g.add_argument("--sequences", type=non_negative_int, default=32,
+                   help="synthetic: motion sequences (30 s at 10 Hz each)")
+    g.add_argument("--activities", default="",
+                   help="synthetic / --sim-rig motion types (default: walk,turn,reach,stand)")
+    g.add_argument("--noise-px", type=non_negative_float, default=4.0,
+                   help="synthetic: 2D noise up to this std (px at 640 wide)")
+    g.add_argument("--data-seed", type=non_negative_int, default=0)
     g.add_argument("--data", default="", help="single-view .npz (2D only unless it has joints3d)")
     g.add_argument("--sim-rig", default="", help="simulate a recording of this calibrated rig (multi-view)")
-    g.add_argument("--seconds", type=float, default=60.0, help="--sim-rig: recording length")
-    g.add_argument("--people", type=int, default=2, help="--sim-rig: people in the scene")
-    g.add_argument("--fps", type=float, default=10.0, help="recording frame rate")
+    g.add_argument("--seconds", type=positive_float, default=60.0, help="--sim-rig: recording length")
+    g.add_argument("--people", type=positive_int, default=2, help="--sim-rig: people in the scene")
+    g.add_argument("--fps", type=positive_float, default=10.0, help="recording frame rate")
     g.add_argument("--calib", default="", help="recorded rig: calibration file")
     g.add_argument("--keypoints", nargs="+", default=[], metavar="DIR|CAM=DIR",
                    help="recorded rig: one OpenPose folder per camera, in the calibration's order or CAM=DIR; "
@@ -221,17 +253,18 @@ def _add_train_lifter(sub) -> None:
     t.add_argument("--out", required=True, help="folder for checkpoint.pt, lifter.pt, lifter.onnx, loss_curve.png")
     t.add_argument("--method", default="supervised", choices=["supervised", "epipolar", "cycle", "ites"])
     t.add_argument("--arch", default="mlp", choices=["mlp", "gcn"])  # = models.ARCHITECTURES (no torch import here)
-    t.add_argument("--width", type=int, default=0, help="hidden width (default 512 mlp / 96 gcn)")
-    t.add_argument("--blocks", type=int, default=0, help="residual blocks / graph layers (default 2 mlp / 4 gcn)")
-    t.add_argument("--steps", type=int, default=3000)
-    t.add_argument("--batch", type=int, default=256)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--width", type=non_negative_int, default=0, help="hidden width (default 512 mlp / 96 gcn)")
+    t.add_argument("--blocks", type=non_negative_int, default=0,
+                   help="residual blocks / graph layers (default 2 mlp / 4 gcn)")
+    t.add_argument("--steps", type=positive_int, default=3000)
+    t.add_argument("--batch", type=positive_int, default=256)
+    t.add_argument("--lr", type=positive_float, default=1e-3)
+    t.add_argument("--seed", type=non_negative_int, default=0)
     t.add_argument("--init", default="", help="start from a checkpoint: 'default' (models/lifter.pt) or a .pt path")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
-    t.add_argument("--checkpoint-every", type=int, default=500)
-    t.add_argument("--eval-every", type=int, default=500)
+    t.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (0 = torch's default)")
+    t.add_argument("--checkpoint-every", type=positive_int, default=500)
+    t.add_argument("--eval-every", type=positive_int, default=500)
     t.add_argument("--val", default="", help="validation .npz (default: synthetic held-out squat/wave, clean)")
     t.add_argument("--option", action="append", metavar="KEY=VALUE", help="method option (repeatable)")
     add_progress_flag(t)

@@ -1,7 +1,8 @@
-"""`hpe-ros models list | fetch NAME | build-engine NAME`: model manifests (models/*.toml), downloads, TensorRT engines."""
+"""`hpe-ros models list | fetch NAME | build-engine NAME`: model manifests (models/*.toml), downloads,
+TensorRT engines."""
 from __future__ import annotations
 
-from hpe_ros.cli.common import add_progress_flag
+from hpe_ros.cli.common import add_progress_flag, positive_int
 
 
 def _cmd_models(a) -> int:
@@ -33,7 +34,7 @@ def add_parsers(sub) -> None:
     m.add_argument("--dir", default=None, help="fetch: destination folder (default: the model cache)")
     m.add_argument("--force", action="store_true", help="fetch: download again even if present")
     m.add_argument("--fp32", action="store_true", help="build-engine: no FP16")
-    m.add_argument("--max-batch", type=int, default=8, help="build-engine: largest batch of the profile")
+    m.add_argument("--max-batch", type=positive_int, default=8, help="build-engine: largest batch of the profile")
     m.add_argument("--engine-file", default="", help="build-engine: where to write the engine")
     add_progress_flag(m)
     # FetchError and BackendUnavailable (no TensorRT) are RuntimeErrors: a setup problem, told in one line.

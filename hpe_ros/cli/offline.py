@@ -2,10 +2,17 @@
 `--bag-out` writes them as the live node publishes them."""
 from __future__ import annotations
 
-from hpe_ros.cli.common import LAYOUT_CHOICES, add_progress_flag, camera_paths
+from hpe_ros.cli.common import (
+    LAYOUT_CHOICES,
+    add_progress_flag,
+    camera_paths,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
-KEYPOINTS_HELP = ("one OpenPose JSON folder per camera: DIR ... in the calibration file's camera order, or CAM=DIR ...; "
-                  "cameras' files are paired by the frame number in their names")
+KEYPOINTS_HELP = ("one OpenPose JSON folder per camera: DIR ... in the calibration file's camera order, "
+                  "or CAM=DIR ...; cameras' files are paired by the frame number in their names")
 
 
 def _cmd_triangulate(a) -> int:
@@ -30,11 +37,11 @@ def _add_clip_options(parser) -> None:
     g.add_argument("--causal", action="store_true",
                    help="track causally as the live node does (people output after a few frames, One-Euro filter)")
     g.add_argument("--no-smooth", action="store_true", help="no zero-lag Butterworth smoothing")
-    g.add_argument("--smooth-cutoff", type=float, default=6.0, metavar="HZ",
+    g.add_argument("--smooth-cutoff", type=positive_float, default=6.0, metavar="HZ",
                    help="cutoff of the 4th-order zero-lag Butterworth smoothing (default: 6 Hz, as Pose2Sim)")
-    g.add_argument("--fill-gaps", type=int, default=10, metavar="N",
+    g.add_argument("--fill-gaps", type=non_negative_int, default=10, metavar="N",
                    help="interpolate joint gaps of up to N frames (default: 10; 0 = off)")
-    g.add_argument("--min-track-frames", type=int, default=5, metavar="N",
+    g.add_argument("--min-track-frames", type=positive_int, default=5, metavar="N",
                    help="drop people present in fewer frames (default: 5)")
 
 
@@ -101,7 +108,8 @@ def _cmd_process(a) -> int:
                              progress=not a.no_progress, slop_s=a.sync_slop, causal=a.causal, clip=clip)
     else:
         result = process_videos(a.videos, a.calib, backend, a.layout, a.fps, a.save_2d, a.max_frames,
-                                progress=not a.no_progress, causal=a.causal, clip=clip)
+                                progress=not a.no_progress, causal=a.causal, clip=clip,
+                                stop_on_bad_frame=a.stop_on_bad_frame)
     print(format_report(result.report), flush=True)
     _print_tracking(result)
     written = write_outputs(result, a.out, a.format, a.y_up)
@@ -119,7 +127,8 @@ def _add_triangulate(sub) -> None:
                    help="output path without suffix (or ending in .trc / .json); the report goes to OUT.report.json")
     t.add_argument("--layout", default="body25", choices=LAYOUT_CHOICES,
                    help="keypoint layout of the JSON files (default: OpenPose's body25)")
-    t.add_argument("--fps", type=float, default=30.0, help="frame rate of the videos (frame i is at i / fps s)")
+    t.add_argument("--fps", type=positive_float, default=30.0,
+                   help="frame rate of the videos (frame i is at i / fps s)")
     t.add_argument("--format", default="auto", choices=["auto", "trc", "json"],
                    help="auto: TRC when exactly one person id appears, else JSON; trc: the longest-lived id")
     t.add_argument("--y-up", action="store_true", help="write y-up coordinates as Pose2Sim does for OpenSim "
@@ -140,25 +149,30 @@ def _add_process(sub) -> None:
     source.add_argument("--bag", help="rosbag2 folder or .mcap file whose image topics (--topics) are the cameras")
     p.add_argument("--topics", nargs="+", metavar="TOPIC",
                    help="--bag: one Image or CompressedImage topic per camera, in the calibration file's order")
-    p.add_argument("--sync-slop", type=float, default=None, metavar="S",
+    p.add_argument("--sync-slop", type=positive_float, default=None, metavar="S",
                    help="--bag: largest stamp difference paired into one frame (default: half the frame period)")
     p.add_argument("--calib", required=True, help="calibration file (anipose/Pose2Sim TOML, rig YAML, OpenCV)")
     p.add_argument("--out", required=True, help="output path (.json / .trc or a stem); report in OUT.report.json")
-    p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "tensorrt", "torch", "mediapipe", "blazepose"])
+    p.add_argument("--backend", default="onnxruntime",
+                   choices=["onnxruntime", "tensorrt", "torch", "mediapipe", "blazepose"])
     p.add_argument("--model", default="rtmpose-m", help="pose model: manifest name or .toml path")
     p.add_argument("--model-file", help="pose network file (default: the manifest's downloaded file)")
     p.add_argument("--detector", default="", help="person detector manifest (default: none = one person per frame)")
     p.add_argument("--detector-file", help="detector network file")
     p.add_argument("--engine-file", help="tensorrt: engine path (default: the engine cache)")
     p.add_argument("--fp32", action="store_true", help="tensorrt: build without FP16")
-    p.add_argument("--detect-every", type=int, default=1, help="run the detector every N frames")
-    p.add_argument("--model-complexity", type=int, default=1, help="mediapipe: 0, 1 or 2")
+    p.add_argument("--detect-every", type=positive_int, default=1, help="run the detector every N frames")
+    p.add_argument("--model-complexity", type=int, choices=[0, 1, 2], default=1, help="mediapipe: 0, 1 or 2")
     p.add_argument("--blazepose-runtime", default="onnxruntime", choices=["onnxruntime", "tflite", "tensorrt"],
                    help="blazepose: runtime of its networks")
     p.add_argument("--layout", default="coco17", choices=LAYOUT_CHOICES,
                    help="layout of the output skeletons and saved 2D keypoints")
-    p.add_argument("--fps", type=float, default=None, help="frame rate (default: the videos' own, or the bag's)")
-    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    p.add_argument("--fps", type=positive_float, default=None,
+                   help="frame rate (default: the videos' own, or the bag's)")
+    p.add_argument("--max-frames", type=positive_int, default=None, help="stop after this many frames")
+    p.add_argument("--stop-on-bad-frame", action="store_true",
+                   help="videos: stop at the first frame a decoder fails on (default: skip that camera's frame, "
+                        "warn and count it; the other cameras go on)")
     p.add_argument("--save-2d", metavar="DIR", help="also write the 2D keypoints as OpenPose JSON folders in DIR")
     p.add_argument("--format", default="auto", choices=["auto", "trc", "json"])
     p.add_argument("--y-up", action="store_true", help="y-up output as Pose2Sim/OpenSim expect")
