@@ -55,7 +55,7 @@ def test_normalise_rejects_too_few_joints_and_bad_shapes():
     px[0, :3] = [[100, 100], [120, 90], [130, 150]]
     norm = normalise(px, np.isfinite(px).all(-1).astype(float), np.diag([500.0, 500.0, 1.0]), COCO17)
     assert not norm.ok.any() and not norm.net_input.any()
-    with pytest.raises(ValueError, match=r"coco17 points2d must have shape \(P, 17, 2\), got \(1, 5, 2\)"):
+    with pytest.raises(ValueError, match=r"coco17 points2d must have shape \(N, 17, 2\), got \(1, 5, 2\)"):
         normalise(np.zeros((1, 5, 2)), np.ones((1, 5)), np.eye(3), COCO17)
     with pytest.raises(ValueError, match=r"scores must have shape \(2, 17\), got \(17,\)"):
         normalise(px, np.ones(17), np.eye(3), COCO17)
