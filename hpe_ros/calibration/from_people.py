@@ -63,6 +63,9 @@ from hpe_ros.fusion.triangulation import triangulate
 from hpe_ros.io.calibration import CalibrationError
 from hpe_ros.skeleton import Layout, get_layout
 
+# Below these the report warns of too little data (`data_sufficiency`).
+MIN_TRUSTED_FRAMES = 100       # frames with a person well seen by two cameras
+MIN_POSITION_SPREAD_M = 1.0    # extent of the people's positions (m)
 # The posture-independent segments whose lengths add up to HEIGHT_FRACTION of standing height.
 _HEIGHT_SEGMENTS = [(("left_hip", "left_knee"), ("right_hip", "right_knee")),
                     (("left_knee", "left_ankle"), ("right_knee", "right_ankle")),
@@ -639,6 +642,7 @@ def calibrate_from_people(intrinsics: Rig, points2d: np.ndarray, scores: np.ndar
         "bundle_adjustment": {"rounds": adjusted.report.rounds, "points": adjusted.n_points,
                               "observations": adjusted.n_observations, "bone_constraints": adjusted.n_bones,
                               "fixed_camera": intrinsics.names[first]},
+        "data": data_sufficiency(sc, Xb, min_score),
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "time_s": round(time.perf_counter() - t_start, 3),
     }
@@ -756,6 +760,34 @@ def _world_frame_step(rig: Rig, pts, sc, layout: Layout, heights, min_score: flo
     return apply_similarity(rig, s, A, T), frames_seen, floor_report
 
 
+def data_sufficiency(sc: np.ndarray, points3d: np.ndarray, min_score: float = 0.4) -> dict:
+    """How much the result rests on: frames with a well-seen person (at least half the joints in >= 2 views,
+    sc (C, F, G, J)), the extent of the people's positions (points3d (F', G, J, 3) m; 5-95 % range along
+    their main direction) and "warnings": "too little data" below MIN_TRUSTED_FRAMES frames or
+    MIN_POSITION_SPREAD_M of spread, where a rig comes out degrees and decimetres off without other sign."""
+    C, F, G, J = sc.shape
+    seen = (sc >= min_score).sum(axis=0) >= 2                                   # (F, G, J)
+    frames = int((seen.sum(axis=-1) >= (J + 1) // 2).any(axis=-1).sum())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)                         # all-NaN persons
+        centres = np.nanmean(points3d, axis=2).reshape(-1, 3)
+    centres = centres[np.isfinite(centres).all(axis=-1)]
+    spread = 0.0
+    if len(centres) >= 2:
+        centred = centres - centres.mean(axis=0)
+        axis = np.linalg.svd(centred, full_matrices=False)[2][0]
+        along = centred @ axis
+        spread = float(np.percentile(along, 95) - np.percentile(along, 5))
+    notes = []
+    if frames < MIN_TRUSTED_FRAMES:
+        notes.append(f"too little data: {frames} frames with a person well seen by two cameras (fewer than "
+                     f"{MIN_TRUSTED_FRAMES}); the extrinsics may be off by degrees and decimetres")
+    if spread < MIN_POSITION_SPREAD_M:
+        notes.append(f"too little data: the people's positions span {spread:.2f} m (less than "
+                     f"{MIN_POSITION_SPREAD_M} m); walk through the whole scene")
+    return {"frames_well_seen": frames, "position_spread_m": round(spread, 3), "warnings": notes}
+
+
 def _camera_reports(names: list[str], ba: BundleReport, cam_info: dict) -> dict:
     return {n: {"reprojection_rms_px": _r(ba.rms_px[c]), "reprojection_median_px": _r(ba.median_px[c]),
                 "observations_used": int(ba.observations[c]), "outliers_dropped": int(ba.outliers[c]),
@@ -775,4 +807,5 @@ def _r(v, digits=3):
     return round(v, digits) if np.isfinite(v) else None
 
 
-__all__ = ["calibrate_from_people", "load_keypoint_folders", "link_tracks", "estimate_heights", "distinct_people"]
+__all__ = ["calibrate_from_people", "data_sufficiency", "load_keypoint_folders", "link_tracks", "estimate_heights",
+           "distinct_people"]

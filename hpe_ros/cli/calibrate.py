@@ -1,6 +1,8 @@
 """`hpe-ros calibrate convert | board | from-people`: calibration files, from a board or from walking people."""
 from __future__ import annotations
 
+import json
+
 from hpe_ros.cli.common import (
     LAYOUT_CHOICES,
     add_progress_flag,
@@ -56,8 +58,6 @@ def _cmd_board(a) -> int:
 
 
 def _cmd_from_people(a) -> int:
-    import json
-
     from hpe_ros.calibration.from_people import calibrate_from_people, load_keypoint_folders
     from hpe_ros.io.atomic import write_text_atomic
     from hpe_ros.io.calibration import load_rig, save_rig
@@ -71,12 +71,25 @@ def _cmd_from_people(a) -> int:
     save_rig(rig, a.out)
     report_path = a.report or f"{a.out}.report.json"
     write_text_atomic(report_path, json.dumps(report, indent=2, default=str) + "\n")
-    for name, row in report.get("per_camera", {}).items():
-        print(f"{name:<12} rms {row.get('rms_px')} px, median {row.get('median_px')} px, "
-              f"{row.get('observations')} observations", flush=True)
-    print(f"scale: {json.dumps(report.get('scale'), default=str)}", flush=True)
+    print(format_people_report(report), flush=True)
     print(f"wrote {a.out} and {report_path}", flush=True)
     return 0
+
+
+def format_people_report(report: dict) -> str:
+    """`calibrate_from_people`'s report as text: per camera the bundle adjustment's reprojection RMS / median
+    and observations, the scale, the data used and its warnings ("warning: too little data ...")."""
+    px = lambda v: "-" if v is None else f"{v:.2f}"
+    lines = [f"{name:<12} rms {px(row.get('reprojection_rms_px'))} px, median "
+             f"{px(row.get('reprojection_median_px'))} px, {row.get('observations_used')} observations"
+             for name, row in report.get("per_camera", {}).items()]
+    lines.append(f"scale: {json.dumps(report.get('scale'), default=str)}")
+    data = report.get("data", {})
+    if data:
+        lines.append(f"data: {data.get('frames_well_seen')} frames with a person well seen by two cameras, "
+                     f"positions spread over {data.get('position_spread_m')} m")
+    lines += [f"warning: {w}" for w in data.get("warnings", [])]
+    return "\n".join(lines)
 
 
 def add_parsers(sub) -> None:
