@@ -1,4 +1,4 @@
-"""Pose arrays <-> sensor_msgs/PointCloud2, following the schema in DESIGN.md.
+"""Pose arrays <-> sensor_msgs/PointCloud2, following the schema in README "Interfaces".
 
 Every pose cloud is *organized*: height = persons (P), width = joints (J), one point per joint,
 little-endian, is_dense False. Three kinds share that shape:

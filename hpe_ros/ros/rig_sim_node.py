@@ -1,6 +1,6 @@
 """rig_sim_node: procedural people seen by virtual calibrated cameras, published as real 2D detections.
 
-Publishes, per camera, `/<cam>/pose_2d` (PointCloud2, schema in DESIGN.md) and `/<cam>/camera_info`,
+Publishes, per camera, `/<cam>/pose_2d` (PointCloud2, schema in README "Interfaces") and `/<cam>/camera_info`,
 and the ground truth on `ground_truth_topic` (same schema as /human_pose_3d; `id` = person index).
 Wiring only: the simulation (trigger grid, motion, detections) is `hpe_ros.sim.stream.SimStream`, whose
 SimConfig declares its parameters. Motion is a pure function of time since `time_origin`, so two sim
