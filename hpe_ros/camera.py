@@ -6,8 +6,9 @@ zero-padded. Image size is (width, height) in pixels.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -42,20 +43,21 @@ def rotation_to_rvec(R: np.ndarray) -> np.ndarray:
     return Rotation.from_matrix(np.asarray(R, dtype=np.float64)).as_rotvec()
 
 
-def look_at(eye: Sequence[float], target: Sequence[float], up: Sequence[float] = (0, 0, 1)) -> tuple[np.ndarray, np.ndarray]:
+def look_at(eye: Sequence[float], target: Sequence[float],
+            up: Sequence[float] = (0, 0, 1)) -> tuple[np.ndarray, np.ndarray]:
     """World->camera (R, t) for an optical-frame camera at `eye` looking at `target` (z-up world).
 
     Batched: eye, target (..., 3) -> R (..., 3, 3), t (..., 3)."""
-    eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
-    z = target - eye
+    eye_, target_, up_ = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
+    z = target_ - eye_
     z = z / np.linalg.norm(z, axis=-1, keepdims=True)
-    x = np.cross(z, up)
+    x = np.cross(z, up_)
     along_up = np.linalg.norm(x, axis=-1, keepdims=True) < 1e-9  # looking straight along `up`
     x = np.where(along_up, np.cross(z, [0.0, 1.0, 0.0]), x)
     x = x / np.linalg.norm(x, axis=-1, keepdims=True)
     y = np.cross(z, x)
     R = np.stack([x, y, z], axis=-2)  # rows: camera axes in world coordinates
-    return R, -np.einsum("...ij,...j->...i", R, eye)
+    return R, -np.einsum("...ij,...j->...i", R, eye_)
 
 
 def distort_normalized(xy: np.ndarray, dist) -> np.ndarray:
@@ -181,11 +183,12 @@ class Camera:
         w, h = self.size
         u, v = pixels[..., 0], pixels[..., 1]
         with np.errstate(invalid="ignore"):
-            return np.isfinite(u) & np.isfinite(v) & (u >= -margin) & (u < w + margin) & (v >= -margin) & (v < h + margin)
+            return (np.isfinite(u) & np.isfinite(v) & (u >= -margin) & (u < w + margin)
+                    & (v >= -margin) & (v < h + margin))
 
-    def copy(self, **changes) -> "Camera":
-        kw = dict(name=self.name, K=self.K.copy(), dist=self.dist.copy(), R=self.R.copy(), t=self.t.copy(),
-                  size=self.size, frame_id=self.frame_id)
+    def copy(self, **changes) -> Camera:
+        kw: dict[str, Any] = dict(name=self.name, K=self.K.copy(), dist=self.dist.copy(), R=self.R.copy(),
+                                  t=self.t.copy(), size=self.size, frame_id=self.frame_id)
         kw.update(changes)
         return Camera(**kw)
 
@@ -226,7 +229,7 @@ class Rig:
     def index(self, name: str) -> int:
         return self.names.index(name)
 
-    def subset(self, names_or_indices: Sequence[int | str]) -> "Rig":
+    def subset(self, names_or_indices: Sequence[int | str]) -> Rig:
         return Rig([self[k] for k in names_or_indices])
 
     # --- batched geometry -------------------------------------------------------------------------

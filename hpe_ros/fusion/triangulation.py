@@ -160,7 +160,8 @@ class _Views:
         err[~(in_front & np.isfinite(err))] = np.inf
         return err, z
 
-    def solve(self, mask: np.ndarray, idx: np.ndarray | slice = slice(None), depth: np.ndarray | None = None) -> np.ndarray:
+    def solve(self, mask: np.ndarray, idx: np.ndarray | slice = slice(None),
+              depth: np.ndarray | None = None) -> np.ndarray:
         """DLT of points idx over views mask (C, n); depth (C, n) turns on geometric reweighting."""
         w = self.weights[:, idx] * mask
         if depth is not None:
@@ -174,7 +175,8 @@ _PAIRS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 def _pairs(k: int) -> tuple[np.ndarray, np.ndarray]:
     """Index pairs (a < b) of k views, cached."""
     if k not in _PAIRS:
-        _PAIRS[k] = tuple(np.array(list(combinations(range(k), 2)), dtype=np.int64).reshape(-1, 2).T)
+        a, b = np.array(list(combinations(range(k), 2)), dtype=np.int64).reshape(-1, 2).T
+        _PAIRS[k] = (a, b)
     return _PAIRS[k]
 
 
