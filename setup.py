@@ -40,7 +40,7 @@ setup(
         "blazepose": ["tflite", "ai-edge-litert"],
         "torch": ["torch==2.13.0"],
         "tensorrt": ["tensorrt"],
-        "test": ["pytest", "pytest-timeout", "scikit-image"],
+        "test": ["pytest", "pytest-timeout", "scikit-image", "ruff==0.17.6", "mypy==2.4.1"],
     },
     zip_safe=True,
     maintainer="hpe_ros developers",
