@@ -58,16 +58,18 @@ def _cmd_board(a) -> int:
 
 
 def _cmd_from_people(a) -> int:
-    from hpe_ros.calibration.from_people import calibrate_from_people, load_keypoint_folders
+    from hpe_ros.calibration.from_people import calibrate_from_people
     from hpe_ros.io.atomic import write_text_atomic
     from hpe_ros.io.calibration import load_rig, save_rig
-    from hpe_ros.io.openpose import folders_for_cameras
+    from hpe_ros.io.openpose import SynchronisedOpenPose
 
     folders = camera_paths(a.keypoints, "--keypoints")
     intrinsics = load_rig(a.calib)
-    points2d, scores = load_keypoint_folders(folders_for_cameras(folders, intrinsics.names, a.calib), a.layout)
-    rig, report = calibrate_from_people(intrinsics, points2d, scores, a.layout, person_height=a.person_height,
-                                        progress=not a.no_progress)
+    recording = SynchronisedOpenPose.for_cameras(folders, intrinsics.names, a.layout, source=a.calib)
+    _, points2d, scores = recording.read_all(min_people=1)                      # (F, C, P, J, 2), (F, C, P, J)
+    rig, report = calibrate_from_people(intrinsics, points2d.swapaxes(0, 1), scores.swapaxes(0, 1), a.layout,
+                                        person_height=a.person_height, progress=not a.no_progress)
+    report["skipped"] = recording.skip_report()
     save_rig(rig, a.out)
     report_path = a.report or f"{a.out}.report.json"
     write_text_atomic(report_path, json.dumps(report, indent=2, default=str) + "\n")
@@ -79,6 +81,8 @@ def _cmd_from_people(a) -> int:
 def format_people_report(report: dict) -> str:
     """`calibrate_from_people`'s report as text: per camera the bundle adjustment's reprojection RMS / median
     and observations, the scale, the data used and its warnings ("warning: too little data ...")."""
+    from hpe_ros.offline import format_skipped
+
     px = lambda v: "-" if v is None else f"{v:.2f}"
     lines = [f"{name:<12} rms {px(row.get('reprojection_rms_px'))} px, median "
              f"{px(row.get('reprojection_median_px'))} px, {row.get('observations_used')} observations"
@@ -89,7 +93,8 @@ def format_people_report(report: dict) -> str:
         lines.append(f"data: {data.get('frames_well_seen')} frames with a person well seen by two cameras, "
                      f"positions spread over {data.get('position_spread_m')} m")
     lines += [f"warning: {w}" for w in data.get("warnings", [])]
-    return "\n".join(lines)
+    skipped = format_skipped(report.get("skipped"))
+    return "\n".join(lines + ([skipped] if skipped else []))
 
 
 def add_parsers(sub) -> None:

@@ -13,8 +13,8 @@ import json
 import numpy as np
 import pytest
 
-from hpe_ros.io.calibration import save_rig
 from hpe_ros.io import pose2d_jsonl
+from hpe_ros.io.calibration import save_rig
 from hpe_ros.io.pose2d_jsonl import FORMAT, read_pose2d_jsonl, write_pose2d_jsonl
 from hpe_ros.lift.recordings import load_recording_jsonl, save_recording_jsonl, simulate_recording
 from hpe_ros.sim.rig import default_rig
@@ -183,7 +183,8 @@ def test_writer_refuses_bad_input_and_is_atomic(tmp_path, monkeypatch):
     def leftovers():
         return sorted(p.name for p in tmp_path.iterdir())
 
-    with pytest.raises(ValueError, match=r"points2d \(4 stamps, 2 cameras, coco17\) must have shape \(4, 2, P, 17, 2\)"):
+    with pytest.raises(ValueError,
+                       match=r"points2d \(4 stamps, 2 cameras, coco17\) must have shape \(4, 2, P, 17, 2\)"):
         write_pose2d_jsonl(path, pts[..., :16, :], sc[..., :16], stamps, ["a", "b"])
     with pytest.raises(ValueError, match=r"frame 2 .* is not after frame 1"):
         write_pose2d_jsonl(path, pts, sc, [0.0, 0.1, 0.1, 0.3], ["a", "b"])
