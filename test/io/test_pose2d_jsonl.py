@@ -248,3 +248,35 @@ def test_cli_train_lifter_epipolar_from_jsonl(tmp_path, rig, recording, capsys):
     assert main(["train-lifter", "--method", "epipolar", "--jsonl", str(tmp_path / "rec.jsonl"),
                  "--calib", str(tmp_path / "two.toml"), "--out", str(out)]) == 2
     assert "not in the calibration" in capsys.readouterr().err
+
+
+def test_bad_lines_are_skipped_and_recorded_the_good_frames_kept(tmp_path, caplog):
+    path = tmp_path / "rec.jsonl"
+    lines = [HEADER, _frame(0.0), "{truncated", _frame(0.1, cam0=[PERSON, PERSON[:16]], cam2=[PERSON]),
+             _frame(0.1), {"views": {}}, _frame(0.2, cam0=[[[1.0, 2.0, -1]] + PERSON[1:], PERSON]), _frame(0.3)]
+    path.write_bytes(b"\xef\xbb\xbf" + "".join((x if isinstance(x, str) else json.dumps(x)) + "\n"
+                                               for x in lines).encode())
+    skipped = []
+    with caplog.at_level("WARNING"):
+        seq = read_pose2d_jsonl(path, skipped=skipped)
+    assert seq.stamps.tolist() == [0.0, 0.1, 0.2, 0.3]
+    assert np.isfinite(seq.points2d[1, 0, 0]).all() and not np.isfinite(seq.points2d[1, 0, 1]).any()
+    assert not np.isfinite(seq.points2d[2, 0, 0]).any() and np.isfinite(seq.points2d[2, 0, 1]).all()
+    assert [(s["entry"], s["reason"].split(":")[0]) for s in skipped] == [
+        ("line 3", "malformed JSON"),
+        ("line 4: camera 'cam0', person 1", "16 joints, but layout coco17 has 17"),
+        ("line 4: camera 'cam2'", "is not in the header's cameras ['cam0', 'cam1']"),
+        ("line 5", "stamp 0.1 repeats the previous frame's stamp 0.1 (line 4); stamps must increase strictly"),
+        ("line 6", "a frame needs \"stamp\" and \"views\"; missing ['stamp']"),
+        ("line 7: camera 'cam0', person 0", "joint 0")]
+    assert all(s["file"] == str(path) for s in skipped)
+    logged = [r.getMessage() for r in caplog.records if r.name == "hpe_ros.io.pose2d_jsonl"]
+    assert len(logged) == 1 and "line 3: malformed JSON" in logged[0] and "6 bad entries in all, 4 frames kept" \
+        in logged[0]
+
+
+def test_a_file_without_a_usable_frame_is_an_error(tmp_path):
+    path = tmp_path / "rec.jsonl"
+    path.write_text(json.dumps(HEADER) + "\n{x\n[1]\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"rec.jsonl: no usable frame: 2 bad entries; first: line 2: malformed JSON"):
+        read_pose2d_jsonl(path)
