@@ -43,7 +43,7 @@ from .camera import Rig
 from .fusion import FusionConfig, FusionPipeline
 from .fusion.offline_tracks import ClipConfig, settle_tracks, whole_clip_fusion_config
 from .fusion.pipeline import stack_views
-from .io.atomic import write_text_atomic
+from .io.atomic import atomic_group, write_text_atomic
 from .io.openpose import SynchronisedOpenPose
 from .io.pose_cloud import HumanPoses
 from .io.skeleton_json import SkeletonFrame, write_skeleton_json
@@ -331,18 +331,21 @@ def output_paths(out: str | os.PathLike, fmt: str = "auto") -> tuple[Path, Path,
 
 
 def write_outputs(result: OfflineResult, out: str | os.PathLike, fmt: str = "auto", y_up: bool = False) -> dict:
-    """Write the TRC or JSON output and OUT.report.json (each atomically; folders created as needed).
+    """Write the TRC or JSON output and OUT.report.json, both or neither (folders created as needed).
 
     Format: "trc" -> the longest-lived id, trimmed to the frames from its first to its last appearance;
     "json" -> every id; "auto" -> TRC when exactly one id appeared, else JSON (or what OUT's suffix says).
     Returns {"output", "report", "format", "person_id"}; ValueError when a TRC is asked for and no
-    person was tracked (nothing is written then).
+    person was tracked. Both files are written to a staging folder first and then renamed
+    (`io.atomic.atomic_group`): when this raises, Ctrl-C and SIGTERM included, the output and the report
+    are as they were before the call (no new file, an old one unchanged) and no temp file is left.
     """
     stem, report_path, fmt = output_paths(out, fmt)
     if fmt == "auto":
         fmt = "trc" if len(result.ids) == 1 else "json"
     stem.parent.mkdir(parents=True, exist_ok=True)
     info = {"format": fmt, "person_id": None, "up_axis": "y" if y_up else "z"}
+    path = stem.with_name(stem.name + "." + fmt)
     if fmt == "trc":
         pid = result.longest_lived_id()
         if pid is None:
@@ -351,26 +354,33 @@ def write_outputs(result: OfflineResult, out: str | os.PathLike, fmt: str = "aut
         if len(result.ids) > 1:
             log.warning("%d person ids %s; the TRC holds the longest-lived id %d (--format json keeps all)",
                         len(result.ids), result.ids.tolist(), pid)
-        track = result.track(pid)
-        seen = np.flatnonzero(np.isfinite(track).all(-1).any(-1))
-        span = slice(seen[0], seen[-1] + 1)
-        path = write_trc(stem.with_name(stem.name + ".trc"), track[span], result.layout.joint_names, result.fps,
-                         frame_numbers=result.frame_indices[span], y_up=y_up)
-        info.update(person_id=pid, frames=int(seen[-1] - seen[0] + 1))
-    else:
-        present = result.present
-        frames = [SkeletonFrame(index=int(idx), ids=result.ids[present[t]], points=result.points[t, present[t]],
-                                confidence=result.confidence[t, present[t]])
-                  for t, idx in enumerate(result.frame_indices)]
-        if y_up:
-            frames = [SkeletonFrame(f.index, f.ids, zup_to_yup(f.points), f.confidence) for f in frames]
-        path = write_skeleton_json(stem.with_name(stem.name + ".json"), result.layout, result.fps, frames,
-                                   up_axis=info["up_axis"])
-    info["output"] = str(path)
-    result.report["output"] = dict(info)
-    write_text_atomic(report_path, json.dumps(result.report, indent=2, allow_nan=False) + "\n")
+    with atomic_group([path, report_path]) as (staged_output, staged_report):
+        if fmt == "trc":
+            track = result.track(pid)
+            seen = np.flatnonzero(np.isfinite(track).all(-1).any(-1))
+            span = slice(seen[0], seen[-1] + 1)
+            write_trc(staged_output, track[span], result.layout.joint_names, result.fps,
+                      frame_numbers=result.frame_indices[span], y_up=y_up)
+            info.update(person_id=pid, frames=int(seen[-1] - seen[0] + 1))
+        else:
+            write_skeleton_json(staged_output, result.layout, result.fps, _skeleton_frames(result, y_up),
+                                up_axis=info["up_axis"])
+        info["output"] = str(path)
+        result.report["output"] = dict(info)
+        write_text_atomic(staged_report, json.dumps(result.report, indent=2, allow_nan=False) + "\n")
     info["report"] = str(report_path)
     return info
+
+
+def _skeleton_frames(result: OfflineResult, y_up: bool) -> list[SkeletonFrame]:
+    """The present ids of every frame, for the JSON output (y-up when asked)."""
+    present = result.present
+    frames = [SkeletonFrame(index=int(idx), ids=result.ids[present[t]], points=result.points[t, present[t]],
+                            confidence=result.confidence[t, present[t]])
+              for t, idx in enumerate(result.frame_indices)]
+    if y_up:
+        frames = [SkeletonFrame(f.index, f.ids, zup_to_yup(f.points), f.confidence) for f in frames]
+    return frames
 
 
 __all__ = ["OfflineResult", "triangulate_folders", "fuse_frames", "write_outputs", "output_paths", "format_report",

@@ -2,7 +2,9 @@
 
 Errors: a command raises ValueError / OSError (and the extra types it declares with
 `set_defaults(input_errors=...)`) for bad input; `run_command` turns them into one line on stderr and
-exit status 2, and Ctrl-C into one line and exit status 130, never a traceback.
+exit status 2, Ctrl-C (SIGINT) into one line and exit status 130 and SIGTERM into one line and 143, never
+a traceback. Both signals raise in the main thread (SIGTERM as `Terminated`, a KeyboardInterrupt), so
+`finally` blocks run: atomic writes remove their temp files and no partial output is left.
 
 Usage errors, meaningless values included (a count <= 0, a size 0x0, an fps <= 0: the argparse types
 here), are one line too, exit 2 (`OneLineParser`).
@@ -16,6 +18,7 @@ import argparse
 import logging
 import math
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -25,6 +28,21 @@ BAD_INPUT: tuple[type[BaseException], ...] = (ValueError, OSError)  # Calibratio
 LAYOUT_CHOICES = list(LAYOUTS)
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_TERMINATED = 143   # 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the main thread is: every handler of Ctrl-C (cleanup included) handles it too."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
+def _ignore_stop_signals() -> None:
+    """A second Ctrl-C / SIGTERM while the command is already stopping must not interrupt the cleanup."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def command_name(args: argparse.Namespace) -> str:
@@ -34,14 +52,19 @@ def command_name(args: argparse.Namespace) -> str:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run the parsed command: bad input -> one line on stderr and 2; Ctrl-C -> one line and 130."""
+    """Run the parsed command: bad input -> one line on stderr and 2; Ctrl-C -> one line and 130;
+    SIGTERM -> one line and 143."""
     name = command_name(args)
     logging.basicConfig(level=logging.WARNING, format=f"{name}: %(message)s")
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return args.func(args)
-    except KeyboardInterrupt:
-        print(f"{name}: interrupted", file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        _ignore_stop_signals()
+        terminated = isinstance(exc, Terminated)
+        print(f"{name}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr, flush=True)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except BAD_INPUT + tuple(getattr(args, "input_errors", ())) as exc:
         message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         print(f"{name}: error: {message or type(exc).__name__}", file=sys.stderr, flush=True)
@@ -161,4 +184,5 @@ def add_progress_flag(parser: argparse.ArgumentParser) -> None:
 
 __all__ = ["run_command", "command_name", "camera_paths", "named_camera_paths", "add_progress_flag",
            "OneLineParser", "positive_int", "positive_float", "non_negative_int", "non_negative_float", "at_least",
-           "in_range", "image_size", "LAYOUT_CHOICES", "BAD_INPUT", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED"]
+           "in_range", "image_size", "LAYOUT_CHOICES", "BAD_INPUT", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED",
+           "EXIT_TERMINATED", "Terminated"]

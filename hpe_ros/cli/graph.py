@@ -1,10 +1,11 @@
 """`hpe-ros demo` and `hpe-ros run`: the ROS 2 node graph, scored on a synthetic rig or started from a config."""
 from __future__ import annotations
 
+import signal
 import sys
 import time
 
-from hpe_ros.cli.common import at_least, non_negative_int, positive_float, positive_int
+from hpe_ros.cli.common import Terminated, at_least, non_negative_int, positive_float, positive_int
 from hpe_ros.resources import DEFAULT_CONFIG, resolve_path
 
 
@@ -24,7 +25,9 @@ def _cmd_run(a) -> int:
     print(f"hpe-ros run: {' -> '.join(nodes)} with {path} ({'one process' if a.in_process else 'a process per node'})",
           flush=True)
     if a.in_process:
-        run_in_process(nodes, config, a.duration)
+        stopped_by = run_in_process(nodes, config, a.duration)
+        if stopped_by is not None:  # the graph is down; the command reports the signal as every command does
+            raise Terminated if stopped_by == signal.SIGTERM else KeyboardInterrupt
         return 0
     procs = ProcessGraph(nodes, path)
     try:
@@ -35,9 +38,7 @@ def _cmd_run(a) -> int:
                 print(f"hpe-ros run: {', '.join(dead)} exited; stopping the graph", file=sys.stderr)
                 return 1
             time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass  # Ctrl-C is how a graph without --duration is stopped, in one process or many: status 0
-    finally:
+    finally:  # Ctrl-C / SIGTERM: the graph is stopped here, the command's status says which signal
         procs.stop()
     return 0
 
