@@ -5,15 +5,19 @@
         proc = subprocess.Popen(hosts.wrap("a", ["python", ...]))
 
 Each namespace gets `lo` and its veth end up, multicast on both, and a 224.0.0.0/4 route over the veth (what a
-host's default route gives) so a multicast sender that names no interface reaches the other side. Needs root
-and `ip netns` (`unavailable_reason()`), and iptables for loss (`iptables_reason()`). Closing kills whatever
-still runs inside the namespaces and deletes them, also after a failed set-up.
+host's default route gives) so a multicast sender that names no interface reaches the other side.
+Each side also gets its own /dev/shm and /etc/machine-id (bind-mounted over the real ones in every process
+started with `wrap`), as real hosts have: namespaces share the machine's, and Fast DDS names its shared-memory
+ports after UDP port numbers, which repeat in every namespace, so the sides could write into each other's ports.
+Needs root and `ip netns` (`unavailable_reason()`), and iptables for loss (`iptables_reason()`). Closing kills
+whatever still runs inside the namespaces and deletes them and those files, also after a failed set-up.
 """
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import uuid
 
 SUBNET = "10.77.0"
 
@@ -53,6 +57,8 @@ class TwoHosts:
         self.names = {"a": f"{prefix}a", "b": f"{prefix}b"}
         self.links = {"a": f"{prefix}a0", "b": f"{prefix}b0"}
         self.addresses = {"a": f"{SUBNET}.1", "b": f"{SUBNET}.2"}
+        self.shm = {side: f"/dev/shm/{ns}.shm" for side, ns in self.names.items()}
+        self.machine_ids = {side: f"/dev/shm/{ns}.machine-id" for side, ns in self.names.items()}
         if any(len(n) > 15 for n in self.links.values()):
             raise ValueError(f"prefix {prefix!r} is too long for an interface name (15 characters at most)")
 
@@ -71,6 +77,10 @@ class TwoHosts:
         a, b = self.names["a"], self.names["b"]
         _run("ip", "netns", "add", a)
         _run("ip", "netns", "add", b)
+        for side in self.names:
+            os.makedirs(self.shm[side])
+            with open(self.machine_ids[side], "w") as f:
+                f.write(uuid.uuid4().hex + "\n")
         _run("ip", "link", "add", self.links["a"], "netns", a, "type", "veth", "peer", "name", self.links["b"],
              "netns", b)
         for side, ns in self.names.items():
@@ -88,8 +98,11 @@ class TwoHosts:
             raise RuntimeError(f"{' '.join(cmd)} in {self.names[side]}: {exc.stderr.strip()}") from exc
 
     def wrap(self, side: str, cmd: list[str]) -> list[str]:
-        """`cmd` as run inside namespace `side`, for subprocess.Popen."""
-        return ["ip", "netns", "exec", self.names[side], *cmd]
+        """`cmd` as run inside namespace `side` with that side's /dev/shm and machine id, for subprocess.Popen
+        (same pid). `ip netns exec` gives each command a mount namespace of its own: the mounts stay inside it."""
+        mounts = 'mount --bind "$1" /etc/machine-id && mount --bind "$2" /dev/shm && shift 2 && exec "$@"'
+        return ["ip", "netns", "exec", self.names[side], "sh", "-c", mounts, "sh", self.machine_ids[side],
+                self.shm[side], *cmd]
 
     def drop_incoming(self, probability: float) -> None:
         """Drop each packet arriving over the veth, in both directions, with this probability.
@@ -118,3 +131,7 @@ class TwoHosts:
                 except (ProcessLookupError, ValueError):
                     pass
             _run("ip", "netns", "del", ns, check=False)
+        for side in self.names:
+            shutil.rmtree(self.shm[side], ignore_errors=True)
+            if os.path.exists(self.machine_ids[side]):
+                os.remove(self.machine_ids[side])

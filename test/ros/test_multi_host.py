@@ -29,7 +29,7 @@ from hpe_ros.ros.launcher import load_config, node_command, node_parameters  # n
 
 MONITOR = Path(__file__).parents[1] / "helpers" / "pose_monitor.py"
 LOSS = 0.02
-SIM_RATE_HZ = 15.0  # half the config's rate: less CPU for a graph that shares the machine with other tests
+SIM_RATE_HZ = 10.0  # a third of the config's rate: CPU to spare for a graph that shares the machine with other tests
 CLEAN_S, LOSSY_S = 5.0, 10.0
 MIN_RATE_FRACTION = 0.7   # of what the sim delivered, which must itself reach
 MIN_SIM_FRACTION = 0.5    # of SIM_RATE_HZ, or the machine is too busy for the rates to mean anything
@@ -177,7 +177,7 @@ def test_graph_runs_across_two_hosts_over_a_lossy_link(hosts, mode, tmp_path):
             sim_rate, out = summary[stretch]["sim"]["rate_hz"], summary[stretch]["output"]
             assert sim_rate >= MIN_SIM_FRACTION * SIM_RATE_HZ, ("the sim fell far behind", stretch, summary)
             assert out["rate_hz"] >= MIN_RATE_FRACTION * sim_rate, (stretch, summary)
-            assert out["with_people"] > 0.9, (stretch, summary)
+            assert out["with_people"] > 0.8, (stretch, summary)
         statuses = last_statuses(records)
         for name in ["fusion", *cameras]:  # the fusion stage and every camera, each with a drop count
             status = statuses.get(f"fusion_node: {name}")
