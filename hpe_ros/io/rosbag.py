@@ -27,6 +27,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from hpe_ros.fusion.frames import rep155_joint_name
 from hpe_ros.io.image_encodings import decode_compressed, decode_image, to_bgr
 from hpe_ros.io.pose_cloud import HUMAN_POSE_FIELDS, HumanPoses, human_pose_columns, pack_columns
 from hpe_ros.io.pose_markers import LABEL_HEIGHT, skeleton_parts
@@ -258,23 +259,27 @@ class _PoseMessages:
         return self.t["visualization_msgs/msg/MarkerArray"](markers=out)
 
     def transforms(self, poses: HumanPoses, header):
-        """As hpe_ros.ros.tf.skeleton_transforms without orientations: body_<id> at the hip centre, joints."""
+        """As hpe_ros.ros.tf.skeleton_transforms without orientations: body_<id> at the hip centre, under it
+        the joints (REP-155 names); a person without hips is left out."""
         t = self.t
         vector, quaternion = t["geometry_msgs/msg/Vector3"], t["geometry_msgs/msg/Quaternion"]
         stamped, transform = t["geometry_msgs/msg/TransformStamped"], t["geometry_msgs/msg/Transform"]
 
-        def frame(child: str, xyz):
-            return stamped(header=header, child_frame_id=child,
+        def frame(parent_header, child: str, xyz):
+            return stamped(header=parent_header, child_frame_id=child,
                            transform=transform(translation=vector(*(float(v) for v in xyz)),
                                                rotation=quaternion(x=0.0, y=0.0, z=0.0, w=1.0)))
 
         bodies = self.layout.hip_centre(poses.points)                          # (P, 3)
+        names = [rep155_joint_name(n) for n in self.layout.joint_names]
         out = []
         for p, track_id in enumerate(np.asarray(poses.ids).tolist()):
-            if np.isfinite(bodies[p]).all():
-                out.append(frame(f"body_{track_id}", bodies[p]))
+            if not np.isfinite(bodies[p]).all():
+                continue
+            out.append(frame(header, f"body_{track_id}", bodies[p]))
+            body_header = t["std_msgs/msg/Header"](stamp=header.stamp, frame_id=f"body_{track_id}")
             for j in np.flatnonzero(np.isfinite(poses.points[p]).all(-1)):
-                out.append(frame(f"{self.layout.joint_names[j]}_{track_id}", poses.points[p, j]))
+                out.append(frame(body_header, f"{names[j]}_{track_id}", poses.points[p, j] - bodies[p]))
         return t["tf2_msgs/msg/TFMessage"](transforms=out)
 
 

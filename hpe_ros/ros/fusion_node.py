@@ -35,7 +35,14 @@ from hpe_ros.ros.params import STRING_ARRAY, config_values, declare, declare_con
 from hpe_ros.ros.pointcloud import (HumanPoses, cloud_to_pose2d, cloud_to_pose3d, human_pose_to_cloud, make_header,
                                     stamp_to_seconds)
 from hpe_ros.ros.qos import LATCHED, POSES, SENSOR
-from hpe_ros.ros.tf import TFSender, camera_transforms, skeleton_transforms
+from hpe_ros.ros.tf import (
+    CameraPosesFromTF,
+    TFSender,
+    camera_transforms,
+    declare_frame_parameters,
+    publishes_camera_frames,
+    skeleton_transforms,
+)
 from hpe_ros.skeleton import get_layout
 
 
@@ -49,7 +56,8 @@ class FusionNode(ManagedNode):
         d("world_frame", "world", "frame of /human_pose_3d, markers and TF")
         d("output_topic", "/human_pose_3d", "fused skeletons (markers and skeleton description use sub-topics)")
         d("publish_markers", True, "publish RViz markers")
-        d("publish_tf", True, "broadcast body_<id> and <joint>_<id> frames (needs tf2_ros)")
+        d("publish_tf", True, "broadcast body_<id> and <joint>_<id> frames (needs tf2_ros or tf2_msgs)")
+        declare_frame_parameters(self)
         d("marker_lifetime_s", 0.5, "RViz marker lifetime", low=0.0, high=60.0)
         declare_config(self, LiveConfig)
         declare_config(self, FusionConfig, "fusion")
@@ -113,6 +121,8 @@ class FusionNode(ManagedNode):
         skeleton_pub.publish(String(data=json.dumps({**self.layout.to_dict(), "world_frame": self.world_frame})))
         self.tf = TFSender(self) if g("publish_tf") else None
         self.static_tf = TFSender(self, static=True)
+        self.frame_prefix = g("frame_prefix")
+        self.camera_tf = self.camera_poses_from_tf()
         self._send_camera_tf()
         for c in self.live.rig.names:
             self.own_subscription(PointCloud2, f"/{c}/pose_2d", lambda m, c=c: self._on_pose2d(c, m), SENSOR)
@@ -139,13 +149,33 @@ class FusionNode(ManagedNode):
             self.marker_pub.publish(delete_all_markers(make_header(self._now(), self.world_frame)))
 
     def _send_camera_tf(self) -> None:
-        self.static_tf.send(camera_transforms(self.live.rig, self.world_frame, self.get_clock().now().to_msg()))
+        if publishes_camera_frames(self):
+            self.static_tf.send(camera_transforms(self.live.rig, self.world_frame, self.get_clock().now().to_msg(),
+                                                  self.frame_prefix))
+
+    def camera_poses_from_tf(self) -> CameraPosesFromTF | None:
+        """With camera_extrinsics_from_tf: read the cameras' poses from TF now and every camera_tf_period_s."""
+        if not self.get_parameter("camera_extrinsics_from_tf").value:
+            return None
+        reader = CameraPosesFromTF(self, self.world_frame, self.frame_prefix)
+
+        def reread():
+            rig = reader.poll(self.live.rig)
+            if rig is None:
+                self.problem("camera-tf", f"waiting for camera poses on TF: no {reader.missing} in {self.world_frame}")
+            else:
+                self.live.pipeline.set_rig(rig)
+        self.own_timer(self.get_parameter("camera_tf_period_s").value, reread)
+        return reader
 
     # --- inputs --------------------------------------------------------------------------------------
     def _on_pose2d(self, cam: str, msg: PointCloud2) -> None:
         now = self._now()
         stamp = stamp_to_seconds(msg.header.stamp)
         stats = self.stage(cam, cam)
+        if self.camera_tf is not None and not self.camera_tf.ready:
+            stats.drop(reason="camera poses not on TF yet")
+            return
         try:
             points2d, scores = cloud_to_pose2d(msg)
             arrival = self.live.add_2d(cam, stamp, points2d, scores, now)
@@ -198,7 +228,8 @@ class FusionNode(ManagedNode):
             self.live.pipeline.orient(result)  # after the skeletons went out: orientations only feed TF
             rotations = np.stack([p.joint_rotations for p in result.persons])
             bodies = np.stack([p.body_pose for p in result.persons])
-            self.tf.send(skeleton_transforms(points, ids, self.layout, header, rotations, bodies))
+            self.tf.send(skeleton_transforms(points, ids, self.layout, header, rotations, bodies,
+                                               self.frame_prefix))
         stats = self.stage("fusion")
         stats.tick(latency_ms=latency_ms)
         stats.dropped = self.live.sync.counters.dropped

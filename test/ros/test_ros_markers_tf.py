@@ -137,14 +137,19 @@ def test_skeleton_transforms_default_frames():
     tfs = skeleton_transforms(pts, [3, 8], COCO17, make_header(5.0, "world"))
     names = [t.child_frame_id for t in tfs]
     assert len(tfs) == 2 * (1 + J) - 1
-    assert names[0] == "body_3" and names[1] == "nose_3" and "nose_8" not in names and "left_ankle_8" in names
-    assert all(t.header.frame_id == "world" and t.header.stamp.sec == 5 for t in tfs)
+    assert names[0] == "body_3" and names[1] == "nose_3" and "nose_8" not in names and "l_ankle_8" in names
+    assert all(t.header.stamp.sec == 5 for t in tfs)
+    # REP-155: bodies under the world, each joint (REP-155 name) under its own body.
+    assert [t.header.frame_id for t in tfs if t.child_frame_id.startswith("body_")] == ["world", "world"]
+    assert all(t.header.frame_id == f"body_{t.child_frame_id.rsplit('_', 1)[1]}" for t in tfs
+               if not t.child_frame_id.startswith("body_"))
     hip = 0.5 * (pts[0, COCO17.index("left_hip")] + pts[0, COCO17.index("right_hip")])
     tr = tfs[0].transform.translation
     np.testing.assert_allclose([tr.x, tr.y, tr.z], hip)
     assert tfs[0].transform.rotation.w == 1.0
-    wrist = tfs[names.index("left_wrist_8")].transform.translation
-    np.testing.assert_allclose([wrist.x, wrist.y, wrist.z], pts[1, COCO17.index("left_wrist")])
+    wrist = tfs[names.index("l_wrist_8")].transform.translation  # body frame: at the hips, world-aligned
+    hip8 = 0.5 * (pts[1, COCO17.index("left_hip")] + pts[1, COCO17.index("right_hip")])
+    np.testing.assert_allclose([wrist.x, wrist.y, wrist.z], pts[1, COCO17.index("left_wrist")] - hip8)
 
 
 def test_skeleton_transforms_with_rotations_and_body_poses():
@@ -158,11 +163,12 @@ def test_skeleton_transforms_with_rotations_and_body_poses():
     assert tfs[0].child_frame_id == "body_1"
     np.testing.assert_allclose([b.translation.x, b.translation.y, b.translation.z], [1, 2, 0.9])
     np.testing.assert_allclose([b.rotation.z, b.rotation.w], [np.sqrt(0.5), np.sqrt(0.5)])
-    r = tfs[1 + 5].transform.rotation
-    assert_same_rotation(np.array([r.x, r.y, r.z, r.w]), rots[0, 5])
-    body[0, :3, 3] = np.nan  # a body pose without a position is skipped, joints stay
-    tfs = skeleton_transforms(pts, [1], COCO17, make_header(0.0, "world"), body_poses=body)
-    assert len(tfs) == J and tfs[0].child_frame_id == "nose_1"
+    r, p = tfs[1 + 5].transform.rotation, tfs[1 + 5].transform.translation  # joint 5 in body_1
+    assert tfs[1 + 5].header.frame_id == "body_1"
+    assert_same_rotation(np.array([r.x, r.y, r.z, r.w]), body[0, :3, :3].T @ rots[0, 5])
+    np.testing.assert_allclose(body[0, :3, :3] @ [p.x, p.y, p.z] + body[0, :3, 3], pts[0, 5], atol=1e-12)
+    body[0, :3, 3] = np.nan  # a body pose without a position: nothing to hang the joints from
+    assert skeleton_transforms(pts, [1], COCO17, make_header(0.0, "world"), body_poses=body) == []
 
 
 def test_camera_transforms_place_camera_at_centre():

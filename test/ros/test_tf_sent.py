@@ -21,12 +21,14 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E
 from sensor_msgs.msg import PointCloud2  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
 
+from hpe_ros.fusion.frames import rep155_joint_name  # noqa: E402
 from hpe_ros.resources import DEFAULT_CONFIG, config_path  # noqa: E402
 from hpe_ros.ros.launcher import load_config, make_nodes  # noqa: E402
 from hpe_ros.ros.pointcloud import cloud_to_human_pose  # noqa: E402
 from hpe_ros.ros.qos import POSES  # noqa: E402
-from hpe_ros.ros.tf import TFSender, camera_transforms  # noqa: E402
+from hpe_ros.ros.tf import TFSender, camera_transforms, transform_to_pose  # noqa: E402
 from hpe_ros.skeleton import COCO17  # noqa: E402
+
 from helpers.fusion_scenes import ring_rig  # noqa: E402
 from helpers.ros_spin import spin  # noqa: E402
 
@@ -38,9 +40,9 @@ TF_MESSAGE_HASH = "RIHS01_e369d0f05a23ae52508854b66f6aa0437f3449d652e8cbf22d5abe
 TF_QOS = QoSProfile(depth=100)
 TF_STATIC_QOS = QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
-# Parent of each kind of frame, as the graph sends them today. Joint frames hang from the world now;
-# REP-155 parenting will put them under their own body: then make "joint" {"body_<own id>"} only.
-EXPECTED_PARENTS = {"body": {"world"}, "joint": {"world", "body_<own id>"}, "camera": {"world"}}
+# Parent of each kind of frame (REP-155): bodies and cameras under the world, joints under their own body.
+EXPECTED_PARENTS = {"body": {"world"}, "joint": {"body_<own id>"}, "camera": {"world"}}
+JOINT_FRAMES = [rep155_joint_name(n) for n in COCO17.joint_names]
 
 
 def stamp_ns(stamp) -> int:
@@ -51,7 +53,7 @@ def frame_kind(child: str, cameras: set[str]) -> tuple[str, int | None]:
     """('body' | 'joint' | 'camera' | 'other', track id or None) of a child frame name."""
     if child in cameras:
         return "camera", None
-    match = re.fullmatch(r"(body|" + "|".join(COCO17.joint_names) + r")_(\d+)", child)
+    match = re.fullmatch(r"(body|" + "|".join(JOINT_FRAMES) + r")_(\d+)", child)
     if match is None:
         return "other", None
     return ("body" if match[1] == "body" else "joint"), int(match[2])
@@ -145,7 +147,7 @@ class GraphListener:
         poses, stamp = cloud_to_human_pose(msg), stamp_ns(msg.header.stamp)
         self.fused[stamp] = {int(i) for i in poses.ids}
         for track, points in zip(poses.ids, poses.points):
-            for name, xyz in zip(COCO17.joint_names, points):
+            for name, xyz in zip(JOINT_FRAMES, points):
                 self.joints[stamp, f"{name}_{int(track)}"] = xyz
 
     def body_stamps(self) -> dict[int, set[int]]:
@@ -191,15 +193,18 @@ def test_fusion_graph_sends_body_joint_and_camera_frames(ros_context, executor):
         joints = {t.child_frame_id for m in listener.tf for t in m.transforms
                   if frame_kind(t.child_frame_id, cameras)[0] == "joint"}
         some_id = next(iter(next(iter(bodies.values()))))
-        # A joint frame under the world sits where the fused cloud of its stamp puts the joint (float32 there).
-        placed = [(listener.joints[stamp_ns(t.header.stamp), t.child_frame_id],
-                   [t.transform.translation.x, t.transform.translation.y, t.transform.translation.z])
-                  for m in listener.tf for t in m.transforms
-                  if frame_kind(t.child_frame_id, cameras)[0] == "joint" and t.header.frame_id == "world"]
-        assert placed, "no joint frame under the world: compare joints under body_<id> through their body frame"
+        # A joint frame, composed with its body's, sits where the fused cloud of its stamp puts the joint.
+        placed = []
+        for m in listener.tf:
+            world_from = {t.child_frame_id: transform_to_pose(t) for t in m.transforms}
+            for t in m.transforms:
+                if frame_kind(t.child_frame_id, cameras)[0] == "joint":
+                    world_xyz = (world_from[t.header.frame_id] @ transform_to_pose(t))[:3, 3]
+                    placed.append((listener.joints[stamp_ns(t.header.stamp), t.child_frame_id], world_xyz))
+        assert placed, "no joint frame with its body frame in the same message"
         cloud_xyz, tf_xyz = np.array(placed).transpose(1, 0, 2)
         np.testing.assert_allclose(tf_xyz, cloud_xyz, atol=1e-5)
-        assert {f"{j}_{some_id}" for j in ("left_hip", "right_hip", "nose")} <= joints
+        assert {f"{j}_{some_id}" for j in ("l_hip", "r_hip", "nose")} <= joints
 
         # Cameras on /tf_static (latched), from both the sim and the fusion node, each message carrying all.
         assert len(listener.node.get_publishers_info_by_topic("/tf_static")) == 2  # rig_sim_node, fusion_node
@@ -219,3 +224,48 @@ def test_fusion_graph_sends_body_joint_and_camera_frames(ros_context, executor):
         for n in nodes:
             n.destroy_node()
         listener.node.destroy_node()
+
+
+def test_camera_extrinsics_from_tf_fuse_like_the_file(ros_context, executor):
+    """A static world->camera TF publisher + fusion_node with camera_extrinsics_from_tf fuses the same
+    skeletons as a fusion_node reading the extrinsics from the calibration file, on the same input."""
+    config = load_config(config_path(DEFAULT_CONFIG))
+    overrides = {"rig_sim_node": {"num_people": 2, "seed": 5, "publish_camera_frames": False},
+                 "fusion_node": {"use_lifter": False}}
+    sim, from_file = make_nodes(["rig_sim_node", "fusion_node"], config, overrides, context=ros_context)
+    from_tf_overrides = {**overrides, "fusion_node": {"use_lifter": False, "camera_extrinsics_from_tf": True,
+                                                      "camera_tf_period_s": 0.2, "output_topic": "human_pose_3d_tf"}}
+    (from_tf,) = make_nodes(["fusion_node"], config, from_tf_overrides, context=ros_context)
+    tf_publisher = Node("camera_tf_publisher", context=ros_context)
+    fused: dict[str, dict[int, tuple]] = {"human_pose_3d": {}, "human_pose_3d_tf": {}}
+    for topic, store in fused.items():
+        tf_publisher.create_subscription(
+            PointCloud2, topic, lambda m, s=store: s.__setitem__(stamp_ns(m.header.stamp), cloud_to_human_pose(m)),
+            POSES)
+    nodes = [sim, from_file, from_tf]
+    try:
+        for n in [tf_publisher, *nodes]:
+            executor.add_node(n)
+        for n in nodes:
+            assert n.bring_up()
+        static = TFSender(tf_publisher, static=True)
+        assert not from_tf.static_tf.last_sent, "fusion_node re-published camera frames it reads from TF"
+        static.send(camera_transforms(from_file.rig, "world", 0.0))
+        both = lambda: set(fused["human_pose_3d"]) & set(fused["human_pose_3d_tf"])
+        assert spin(executor, 90.0, until=lambda: len(both()) >= 20), {k: len(v) for k, v in fused.items()}
+        compared = 0
+        for stamp in sorted(both()):
+            a, b = fused["human_pose_3d"][stamp], fused["human_pose_3d_tf"][stamp]
+            if len(a.ids) and len(a.ids) == len(b.ids):  # track ids differ (b started later): pair by position
+                gaps = np.nanmean(np.linalg.norm(a.points[:, None] - b.points[None], axis=-1), axis=-1)  # (P, P)
+                # Same rig, same input: only the trackers' smoothing differs (b's tracks began later).
+                assert (gaps.min(axis=1) < 0.01).all(), gaps
+                compared += 1
+        assert compared >= 10, compared
+        np.testing.assert_allclose(np.stack([c.R for c in from_tf.rig]), np.stack([c.R for c in from_file.rig]),
+                                   atol=1e-9)
+        assert not from_tf.static_tf.last_sent
+    finally:
+        for n in nodes:
+            n.destroy_node()
+        tf_publisher.destroy_node()
