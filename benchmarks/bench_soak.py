@@ -117,6 +117,8 @@ def soak(nodes: list[str], minutes: float, sample_s: float, warmup_s: float, lis
             if dead:
                 print(f"died: {', '.join(dead)}; see {log_dir}", file=sys.stderr)
                 break
+    except KeyboardInterrupt:
+        print("interrupted: the figures so far", file=sys.stderr)
     finally:
         codes = graph.stop()
         if counter:

@@ -37,11 +37,11 @@ class RigSimNode(ManagedNode):
         p("time_origin", 0.0, "epoch seconds at which the motion starts (0 = when the node activates)",
           low=0.0, high=1e10)
         p("publish_ground_truth", True, "publish the true 3D joints")
-        p("ground_truth_topic", "/rig_sim/ground_truth", "topic of the true 3D joints")
+        p("ground_truth_topic", "rig_sim/ground_truth", "topic of the true 3D joints")
         p("world_frame", "world", "frame of the ground truth and the rig", read_only=True)
         declare_frame_parameters(self, read_camera_tf=False)
         self.rig = None
-        self._timers: dict[str, object] = {}  # the frame clock's timers by role
+        self._frame_timers: dict[str, object] = {}  # the frame clock's timers by role
         self.frames = 0
 
     def _now(self) -> float:
@@ -73,8 +73,8 @@ class RigSimNode(ManagedNode):
         self.pose_pubs, self.info_pubs = [], []
         for c in self.stream.cameras:
             name = self.rig[int(c)].name
-            self.pose_pubs.append(self.own_publisher(PointCloud2, f"/{name}/pose_2d", POSES))
-            self.info_pubs.append(self.own_publisher(CameraInfo, f"/{name}/camera_info", SENSOR))
+            self.pose_pubs.append(self.own_publisher(PointCloud2, f"{name}/pose_2d", POSES))
+            self.info_pubs.append(self.own_publisher(CameraInfo, f"{name}/camera_info", SENSOR))
         self.gt_pub = (self.own_publisher(PointCloud2, g("ground_truth_topic"), POSES)
                        if g("publish_ground_truth") else None)
         origin = g("time_origin")
@@ -107,18 +107,18 @@ class RigSimNode(ManagedNode):
         """Start the frame clock: one-shot timers to the next trigger and to the middle of its period."""
         self._drop_timers()
         wait = self.stream.until_next_frame(self._now())
-        self._timers["start_tick"] = self.create_timer(max(wait, 1e-4), self._start_ticks)
-        self._timers["start_render"] = self.create_timer(max(wait + 0.5 * self.stream.period, 1e-4),
+        self._frame_timers["start_tick"] = self.create_timer(max(wait, 1e-4), self._start_ticks)
+        self._frame_timers["start_render"] = self.create_timer(max(wait + 0.5 * self.stream.period, 1e-4),
                                                          self._start_renders)
 
     def _start_ticks(self) -> None:
         self._drop_timers("start_tick")
-        self._timers["tick"] = self.create_timer(self.stream.period, self._tick)
+        self._frame_timers["tick"] = self.create_timer(self.stream.period, self._tick)
         self._tick()
 
     def _start_renders(self) -> None:
         self._drop_timers("start_render")
-        self._timers["render"] = self.create_timer(self.stream.period, self._prerender)
+        self._frame_timers["render"] = self.create_timer(self.stream.period, self._prerender)
         self._prerender()
 
     def _prerender(self) -> None:
@@ -126,8 +126,8 @@ class RigSimNode(ManagedNode):
             self._next = self._render(self.last_frame + 1)
 
     def _drop_timers(self, *names: str) -> None:
-        for name in names or list(self._timers):
-            timer = self._timers.pop(name, None)
+        for name in names or list(self._frame_timers):
+            timer = self._frame_timers.pop(name, None)
             if timer is not None:
                 self.destroy_timer(timer)
 
