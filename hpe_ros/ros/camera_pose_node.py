@@ -103,12 +103,12 @@ class CameraPoseNode(ManagedNode):
         self.info: dict[str, CameraInfo] = {}
         rate = g("camera_rate_hz")
         self.gaps = {c: StampGapCounter(1.0 / rate if rate > 0 else 0.0) for c in self.cameras}
-        self.pubs = {c: self.own_publisher(PointCloud2, f"/{c}/pose_2d", POSES) for c in self.cameras}
-        self.debug_pubs = ({c: self.own_publisher(Image, f"/{c}/pose_2d/debug_image", SENSOR) for c in self.cameras}
+        self.pubs = {c: self.own_publisher(PointCloud2, f"{c}/pose_2d", POSES) for c in self.cameras}
+        self.debug_pubs = ({c: self.own_publisher(Image, f"{c}/pose_2d/debug_image", SENSOR) for c in self.cameras}
                            if g("publish_debug_image") else {})
         for c in self.cameras:
-            self.own_subscription(msg_type, f"/{c}/{suffix}", lambda m, c=c: self._on_image(c, m), NEWEST_ONLY)
-            self.own_subscription(CameraInfo, f"/{c}/{g('camera_info_topic')}",
+            self.own_subscription(msg_type, f"{c}/{suffix}", lambda m, c=c: self._on_image(c, m), NEWEST_ONLY)
+            self.own_subscription(CameraInfo, f"{c}/{g('camera_info_topic')}",
                                   lambda m, c=c: self.info.__setitem__(c, m), SENSOR)
             self.stage(c, c).extra["backend"] = self.backend.name
         self.own_timer(1.0 / g("max_rate_hz"), self._maybe_process)

@@ -27,7 +27,7 @@ from hpe_ros.ros.launcher import ProcessGraph, graph
 from hpe_ros.ros.pointcloud import cloud_to_human_pose, cloud_to_pose2d, stamp_to_seconds
 from hpe_ros.ros.qos import SENSOR
 
-GT_TOPIC = "/rig_sim/ground_truth"
+GT_TOPIC = "rig_sim/ground_truth"
 
 
 class GraphMonitor:
@@ -38,12 +38,12 @@ class GraphMonitor:
         self.fused: list[tuple[float, object]] = []  # (arrival wall time, HumanPoses)
         self.truth: dict[int, object] = {}  # stamp in ns -> HumanPoses
         self.diagnostics: dict[str, dict[str, str]] = {}
-        self.node.create_subscription(PointCloud2, "/human_pose_3d",
+        self.node.create_subscription(PointCloud2, "human_pose_3d",
                                       lambda m: self.fused.append((time.time(), cloud_to_human_pose(m))), SENSOR)
         # Best effort, as a controller would subscribe: a lost sample is a drop, never a late retransmit.
         self.node.create_subscription(PointCloud2, GT_TOPIC, self._on_truth, SENSOR)
         self.view2d: dict[int, tuple] = {}  # stamp in ns -> (points2d, scores) of the view camera
-        self.node.create_subscription(PointCloud2, f"/{view_camera}/pose_2d",
+        self.node.create_subscription(PointCloud2, f"{view_camera}/pose_2d",
                                       lambda m: self.view2d.__setitem__(round(stamp_to_seconds(m.header.stamp) * 1e9),
                                                                         cloud_to_pose2d(m)), SENSOR)
         self.node.create_subscription(DiagnosticArray, "/diagnostics",

@@ -54,7 +54,7 @@ class FusionNode(ManagedNode):
         d("cameras", [], "camera names to fuse (empty = every camera in the calibration)", type_=STRING_ARRAY)
         d("layout", "coco17", "joint layout of the incoming 2D skeletons")
         d("world_frame", "world", "frame of /human_pose_3d, markers and TF")
-        d("output_topic", "/human_pose_3d", "fused skeletons (markers and skeleton description use sub-topics)")
+        d("output_topic", "human_pose_3d", "fused skeletons (markers and skeleton description use sub-topics)")
         d("publish_markers", True, "publish RViz markers")
         d("publish_tf", True, "broadcast body_<id> and <joint>_<id> frames (needs tf2_ros or tf2_msgs)")
         declare_frame_parameters(self)
@@ -125,9 +125,9 @@ class FusionNode(ManagedNode):
         self.camera_tf = self.camera_poses_from_tf()
         self._send_camera_tf()
         for c in self.live.rig.names:
-            self.own_subscription(PointCloud2, f"/{c}/pose_2d", lambda m, c=c: self._on_pose2d(c, m), SENSOR)
+            self.own_subscription(PointCloud2, f"{c}/pose_2d", lambda m, c=c: self._on_pose2d(c, m), SENSOR)
             if self.live.live_config.use_lifter:
-                self.own_subscription(PointCloud2, f"/{c}/pose_3d", lambda m, c=c: self._on_pose3d(c, m), SENSOR)
+                self.own_subscription(PointCloud2, f"{c}/pose_3d", lambda m, c=c: self._on_pose3d(c, m), SENSOR)
         self.own_timer(0.005, self._poll)  # hands on frames still waiting for a slow camera or the lifter
         self.start_diagnostics()
         return TransitionCallbackReturn.SUCCESS

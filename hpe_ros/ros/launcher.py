@@ -147,8 +147,9 @@ class ProcessGraph:
         self.stop()
 
 
-def make_nodes(nodes: list[str], config: dict, overrides: dict[str, dict] | None = None, context=None) -> list:
-    """Instantiate the graph's nodes in this process with their parameters (in-process mode)."""
+def make_nodes(nodes: list[str], config: dict, overrides: dict[str, dict] | None = None, context=None,
+               namespace: str = "") -> list:
+    """Instantiate the graph's nodes in this process with their parameters (in-process mode), in `namespace`."""
     import importlib
 
     from rclpy.parameter import Parameter
@@ -159,7 +160,8 @@ def make_nodes(nodes: list[str], config: dict, overrides: dict[str, dict] | None
         module, cls = NODE_MODULES[node]
         params = {**node_parameters(config, node), **overrides.get(node, {})}
         node_cls = getattr(importlib.import_module(module), cls)
-        out.append(node_cls(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()], context=context))
+        out.append(node_cls(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()], context=context,
+                            namespace=namespace))
     return out
 
 

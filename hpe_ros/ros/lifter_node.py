@@ -97,10 +97,10 @@ class LifterNode(ManagedNode):
         return None
 
     def on_activate(self, state) -> TransitionCallbackReturn:
-        self.pubs = {c: self.own_publisher(PointCloud2, f"/{c}/pose_3d", POSES) for c in self.cameras}
+        self.pubs = {c: self.own_publisher(PointCloud2, f"{c}/pose_3d", POSES) for c in self.cameras}
         for c in self.cameras:
-            self.own_subscription(PointCloud2, f"/{c}/pose_2d", lambda m, c=c: self._on_pose2d(c, m), SENSOR)
-            self.own_subscription(CameraInfo, f"/{c}/camera_info", lambda m, c=c: self._on_info(c, m), SENSOR)
+            self.own_subscription(PointCloud2, f"{c}/pose_2d", lambda m, c=c: self._on_pose2d(c, m), SENSOR)
+            self.own_subscription(CameraInfo, f"{c}/camera_info", lambda m, c=c: self._on_info(c, m), SENSOR)
             self.stage(c, c).extra["lifter"] = self.lifter.name
         self.start_diagnostics()
         return TransitionCallbackReturn.SUCCESS
