@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import uuid
 
@@ -122,12 +123,12 @@ class TwoHosts:
         return dict(zip(("rx_packets", "tx_packets", "rx_bytes", "tx_bytes"), map(int, out.stdout.split())))
 
     def close(self) -> None:
-        """Kill every process left in the namespaces, then delete them (deleting one removes the veth pair)."""
+        """Kill every process left in the namespaces, delete them (and so the veth pair) and the side's files."""
         for ns in self.names.values():
             pids = _run("ip", "netns", "pids", ns, check=False).stdout.split()
             for pid in pids:
                 try:
-                    os.kill(int(pid), 9)
+                    os.kill(int(pid), signal.SIGKILL)
                 except (ProcessLookupError, ValueError):
                     pass
             _run("ip", "netns", "del", ns, check=False)

@@ -183,6 +183,9 @@ def test_graph_runs_across_two_hosts_over_a_lossy_link(hosts, mode, tmp_path):
             status = statuses.get(f"fusion_node: {name}")
             assert status is not None, f"no /diagnostics status 'fusion_node: {name}': {sorted(statuses)}"
             assert int(status["dropped"]) >= 0 and int(status["processed"]) > 0, status
+        # Each pose_2d the fusion node took is one datagram that came over the veth, not through shared memory.
+        received = sum(int(statuses[f"fusion_node: {c}"]["processed"]) for c in cameras)
+        assert hosts.link_counters("b")["rx_packets"] >= received, (hosts.link_counters("b"), received)
     finally:
         graph.stop()
     assert not graph.tracebacks(), ("traceback on SIGINT", graph.tracebacks())
