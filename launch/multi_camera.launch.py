@@ -1,5 +1,5 @@
 """ros2 launch hpe_ros multi_camera.launch.py [config:=PARAMS.yaml] [sim:=true] [namespace:=NS]
-    [frame_prefix:=PREFIX] [use_sim_time:=true] [log_level:=debug] [autostart:=false] [rviz:=true]
+    [frame_prefix:=PREFIX] [hri:=true] [use_sim_time:=true] [log_level:=debug] [autostart:=false] [rviz:=true]
 
 Thin: reads the same parameter file as `hpe-ros run` and starts the same graph
 (camera_pose_node or rig_sim_node -> lifter_node -> fusion_node), see hpe_ros.ros.launcher.graph.
@@ -25,6 +25,8 @@ def _nodes(context):
     common = launch_parameters(use_sim_time, launch_flag("autostart", arg("autostart")))
     if arg("frame_prefix"):
         common["frame_prefix"] = arg("frame_prefix")
+    if launch_flag("hri", arg("hri")):
+        common["publish_hri"] = True
     ros_args = ["--ros-args", "--log-level", launch_log_level(arg("log_level"))]
     nodes = [Node(package="hpe_ros", executable=name, name=name, namespace=arg("namespace"),
                   parameters=[arg("config"), common], arguments=ros_args, output="screen")
@@ -47,6 +49,8 @@ def generate_launch_description():
         DeclareLaunchArgument("frame_prefix", default_value="",
                               description="prefix of every TF frame the nodes publish (e.g. rig_a/; not "
                                           "world_frame): keeps two rigs' frames apart on the shared /tf"),
+        DeclareLaunchArgument("hri", default_value="false",
+                              description="ROS4HRI: fusion_node also publishes humans/bodies/tracked"),
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="nodes and RViz follow /clock (e.g. `ros2 bag play --clock`)"),
         DeclareLaunchArgument("log_level", default_value="info",

@@ -30,6 +30,7 @@ from hpe_ros.fusion.live import LiveConfig, LiveEvent, LiveFusion, LiveOutput
 from hpe_ros.io.calibration import load_rig, save_rig
 from hpe_ros.resources import DEFAULT_RIG, resolve_path
 from hpe_ros.ros.base import ManagedNode, run
+from hpe_ros.ros.hri import HRIPublisher
 from hpe_ros.ros.markers import delete_all_markers, skeleton_markers
 from hpe_ros.ros.params import STRING_ARRAY, config_values, declare, declare_config, value
 from hpe_ros.ros.pointcloud import (HumanPoses, cloud_to_pose2d, cloud_to_pose3d, human_pose_to_cloud, make_header,
@@ -58,6 +59,8 @@ class FusionNode(ManagedNode):
         d("publish_markers", True, "publish RViz markers")
         d("publish_tf", True, "broadcast body_<id> and <joint>_<id> frames (needs tf2_ros or tf2_msgs)")
         declare_frame_parameters(self)
+        d("publish_hri", False, "ROS4HRI: also publish the track ids on humans/bodies/tracked (hri_msgs/IdsList); "
+          "the body_<id> frames are the TF ones", read_only=True)
         d("marker_lifetime_s", 0.5, "RViz marker lifetime", low=0.0, high=60.0)
         declare_config(self, LiveConfig)
         declare_config(self, FusionConfig, "fusion")
@@ -123,6 +126,7 @@ class FusionNode(ManagedNode):
         self.static_tf = TFSender(self, static=True)
         self.frame_prefix = g("frame_prefix")
         self.camera_tf = self.camera_poses_from_tf()
+        self.hri = HRIPublisher(self) if g("publish_hri") else None
         self._send_camera_tf()
         for c in self.live.rig.names:
             self.own_subscription(PointCloud2, f"{c}/pose_2d", lambda m, c=c: self._on_pose2d(c, m), SENSOR)
@@ -218,6 +222,8 @@ class FusionNode(ManagedNode):
         result = out.result
         header = make_header(result.stamp, self.world_frame)
         points, confidence, ids, views = result.as_arrays()
+        if self.hri is not None:
+            self.hri.publish(ids, header)
         self.pose_pub.publish(human_pose_to_cloud(HumanPoses(points, confidence, ids, views, result.stamp,
                                                              self.world_frame), header))
         latency_ms = (self._now() - result.stamp) * 1e3

@@ -51,9 +51,12 @@ def rotation_matrix_to_quaternion(R) -> np.ndarray:
         # Each candidate is 4*q_k * q written in (x, y, z, w); only the chosen one is well scaled.
         candidates = np.stack([
             np.stack([r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1], 1 + trace], axis=-1),
-            np.stack([1 + r[0, 0] - r[1, 1] - r[2, 2], r[0, 1] + r[1, 0], r[0, 2] + r[2, 0], r[2, 1] - r[1, 2]], axis=-1),
-            np.stack([r[0, 1] + r[1, 0], 1 - r[0, 0] + r[1, 1] - r[2, 2], r[1, 2] + r[2, 1], r[0, 2] - r[2, 0]], axis=-1),
-            np.stack([r[0, 2] + r[2, 0], r[1, 2] + r[2, 1], 1 - r[0, 0] - r[1, 1] + r[2, 2], r[1, 0] - r[0, 1]], axis=-1),
+            np.stack([1 + r[0, 0] - r[1, 1] - r[2, 2], r[0, 1] + r[1, 0], r[0, 2] + r[2, 0], r[2, 1] - r[1, 2]],
+                     axis=-1),
+            np.stack([r[0, 1] + r[1, 0], 1 - r[0, 0] + r[1, 1] - r[2, 2], r[1, 2] + r[2, 1], r[0, 2] - r[2, 0]],
+                     axis=-1),
+            np.stack([r[0, 2] + r[2, 0], r[1, 2] + r[2, 1], 1 - r[0, 0] - r[1, 1] + r[2, 2], r[1, 0] - r[0, 1]],
+                     axis=-1),
         ], axis=-2)  # (..., 4 candidates, 4)
         q = np.take_along_axis(candidates, choice[..., None, None], axis=-2)[..., 0, :]
         q = q / np.linalg.norm(q, axis=-1, keepdims=True)
@@ -229,11 +232,11 @@ class TFListener:
             self.available = False
             return
         self.available = True
-        self.subscriptions = [
-            node.create_subscription(TFMessage, "/tf", self._on_message, QoSProfile(depth=100)),
-            node.create_subscription(TFMessage, "/tf_static", self._on_message,
-                                     QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL)),
-        ]
+        # A managed node's own_subscription: released on deactivate with the node's other subscriptions.
+        subscribe = getattr(node, "own_subscription", node.create_subscription)
+        subscribe(TFMessage, "/tf", self._on_message, QoSProfile(depth=100))
+        subscribe(TFMessage, "/tf_static", self._on_message,
+                  QoSProfile(depth=100, durability=DurabilityPolicy.TRANSIENT_LOCAL))
 
     def _on_message(self, msg) -> None:
         for t in msg.transforms:
