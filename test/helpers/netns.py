@@ -43,9 +43,16 @@ def unavailable_reason() -> str:
 
 def iptables_reason() -> str:
     """Why packet loss cannot be injected ('' when it can); installs Debian's iptables when it is missing."""
-    if shutil.which("iptables") is None and shutil.which("apt-get") is not None:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "install", "-y", "-qq", "iptables"], capture_output=True, env=env, timeout=300)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-qq", "iptables"]
+    for attempt in ([install], [["apt-get", "update", "-qq"], install]):  # the second with fresh package lists
+        if shutil.which("iptables") is not None or shutil.which("apt-get") is None:
+            break
+        try:
+            for cmd in attempt:
+                subprocess.run(cmd, capture_output=True, env=env, timeout=120)
+        except subprocess.TimeoutExpired:
+            break  # no package mirror in reach
     if shutil.which("iptables") is None:
         return "iptables is not installed and `apt-get install iptables` did not install it"
     return ""
