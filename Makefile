@@ -56,9 +56,11 @@ $(BENCH_VENV)/.installed: setup.py setup.cfg
 	$(BENCH_VENV)/bin/pip install --no-deps -e .
 	touch $@
 
-bench: $(BENCH_VENV)/.installed
+# The live graph (rclpy, DDS) runs from .venv: CPU per frame per node, latency, drops, MPJPE (JSON on stdout).
+bench: $(BENCH_VENV)/.installed venv
 	$(BENCH_VENV)/bin/python benchmarks/bench_fusion.py --markdown
 	$(BENCH_VENV)/bin/python benchmarks/bench_triangulation.py
+	$(PY) benchmarks/bench_graph.py --sizes 4x2 8x6 16x6
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) demo_out build *.egg-info

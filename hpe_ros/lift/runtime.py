@@ -86,7 +86,10 @@ class LearnedLifter:
     mirror: also lift the mirror image and average (one batch of 2P rows; see run_mirrored).
     Joints this view saw keep their 2D confidence; unseen joints of a lifted person are placed from context
     with UNSEEN_CONFIDENCE x the person's mean confidence. People with too few joints come back NaN / 0.
+    K may also be (P, 3, 3), one per person: the people of several views lift in one call (lift.batch).
     """
+
+    per_person_K = True
 
     def __init__(self, model: str | Path = "default", layout: str = "coco17", runtime: str = "onnxruntime",
                  mirror: bool = True, **runner_options):

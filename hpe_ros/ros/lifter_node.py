@@ -1,8 +1,10 @@
 """lifter_node: per-view 3D from each camera's 2D skeletons, published on `/<cam>/pose_3d`.
 
-For every `/<cam>/pose_2d` message, all of its people are lifted in one network call to 3D joints in that
-camera's optical frame (metres) and published on `/<cam>/pose_3d` with the same header (stamp, frame_id)
-and the same rows, so the fusion node can pair them with the 2D detections of that stamp.
+Every `/<cam>/pose_2d` message's people are lifted to 3D joints in that camera's optical frame (metres)
+and published on `/<cam>/pose_3d` with the same header (stamp, frame_id) and the same rows, so the fusion
+node can pair them with the 2D detections of that stamp. The cameras of one frame arrive together, so
+messages are batched: the people of every camera go through the lifter in one call once each camera has
+sent a message, or `batch_window_s` after the first one of the batch (0 = one call per message).
 
 `model` and `runtime` pick the lifter (hpe_ros.lift.factory.make_lifter): "default" (the shipped
 learned lifter, models/lifter.onnx), a lifter .onnx or .pt path, or "apparent_size_placeholder".
@@ -21,8 +23,9 @@ import numpy as np
 from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, PointCloud2
 
-from hpe_ros.io.calibration import load_rig
 from hpe_ros.camera import Camera
+from hpe_ros.io.calibration import load_rig
+from hpe_ros.lift.batch import lift_views
 from hpe_ros.lift.factory import PLACEHOLDER, make_lifter
 from hpe_ros.resources import resolve_path
 from hpe_ros.ros.base import ManagedNode, run
@@ -37,7 +40,7 @@ from hpe_ros.skeleton import get_layout
 class LifterNode(ManagedNode):
     def __init__(self, **kwargs):
         super().__init__("lifter_node", **kwargs)
-        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        d = lambda *a, **k: declare(self, *a, **k)
         d("cameras", [], "camera names; topics are /<cam>/pose_2d, /<cam>/camera_info, /<cam>/pose_3d",
           type_=STRING_ARRAY)
         d("calibration_file", "", "rig calibration for intrinsics (empty = use camera_info)")
@@ -52,12 +55,16 @@ class LifterNode(ManagedNode):
         d("force_engine_update", False, "tensorrt: rebuild the engine even when the cached one matches")
         d("max_batch", 32, "tensorrt: largest batch (people per call) of the engine's profile", low=1, high=1024)
         d("torso_m", 0.5, "placeholder: reference shoulder-to-hip length", low=0.2, high=1.0)
+        d("batch_window_s", 0.005, "longest wait for the other cameras' messages before lifting the ones "
+          "received (0 = lift each message on its own)", low=0.0, high=0.1)
         self.intrinsics: dict[str, Camera] = {}
         self.lifter = None
+        self._pending: dict[str, tuple] = {}  # camera -> (header, camera, points2d, scores) waiting to be lifted
+        self._batch_timer = None
 
     # --- lifecycle -----------------------------------------------------------------------------------
     def on_configure(self, state) -> TransitionCallbackReturn:
-        g = lambda n: self.get_parameter(n).value  # noqa: E731
+        g = lambda n: self.get_parameter(n).value
         self.cameras = list(value(self, "cameras"))
         self.intrinsics = {}
         calib = g("calibration_file")
@@ -85,7 +92,7 @@ class LifterNode(ManagedNode):
 
     def _load_lifter(self):
         """The lifter named by `model` / `runtime`, or None after logging one clear error."""
-        g = lambda n: self.get_parameter(n).value  # noqa: E731
+        g = lambda n: self.get_parameter(n).value
         try:
             return make_lifter(g("model"), layout=self.layout.name, runtime=g("runtime"), torso_m=g("torso_m"),
                                providers=g("providers"), threads=g("threads"), enable_fp16=g("enable_fp16"),
@@ -102,6 +109,12 @@ class LifterNode(ManagedNode):
             self.own_subscription(PointCloud2, f"{c}/pose_2d", lambda m, c=c: self._on_pose2d(c, m), SENSOR)
             self.own_subscription(CameraInfo, f"{c}/camera_info", lambda m, c=c: self._on_info(c, m), SENSOR)
             self.stage(c, c).extra["lifter"] = self.lifter.name
+        self._pending = {}
+        self.batch_window = self.get_parameter("batch_window_s").value
+        self._batch_timer = None
+        if self.batch_window > 0:
+            self._batch_timer = self.own_timer(self.batch_window, self._flush)
+            self._batch_timer.cancel()  # armed by the first message of a batch
         self.start_diagnostics()
         return TransitionCallbackReturn.SUCCESS
 
@@ -135,19 +148,37 @@ class LifterNode(ManagedNode):
             stats.error(str(exc))
             self.problem(f"bad-{cam}", f"{cam}: dropped a malformed pose_2d message: {exc}")
             return
-        points2d, scores = points2d.reshape(-1, J, 2), scores.reshape(-1, J)
+        if cam in self._pending:  # this camera's next frame: the batch is as complete as it gets
+            self._flush()
+        self._pending[cam] = (msg.header, camera, points2d.reshape(-1, J, 2), scores.reshape(-1, J))
+        if self._batch_timer is None or len(self._pending) == len(self.cameras):
+            self._flush()
+        elif len(self._pending) == 1:
+            self._batch_timer.reset()
+
+    def _flush(self) -> None:
+        """Lift every pending message in one lifter call and publish each camera's pose_3d."""
+        if self._batch_timer is not None:
+            self._batch_timer.cancel()
+        pending, self._pending = self._pending, {}
+        if not pending:
+            return
         t0 = time.perf_counter()
         try:
             with np.errstate(all="ignore"):  # garbage pixels make NaN / inf, which come out as missing joints
-                points3d, conf = self.lifter.lift(camera.K, camera.undistort_pixels(points2d), scores)
-        except Exception as exc:  # a lifter that chokes on one message must not stop the node
-            stats.error(str(exc))
-            self.problem(f"lift-{cam}", f"{cam}: lifting failed, message dropped: {type(exc).__name__}: {exc}")
+                lifted = lift_views(self.lifter, [(camera.K, camera.undistort_pixels(points2d), scores)
+                                                  for _, camera, points2d, scores in pending.values()])
+        except Exception as exc:  # a lifter that chokes on one batch must not stop the node
+            for cam in pending:
+                self.stage(cam, cam).error(str(exc))
+                self.problem(f"lift-{cam}", f"{cam}: lifting failed, message dropped: {type(exc).__name__}: {exc}")
             return
-        self.pubs[cam].publish(pose3d_to_cloud(points3d, conf, msg.header))
-        stats.extra["lift_ms"] = f"{(time.perf_counter() - t0) * 1e3:.2f}"
-        stats.extra["people"] = str(len(points3d))
-        stats.tick(latency_ms=(time.time() - stamp_to_seconds(msg.header.stamp)) * 1e3)
+        lift_ms = f"{(time.perf_counter() - t0) * 1e3:.2f}"
+        for (cam, (header, *_)), (points3d, conf) in zip(pending.items(), lifted):
+            self.pubs[cam].publish(pose3d_to_cloud(points3d, conf, header))
+            stats = self.stage(cam, cam)
+            stats.extra.update({"lift_ms": lift_ms, "people": str(len(points3d)), "batch": str(len(pending))})
+            stats.tick(latency_ms=(time.time() - stamp_to_seconds(header.stamp)) * 1e3)
 
 
 def main(args=None):

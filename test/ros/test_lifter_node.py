@@ -113,6 +113,37 @@ def test_publishes_camera_frame_3d_for_every_person_in_one_network_call(ros_cont
         graph.close()
 
 
+def test_cameras_of_one_frame_are_lifted_in_one_network_call(ros_context, lifter_onnx):
+    cams = ("cam0", "cam1")
+    graph = Rig2D(ros_context, [Parameter("model", value=str(lifter_onnx)), Parameter("providers", value="cpu"),
+                                Parameter("calibration_file", value=DEFAULT_RIG),
+                                Parameter("cameras", value=list(cams)), Parameter("batch_window_s", value=0.05)],
+                  cams=cams)
+    try:
+        assert graph.node.bring_up()
+        rig, points2d, scores = sim_people()
+        for c in cams:  # discovery: each topic answered once (alone, after the batch window)
+            assert graph.send(c, pose2d_to_cloud(points2d, scores, make_header(1.0, rig[c].frame_id)))
+        calls = []
+        runner = graph.node.lifter._runner
+        run = runner.run
+        runner.run = lambda batch: calls.append(batch.shape) or run(batch)
+        views = {"cam0": (points2d, scores), "cam1": (points2d[:2] + 5.0, scores[:2])}
+        for c, (p, s) in views.items():
+            graph.pubs[c].publish(pose2d_to_cloud(p, s, make_header(2.0, rig[c].frame_id)))
+        assert spin(graph.executor, 5.0, until=lambda: all(len(graph.out[c]) == 2 for c in cams))
+        assert calls == [(2 * (len(points2d) + 2), 18, 3)]  # both cameras' people, and their mirror images
+        alone = LearnedLifter(lifter_onnx, runtime="onnxruntime", providers="cpu")
+        for c, (p, s) in views.items():
+            points3d, conf, _ = cloud_to_pose3d(graph.out[c][-1])
+            expected, expected_conf = alone.lift(rig[c].K, p, s)
+            np.testing.assert_allclose(points3d, expected, rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(conf, expected_conf, atol=1e-6)
+        assert graph.node.stats["cam1"].extra["batch"] == "2"
+    finally:
+        graph.close()
+
+
 def test_intrinsics_from_camera_info_with_distortion(ros_context, lifter_onnx):
     graph = Rig2D(ros_context, [Parameter("model", value=str(lifter_onnx)), Parameter("cameras", value=["camA"])],
                   cams=("camA",))
