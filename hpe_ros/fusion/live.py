@@ -73,9 +73,9 @@ class LiveConfig:
     correct_clock_offset: bool = field(default=False, metadata={
         "help": "shift the stamps of a camera whose clock runs ahead of the others back by its measured offset, "
                 "instead of dropping them"})
-    max_persons_per_camera: int = field(default=20, metadata={
+    max_persons_per_camera: int = field(default=10, metadata={
         "help": "people kept per 2D message (the most confident; the rest are dropped)", "range": (1, 10000)})
-    max_persons_per_frame: int = field(default=60, metadata={
+    max_persons_per_frame: int = field(default=30, metadata={
         "help": "people kept per synchronised frame, all cameras together (the most confident)",
         "range": (1, 100000)})
     use_lifter: bool = field(default=True, metadata={

@@ -9,18 +9,18 @@ median) is estimated all along and may be corrected.
 
 Messages whose stamps agree within `slop_s` form one frame. A frame is handed on as soon as every *live*
 camera (one heard from within `camera_timeout_s`) has contributed, or `wait_s` after its first message
-arrived, with whatever it has. Messages older than the last frame handed on are late (reordered or
-stale) and dropped; when a newer frame is handed on, older unfinished frames are dropped too: a real-time
-consumer wants the newest frame, not a backlog.
+arrived, with whatever it has, unless most live cameras have not reached its stamp yet (a camera whose
+clock runs ahead cannot make every other camera's frames late). Messages older than the last frame handed
+on are late (reordered or stale) and dropped; when a newer frame is handed on, older unfinished frames
+are dropped too: a real-time consumer wants the newest frame, not a backlog.
 """
 from __future__ import annotations
 
 import collections
 import math
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 
 @dataclass
@@ -55,6 +55,7 @@ class FrameSynchronizer:
         self.max_pending = max_pending
         self.pending: list[Frame] = []
         self.last_heard: dict[str, float] = {}
+        self.newest: dict[str, float] = {}  # newest stamp each camera contributed
         self.last_emitted = float("-inf")
         self.started: float | None = None
         self.counters = SyncCounters()
@@ -76,6 +77,7 @@ class FrameSynchronizer:
         if stamp <= self.last_emitted + 1e-9:
             self.counters.late += 1
             return []
+        self.newest[camera] = max(stamp, self.newest.get(camera, stamp))
         frame = min((f for f in self.pending if abs(f.stamp - stamp) <= self.slop_s),
                     key=lambda f: abs(f.stamp - stamp), default=None)
         if frame is None:
@@ -84,6 +86,8 @@ class FrameSynchronizer:
             self.pending.sort(key=lambda f: f.stamp)
         elif camera in frame.items:
             self.counters.duplicate += 1
+        elif now - frame.first_arrival >= self.wait_s:  # held while ahead: the cameras now catching up get a wait
+            frame.first_arrival = now
         frame.items[camera] = payload
         frame.stamps[camera] = stamp
         frame.stamp = sum(frame.stamps.values()) / len(frame.stamps)
@@ -91,6 +95,12 @@ class FrameSynchronizer:
             self.pending.pop(0)
             self.counters.overflow += 1
         return self._ready(now)
+
+    def _ahead(self, frame: Frame, live: set[str]) -> bool:
+        """Most live cameras have not reached the frame's stamp yet: it waits for them (it would make all
+        their frames late), however long its own wait; they join it or pass it, and then it goes in order."""
+        behind = [c for c in live - frame.items.keys() if self.newest.get(c, float("-inf")) < frame.stamp - self.slop_s]
+        return 2 * len(behind) > len(live)
 
     def poll(self, now: float) -> list[Frame]:
         """Frames whose wait has expired (call from a timer) or that became complete as cameras died."""
@@ -102,7 +112,7 @@ class FrameSynchronizer:
         # The newest frame that is complete or timed out wins; everything older goes with it.
         for i in range(len(self.pending) - 1, -1, -1):
             f = self.pending[i]
-            if live.issubset(f.items) or now - f.first_arrival >= self.wait_s:
+            if live.issubset(f.items) or (now - f.first_arrival >= self.wait_s and not self._ahead(f, live)):
                 older_timed_out = [g for g in self.pending[:i] if now - g.first_arrival >= self.wait_s]
                 # Timed-out older frames are still handed on in order (they are complete as far as they go);
                 # unfinished ones that are still waiting are superseded.
@@ -132,11 +142,13 @@ class ClockMonitor:
     skew is the median of its last `window` messages, so a single wild stamp moves nothing; its offset is
     that skew less the median of the other cameras' skews (the reference), known from their first messages
     so that a camera ahead is caught from the start. A camera's own lead on the node clock (which excuses
-    stamps "in the future") and corrections need `min_samples` of its messages.
-    A stamp is *ahead* when its skew exceeds both the reference and the node clock (skew 0) by more than
-    `max_offset_s`: with two cameras the node clock breaks the tie. Only stamps ahead are dropped: a camera
-    behind only makes its own messages late, and a slower pipeline looks the same as a clock behind.
-    With `correct`, a camera whose median skew is ahead is shifted back by its offset instead.
+    stamps "in the future") needs `min_samples` of its messages.
+    A stamp is *ahead* when it alone exceeds both the reference and the node clock (skew 0) by more than
+    `max_offset_s`, or when its camera's median exceeds the other cameras' by that much (each resting on
+    half a window of messages; with one other camera, the node clock breaks the tie). Only stamps ahead
+    are dropped: a camera behind only makes its own messages late, and a slower pipeline looks the same as
+    a clock behind. With `correct`, a camera whose median is ahead is shifted back by its offset instead.
+    Until the medians know, FrameSynchronizer keeps such a camera's frames from making the others late.
     """
 
     def __init__(self, cameras: list[str], max_future_s: float = 0.5, max_offset_s: float = 0.1,
@@ -160,26 +172,37 @@ class ClockMonitor:
         return {c: self.offset(c) for c in self._skews}
 
     def _reference(self, camera: str) -> float:
+        """Median of the other cameras' skews (NaN = unknown)."""
         others = [m for c, m in self._median.items() if c != camera and not math.isnan(m)]
-        return float(np.median(others)) if others else math.nan
+        return statistics.median(others) if others else math.nan
 
     def judge(self, camera: str, stamp: float, now: float) -> StampVerdict:
         """Record one message (`now`: arrival, node clock) and say what to do with its stamp."""
         skew = stamp - now
         history = self._skews[camera]
         history.append(skew)
-        self._median[camera] = own = float(np.median(history))
-        settled = len(history) >= self.min_samples
+        self._median[camera] = own = statistics.median(history)  # ~30 floats: cheaper than numpy
         reference = self._reference(camera)
         offset = own - reference
         # A node clock behind every camera by a constant must not drop them all: the camera's own lead counts.
-        if skew - (max(0.0, own) if settled else 0.0) > self.max_future_s:
+        lead = max(0.0, own) if len(history) >= self.min_samples else 0.0
+        if skew - lead > self.max_future_s:
             return StampVerdict("future", stamp, offset)
         if math.isnan(reference):  # nothing to compare with yet
             return StampVerdict("ok", stamp, offset)
-        bound = max(0.0, reference) + self.max_offset_s
-        if self.correct and settled and own > bound:
-            return StampVerdict("corrected", stamp - offset, offset)
-        if skew > bound:
+        # The camera's median against the other cameras' once both rest on half a window of messages: a clock
+        # offset lasts, a burst of deliveries (a busy executor serving one camera's queue first) does not.
+        # With one other camera, the node clock breaks the tie.
+        half = history.maxlen // 2
+        known = [m for c, m in self._median.items() if c != camera and len(self._skews[c]) >= half]
+        if len(history) >= half and known:
+            settled_reference = statistics.median(known)
+            floor = settled_reference if len(known) >= 2 else max(0.0, settled_reference)
+            if own > floor + self.max_offset_s:
+                if self.correct:
+                    return StampVerdict("corrected", stamp - (own - settled_reference), offset)
+                return StampVerdict("ahead", stamp, offset)
+        # One message on its own: ahead of the node clock as well as of the others (latency cannot explain it).
+        if skew > max(0.0, reference) + self.max_offset_s:
             return StampVerdict("ahead", stamp, offset)
         return StampVerdict("ok", stamp, offset)

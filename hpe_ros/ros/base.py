@@ -1,21 +1,29 @@
-"""Shared node plumbing: lifecycle start-up, one-line problem logging, diagnostics, process entry point."""
+"""Shared node plumbing: lifecycle start-up, one-line problem logging, diagnostics, process entry point.
+
+/diagnostics go out from a thread of their own, not an executor timer, so they keep coming (and say WARN
+"busy") while a callback runs long, whatever executor spins the node.
+"""
 from __future__ import annotations
 
+import contextlib
 import gc
 import signal
+import threading
 import time
 
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.signals import SignalHandlerOptions
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.publisher import Publisher
+from rclpy.signals import SignalHandlerOptions
 from rclpy.subscription import Subscription
 from rclpy.timer import Timer
 
 from hpe_ros.ros.diagnostics import StageStats, diagnostic_array
 from hpe_ros.ros.params import declare
+
+BUSY_WARN_S = 0.5  # a callback running longer than this shows in /diagnostics
 
 
 class ManagedNode(LifecycleNode):
@@ -29,7 +37,9 @@ class ManagedNode(LifecycleNode):
                                           "period of /diagnostics messages", low=0.05, high=60.0)
         self.stats: dict[str, StageStats] = {}
         self._diag_pub = None
-        self._diag_timer = None
+        self._diag_stop: threading.Event | None = None
+        self._diag_thread: threading.Thread | None = None
+        self._busy_since: float | None = None
         self._said: dict[str, float] = {}
         self._owned: list = []
 
@@ -69,21 +79,52 @@ class ManagedNode(LifecycleNode):
             self.stats[name] = StageStats(f"{self.get_name()}: {name}", hardware_id)
         return self.stats[name]
 
+    @contextlib.contextmanager
+    def busy(self):
+        """Wrap a callback that may run long: /diagnostics say WARN while it has run over BUSY_WARN_S."""
+        self._busy_since = time.monotonic()
+        try:
+            yield
+        finally:
+            self._busy_since = None
+
     def start_diagnostics(self) -> None:
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._diag_timer = self.create_timer(self.diagnostics_period, self._publish_diagnostics)
+        stop = self._diag_stop = threading.Event()
+
+        def loop():
+            while not stop.wait(self.diagnostics_period):
+                try:
+                    self._publish_diagnostics()
+                except Exception as exc:  # e.g. the context went down under us: say it, keep the node
+                    self.problem("diagnostics", f"could not publish /diagnostics: {exc}", every_s=60.0)
+
+        self._diag_thread = threading.Thread(target=loop, name=f"{self.get_name()}_diagnostics", daemon=True)
+        self._diag_thread.start()
 
     def stop_diagnostics(self) -> None:
-        if self._diag_timer is not None:
-            self.destroy_timer(self._diag_timer)
-            self._diag_timer = None
+        if self._diag_thread is not None:
+            self._diag_stop.set()
+            self._diag_thread.join(timeout=2 * self.diagnostics_period + 1.0)
+            self._diag_thread = None
         if self._diag_pub is not None:
             self.destroy_publisher(self._diag_pub)
             self._diag_pub = None
 
+    def destroy_node(self) -> None:
+        self.stop_diagnostics()  # the thread must not publish on a destroyed node
+        super().destroy_node()
+
     def _publish_diagnostics(self) -> None:
-        if self._diag_pub is not None and self.stats:
-            self._diag_pub.publish(diagnostic_array(self.stats.values(), self.get_clock().now().to_msg()))
+        stats = list(self.stats.values())
+        if self._diag_pub is None or not stats:
+            return
+        msg = diagnostic_array(stats, self.get_clock().now().to_msg())
+        since = self._busy_since
+        if since is not None and time.monotonic() - since > BUSY_WARN_S:
+            msg.status.append(DiagnosticStatus(level=DiagnosticStatus.WARN, name=f"{self.get_name()}: callbacks",
+                                               message=f"busy: one callback has run {time.monotonic() - since:.1f} s"))
+        self._diag_pub.publish(msg)
 
     # --- lifecycle defaults ------------------------------------------------------------------------
     def on_deactivate(self, state) -> TransitionCallbackReturn:

@@ -20,7 +20,11 @@ class StageStats:
         self.dropped = 0
         self.errors = 0
         self.last_error = ""
+        self.last_drop = ""     # why the last message was dropped
+        self.warning = ""       # a standing problem (e.g. a clock running ahead): WARN while set
+        self.notice = ""        # a passing problem (e.g. people over a cap): WARN in the next status only
         self.extra: dict[str, str] = {}
+        self._dropped_reported = 0
 
     def tick(self, latency_ms: float | None = None, now: float | None = None) -> None:
         self.processed += 1
@@ -28,34 +32,51 @@ class StageStats:
         if latency_ms is not None and np.isfinite(latency_ms):
             self.latencies_ms.append(float(latency_ms))
 
-    def drop(self, n: int = 1) -> None:
+    def drop(self, n: int = 1, reason: str = "") -> None:
         self.dropped += n
+        if reason:
+            self.last_drop = reason
 
     def error(self, message: str) -> None:
         self.errors += 1
         self.last_error = message
 
+    # Readers may run on another thread (the diagnostics thread): they copy the deques first (list() of a
+    # deque is one C call, so it cannot see one half-appended).
     def rate_hz(self) -> float:
-        if len(self.times) < 2:
+        times = list(self.times)
+        if len(times) < 2:
             return 0.0
-        span = self.times[-1] - self.times[0]
-        return (len(self.times) - 1) / span if span > 0 else 0.0
+        span = times[-1] - times[0]
+        return (len(times) - 1) / span if span > 0 else 0.0
 
     def latency_percentiles(self) -> tuple[float, float]:
-        if not self.latencies_ms:
+        latencies = list(self.latencies_ms)
+        if not latencies:
             return float("nan"), float("nan")
-        a = np.asarray(self.latencies_ms)
-        return float(np.percentile(a, 50)), float(np.percentile(a, 99))
+        return float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99))
 
     def status(self, stale_after_s: float = 2.0) -> DiagnosticStatus:
+        """This stage's DiagnosticStatus: WARN for no data, a standing warning, drops since the last status
+        (with the last reason) or an error; else OK."""
         p50, p99 = self.latency_percentiles()
-        stale = not self.times or time.monotonic() - self.times[-1] > stale_after_s
+        times = list(self.times)
+        stale = not times or time.monotonic() - times[-1] > stale_after_s
+        dropped, self._dropped_reported = self.dropped - self._dropped_reported, self.dropped
         if stale:
             level, message = DiagnosticStatus.WARN, "no data"
+        elif self.warning:
+            level, message = DiagnosticStatus.WARN, self.warning[:200]
+        elif self.notice:
+            level, message = DiagnosticStatus.WARN, self.notice[:200]
+        elif dropped > 0:
+            reason = f": {self.last_drop}" if self.last_drop else ""
+            level, message = DiagnosticStatus.WARN, f"dropped {dropped} since the last report{reason}"[:200]
         elif self.errors and self.last_error:
             level, message = DiagnosticStatus.WARN, self.last_error[:200]
         else:
             level, message = DiagnosticStatus.OK, "ok"
+        self.notice = ""
         values = {
             "rate_hz": f"{self.rate_hz():.2f}",
             "latency_ms_p50": f"{p50:.2f}",

@@ -32,9 +32,15 @@ from hpe_ros.resources import DEFAULT_RIG, resolve_path
 from hpe_ros.ros.base import ManagedNode, run
 from hpe_ros.ros.hri import HRIPublisher
 from hpe_ros.ros.markers import delete_all_markers, skeleton_markers
-from hpe_ros.ros.params import STRING_ARRAY, config_values, declare, declare_config, value
-from hpe_ros.ros.pointcloud import (HumanPoses, cloud_to_pose2d, cloud_to_pose3d, human_pose_to_cloud, make_header,
-                                    stamp_to_seconds)
+from hpe_ros.ros.params import STRING_ARRAY, config_values, declare, declare_config, read_only_except, value
+from hpe_ros.ros.pointcloud import (
+    HumanPoses,
+    cloud_to_pose2d,
+    cloud_to_pose3d,
+    human_pose_to_cloud,
+    make_header,
+    stamp_to_seconds,
+)
 from hpe_ros.ros.qos import LATCHED, POSES, SENSOR
 from hpe_ros.ros.tf import (
     CameraPosesFromTF,
@@ -50,7 +56,7 @@ from hpe_ros.skeleton import get_layout
 class FusionNode(ManagedNode):
     def __init__(self, **kwargs):
         super().__init__("fusion_node", **kwargs)
-        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        d = lambda *a, **k: declare(self, *a, **k)
         d("calibration_file", DEFAULT_RIG, "rig calibration (anipose/Pose2Sim TOML or rig YAML)")
         d("cameras", [], "camera names to fuse (empty = every camera in the calibration)", type_=STRING_ARRAY)
         d("layout", "coco17", "joint layout of the incoming 2D skeletons")
@@ -70,6 +76,8 @@ class FusionNode(ManagedNode):
           low=0.0, high=0.99)
         d("calibration_output_file", "calibration_refined.toml",
           "where ~/save_calibration writes the current rig (.toml or .yaml; relative = working directory)")
+        # Everything else is read when the node configures or activates (deactivate, cleanup, then set).
+        read_only_except(self, runtime=("marker_lifetime_s", "calibration_output_file"))
         self.live: LiveFusion | None = None
         self.create_service(Trigger, "~/save_calibration", self._on_save_calibration)
 
@@ -83,7 +91,7 @@ class FusionNode(ManagedNode):
 
     # --- lifecycle -----------------------------------------------------------------------------------
     def on_configure(self, state) -> TransitionCallbackReturn:
-        g = lambda n: self.get_parameter(n).value  # noqa: E731
+        g = lambda n: self.get_parameter(n).value
         try:
             path = resolve_path(g("calibration_file"), DEFAULT_RIG)
             rig = load_rig(path)
@@ -115,7 +123,7 @@ class FusionNode(ManagedNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
-        g = lambda n: self.get_parameter(n).value  # noqa: E731
+        g = lambda n: self.get_parameter(n).value
         self.live.clear_inputs()
         out = g("output_topic")
         self.pose_pub = self.own_publisher(PointCloud2, out, POSES)
@@ -174,42 +182,67 @@ class FusionNode(ManagedNode):
 
     # --- inputs --------------------------------------------------------------------------------------
     def _on_pose2d(self, cam: str, msg: PointCloud2) -> None:
-        now = self._now()
-        stamp = stamp_to_seconds(msg.header.stamp)
-        stats = self.stage(cam, cam)
-        if self.camera_tf is not None and not self.camera_tf.ready:
-            stats.drop(reason="camera poses not on TF yet")
-            return
-        try:
-            points2d, scores = cloud_to_pose2d(msg)
-            arrival = self.live.add_2d(cam, stamp, points2d, scores, now)
-        except ValueError as exc:
-            stats.error(str(exc))
-            self.problem(f"bad-{cam}", f"{cam}: dropped a malformed pose_2d message: {exc}")
-            return
-        if arrival.status == "stale":
-            stats.drop()
-            self.problem(f"stale-{cam}", f"{cam}: dropping stale pose_2d ({arrival.age_s * 1e3:.0f} ms old; "
-                                         "clocks in sync?)")
+        with self.busy():
+            now = self._now()
+            stamp = stamp_to_seconds(msg.header.stamp)
+            stats = self.stage(cam, cam)
+            if self.camera_tf is not None and not self.camera_tf.ready:
+                stats.drop(reason="camera poses not on TF yet")
+                return
+            try:
+                points2d, scores = cloud_to_pose2d(msg)
+                arrival = self.live.add_2d(cam, stamp, points2d, scores, now)
+            except ValueError as exc:
+                stats.error(str(exc))
+                self.problem(f"bad-{cam}", f"{cam}: dropped a malformed pose_2d message: {exc}")
+                return
+            self._note_arrival(cam, stamp, arrival, stats)
+            if arrival.status in ("accepted", "late"):
+                self._publish_all(self.live.finished())
+
+    def _note_arrival(self, cam: str, stamp: float, arrival, stats) -> None:
+        """Statistics, diagnostics and one rate-limited log line naming the camera for what became of a message."""
+        offset = arrival.clock_offset_s
+        limit = self.live.live_config.max_clock_offset_s
+        stats.extra["clock_offset_ms"] = f"{offset * 1e3:.1f}"
+        stats.warning = (f"stamps {offset * 1e3:+.0f} ms off the other cameras' (clock or pipeline offset)"
+                         if abs(offset) > limit else "")
+        if arrival.persons_dropped:
+            stats.extra["persons_dropped"] = str(int(stats.extra.get("persons_dropped", "0")) + arrival.persons_dropped)
+            stats.notice = (f"{cam}: pose_2d message had {arrival.persons_dropped} people over "
+                            "max_persons_per_camera; kept the most confident")
+            self.problem(f"crowd-{cam}", stats.notice)
+        reason = {
+            "stale": f"stale pose_2d ({arrival.age_s * 1e3:.0f} ms old; clocks in sync?)",
+            "future": f"pose_2d stamped {stamp:.3f}, {-arrival.age_s:.3f} s ahead of this node's clock "
+                      f"(more than max_future_s)",
+            "ahead": f"pose_2d stamped {stamp:.3f}, ahead of the other cameras by about {offset * 1e3:.0f} ms "
+                     "(its clock runs ahead? correct_clock_offset shifts it back)",
+            "late": f"a late or reordered pose_2d (stamp {stamp:.3f}, older than the last fused frame)",
+        }.get(arrival.status)
+        if arrival.status != "late" and reason is not None:
+            stats.drop(reason=reason)
+            self.problem(f"{arrival.status}-{cam}", f"{cam}: dropped {reason}")
             return
         stats.tick(latency_ms=arrival.age_s * 1e3)
-        if arrival.status == "late":
-            stats.drop()
-            self.problem(f"late-{cam}", f"{cam}: dropped a late or reordered frame (stamp {stamp:.3f})")
-        self._publish_all(self.live.finished())
+        if reason is not None:
+            stats.drop(reason=reason)
+            self.problem(f"late-{cam}", f"{cam}: dropped {reason}")
 
     def _on_pose3d(self, cam: str, msg: PointCloud2) -> None:
-        try:
-            points3d, scores, _ = cloud_to_pose3d(msg)
-            self.live.add_lifted(cam, stamp_to_seconds(msg.header.stamp), points3d, scores, self._now())
-        except ValueError as exc:
-            self.problem(f"bad3d-{cam}", f"{cam}: dropped a malformed pose_3d message: {exc}")
-            return
-        self._publish_all(self.live.finished())
+        with self.busy():
+            try:
+                points3d, scores, _ = cloud_to_pose3d(msg)
+                self.live.add_lifted(cam, stamp_to_seconds(msg.header.stamp), points3d, scores, self._now())
+            except ValueError as exc:
+                self.problem(f"bad3d-{cam}", f"{cam}: dropped a malformed pose_3d message: {exc}")
+                return
+            self._publish_all(self.live.finished())
 
     def _poll(self) -> None:
         """Timer: frames whose wait for a slow camera or the lifter ran out, online calibration."""
-        self._publish_all(self.live.poll(self._now()))
+        with self.busy():
+            self._publish_all(self.live.poll(self._now()))
 
     # --- outputs -------------------------------------------------------------------------------------
     def _publish_all(self, outputs: list[LiveOutput]) -> None:
@@ -248,6 +281,10 @@ class FusionNode(ManagedNode):
         if event.kind == "frame_dropped":
             self.stage("fusion").error(event.message)
             self.problem("fuse", event.message)
+            return
+        if event.kind == "persons_capped":
+            self.stage("fusion").extra["persons_dropped"] = str(self.live.frame_persons_dropped)
+            self.problem("crowd-frame", event.message)
             return
         if event.kind == "refine_frame_skipped":
             self.problem("refine-add", event.message)

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from hpe_ros.fusion.sync import ClockMonitor, FrameSynchronizer
@@ -119,7 +120,7 @@ def test_a_node_clock_behind_every_camera_drops_nothing_once_the_leads_are_known
 
 def test_a_constant_offset_is_corrected_when_asked():
     m = ClockMonitor(CAMS, max_offset_s=0.1, correct=True)
-    verdicts = feed(m, {"cam0": 0.0, "cam1": 0.0, "cam2": 0.2})
+    verdicts = feed(m, {"cam0": 0.0, "cam1": 0.0, "cam2": 0.2}, n=20)  # medians rest on half a window
     assert verdicts["cam2"].status == "corrected"
     assert verdicts["cam2"].stamp == pytest.approx(verdicts["cam0"].stamp, abs=1e-6)
 
@@ -140,3 +141,34 @@ def test_a_future_message_cannot_move_the_other_cameras_frames():
         fused += s.poll(now + 0.02)
     # Only the frame without cam1 may go (superseded by the complete one after it); nothing is late.
     assert s.counters.late == 0 and len(fused) >= 19 and fused[-1].stamp == pytest.approx(10.0 + 19 / 30 - 0.01)
+
+
+def test_a_frame_ahead_of_most_cameras_waits_for_them_instead_of_making_them_late():
+    s = _warm(FrameSynchronizer(CAMS, slop_s=0.005, wait_s=0.04))
+    s.add("cam2", 1.2, "ahead", now=10.0)      # cam2's clock runs 0.2 s ahead
+    assert s.poll(now=10.1) == []              # its wait is over, but cam0 and cam1 are still at 1.0
+    out = []
+    for k in range(1, 8):                      # the others go on and are never late
+        for cam in ("cam0", "cam1"):
+            out += s.add(cam, 1.0 + k / 30, cam, now=10.0 + k / 30)
+        out += s.poll(now=10.05 + k / 30)
+    assert s.counters.late == 0
+    stamps = [f.stamp for f in out]
+    # In order; cam2's frame went once the others reached it (here they joined it: 0.2 s is 6 frames).
+    assert stamps == sorted(stamps) and any(set(f.items) == set(CAMS) for f in out)
+
+
+def test_a_camera_ahead_is_found_by_its_median_when_latency_hides_single_stamps():
+    """On a busy machine messages arrive 100-300 ms late: a 200 ms lead shows only in the medians."""
+    rng = np.random.default_rng(0)
+    m = ClockMonitor(CAMS + ["cam3"], max_offset_s=0.1)
+    statuses = {c: [] for c in m.offsets()}
+    for k in range(120):
+        stamp = 100 + k / 30
+        latency = 0.2 + 0.1 * np.sin(k / 7)
+        for cam in statuses:  # a busy executor may serve one camera's queue first: arrival jitter per camera
+            ahead = 0.2 if cam == "cam3" else 0.0
+            statuses[cam].append(m.judge(cam, stamp + ahead, stamp + latency + rng.uniform(0, 0.05)).status)
+    assert all(s == "ok" for c in CAMS for s in statuses[c])
+    assert statuses["cam3"][30:] == ["ahead"] * 90
+    assert m.offset("cam3") == pytest.approx(0.2, abs=0.03)
