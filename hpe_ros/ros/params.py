@@ -3,17 +3,19 @@
 Config dataclasses declare themselves: `declare_config(node, FusionConfig, "fusion")` makes one parameter
 per field (`fusion.min_views`, `fusion.tracker.gate_m`, ...) with the field's default and the help text
 and range in its metadata; `config_values` reads them back as the nested mapping that
-`hpe_ros.checks.config_from_mapping` turns into the dataclass.
+`hpe_ros.checks.config_from_mapping` turns into the dataclass. `read_only_except` marks the parameters
+a node reads only at configure/activate time read-only.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import typing
 from typing import Any
 
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.parameter import Parameter
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
 _TYPES = {
     bool: ParameterType.PARAMETER_BOOL,
@@ -80,6 +82,24 @@ def config_values(node, cls, prefix: str = "") -> dict[str, Any]:
     """The current values of the parameters `declare_config` made for `cls`, as a nested mapping."""
     return {f.name: config_values(node, nested, name) if nested is not None else value(node, name)
             for name, f, nested in _config_fields(cls, prefix)}
+
+
+def read_only_except(node, runtime: tuple[str, ...] = ()) -> None:
+    """Make every parameter declared so far read-only except `runtime` (and use_sim_time), so that
+    `ros2 param set` on one that is only read when the node configures or activates fails, saying so,
+    instead of being accepted and silently ignored. Call it at the end of the node's __init__."""
+    for name in node.list_parameters([], 0).names:
+        if name in runtime or name == "use_sim_time":
+            continue
+        descriptor = copy.deepcopy(node.describe_parameter(name))  # rclpy hands out the node's own descriptor
+        if descriptor.read_only:
+            continue
+        descriptor.read_only = True
+        try:
+            node.set_descriptor(name, descriptor)
+        except ParameterUninitializedException:  # a type-only array: declare it again, read-only
+            node.undeclare_parameter(name)
+            node.declare_parameter(name, Parameter.Type(descriptor.type), descriptor)
 
 
 STRING_ARRAY = ParameterType.PARAMETER_STRING_ARRAY

@@ -18,7 +18,7 @@ from hpe_ros.io.calibration import load_rig
 from hpe_ros.resources import resolve_path
 from hpe_ros.ros.base import ManagedNode, run
 from hpe_ros.ros.camera_info import camera_to_camera_info
-from hpe_ros.ros.params import STRING_ARRAY, config_values, declare, declare_config, value
+from hpe_ros.ros.params import STRING_ARRAY, config_values, declare, declare_config, read_only_except, value
 from hpe_ros.ros.pointcloud import HumanPoses, human_pose_to_cloud, make_header, pose2d_to_cloud
 from hpe_ros.ros.qos import POSES, SENSOR
 from hpe_ros.ros.tf import TFSender, camera_transforms, declare_frame_parameters, publishes_camera_frames
@@ -40,6 +40,7 @@ class RigSimNode(ManagedNode):
         p("ground_truth_topic", "rig_sim/ground_truth", "topic of the true 3D joints")
         p("world_frame", "world", "frame of the ground truth and the rig", read_only=True)
         declare_frame_parameters(self, read_camera_tf=False)
+        read_only_except(self)  # all are read when the node configures or activates
         self.rig = None
         self._frame_timers: dict[str, object] = {}  # the frame clock's timers by role
         self.frames = 0

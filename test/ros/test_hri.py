@@ -31,7 +31,8 @@ def stamp_ns(stamp) -> int:
 def test_tracked_bodies_list_matches_the_fused_people_and_body_frames(ros_context):
     executor = SingleThreadedExecutor(context=ros_context)
     config = load_config(config_path(DEFAULT_CONFIG))
-    overrides = {"rig_sim_node": {"num_people": 2, "seed": 4}, "fusion_node": {"use_lifter": False, "publish_hri": True}}
+    overrides = {"rig_sim_node": {"num_people": 2, "seed": 4},
+                 "fusion_node": {"use_lifter": False, "publish_hri": True}}
     nodes = make_nodes(["rig_sim_node", "fusion_node"], config, overrides, context=ros_context)
     listener = Node("hri_listener", context=ros_context)
     tracked: dict[int, list[str]] = {}
