@@ -693,9 +693,12 @@ def _read_text(path: Path) -> str:
     if not path.is_file():
         fail(str(path), "not a file")
     try:
-        text = path.read_bytes().decode("utf-8")
+        raw = path.read_bytes()
+        text = raw.decode("utf-8-sig")  # a byte order mark, as Windows editors write, is accepted
     except UnicodeDecodeError as e:
-        fail(str(path), f"not a text file (invalid UTF-8 at byte {e.start})")
+        utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")
+        fail(str(path), "a UTF-16 text file; save it as UTF-8" if utf16 else
+             f"not a text file (invalid UTF-8 at byte {e.start})")
     except OSError as e:
         fail(str(path), f"cannot read: {e.strerror}")
     if not text.strip():

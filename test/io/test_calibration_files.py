@@ -469,3 +469,16 @@ def test_example_rig_file(tmp_path):
         assert cam.in_image(pixel) and np.linalg.norm(pixel - [320, 240]) < 1.0, pixel
     save_toml_rig(rig, tmp_path / "copy.toml")  # the file is a fixed point of load -> save
     assert (tmp_path / "copy.toml").read_text() == EXAMPLE_RIG.read_text()
+
+
+def test_a_byte_order_mark_is_accepted_and_utf16_named(tmp_path):
+    from hpe_ros.sim import default_rig
+
+    rig = default_rig(2)
+    save_rig(rig, tmp_path / "calib.toml")
+    text = (tmp_path / "calib.toml").read_text(encoding="utf-8")
+    (tmp_path / "bom.toml").write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    assert load_rig(tmp_path / "bom.toml").names == rig.names
+    (tmp_path / "wide.toml").write_bytes(text.encode("utf-16"))
+    with pytest.raises(CalibrationError, match=r"wide.toml: a UTF-16 text file; save it as UTF-8"):
+        load_rig(tmp_path / "wide.toml")
