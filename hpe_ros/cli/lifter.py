@@ -66,6 +66,19 @@ def load_lifter(model: str, layout: str, runtime: str):
         raise ValueError(f"--model {model}: cannot load this lifter ({text})") from None
 
 
+def _check_checkpoint(path: str) -> None:
+    """ValueError in one line when --init is not a lifter checkpoint torch can load (before any training)."""
+    from hpe_ros.lift.models import load_lifter
+
+    if not Path(path).is_file():
+        raise ValueError(f"--init {path}: no such checkpoint file")
+    try:
+        load_lifter(path)
+    except Exception as e:  # torch.load's own error types (pickle, zip, struct): one line, not a traceback
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"--init {path}: not a lifter checkpoint ({text})") from None
+
+
 def eval_cameras(noise_px: float, size=(640, 480)):
     """The evaluation camera sampling: one image size, a fixed noise level, no missed joints."""
     from hpe_ros.lift.synthetic import CameraSampling
@@ -188,6 +201,8 @@ def _cmd_train_lifter(a) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     init = str(default_checkpoint_path()) if a.init == "default" else a.init
+    if init:
+        _check_checkpoint(init)
     config = TrainConfig(method=a.method, arch=a.arch, width=a.width or (512 if a.arch == "mlp" else 96),
                          blocks=a.blocks or (2 if a.arch == "mlp" else 4), steps=a.steps, batch=a.batch, lr=a.lr,
                          seed=a.seed, init=init or "", device=a.device, checkpoint_every=a.checkpoint_every,

@@ -345,6 +345,10 @@ def test_lifter_tools_answer_bad_files_in_one_line(tmp_path, capsys):
     assert main(["train-lifter", "--out", str(tmp_path / "t"), "--data", str(tmp_path / "zero.npz"),
                  "--no-progress"]) == 2
     assert "zero.npz: not a readable .npz file" in one_line(capsys.readouterr().err)
+    (tmp_path / "broken.pt").write_bytes(b"junk")
+    assert main(["train-lifter", "--out", str(tmp_path / "t"), "--init", str(tmp_path / "broken.pt"),
+                 "--no-progress"]) == 2
+    assert "broken.pt: not a lifter checkpoint" in one_line(capsys.readouterr().err)
     assert not (tmp_path / "t").exists()
 
 
