@@ -116,15 +116,13 @@ class ManagedNode(LifecycleNode):
         super().destroy_node()
 
     def _publish_diagnostics(self) -> None:
-        stats = list(self.stats.values())
-        if self._diag_pub is None or not stats:
-            return
-        msg = diagnostic_array(stats, self.get_clock().now().to_msg())
+        msg = diagnostic_array(list(self.stats.values()), self.get_clock().now().to_msg())
         since = self._busy_since
         if since is not None and time.monotonic() - since > BUSY_WARN_S:
             msg.status.append(DiagnosticStatus(level=DiagnosticStatus.WARN, name=f"{self.get_name()}: callbacks",
                                                message=f"busy: one callback has run {time.monotonic() - since:.1f} s"))
-        self._diag_pub.publish(msg)
+        if self._diag_pub is not None and msg.status:
+            self._diag_pub.publish(msg)
 
     # --- lifecycle defaults ------------------------------------------------------------------------
     def on_deactivate(self, state) -> TransitionCallbackReturn:

@@ -228,3 +228,29 @@ def test_a_cloud_with_a_lying_big_endian_flag_is_refused_by_name(graph):
         return None
 
     run_case(graph, "cam1", tamper, "bad-cam1", "wrong is_bigendian")
+
+
+def test_diagnostics_keep_coming_and_say_busy_while_a_callback_runs_long(graph):
+    since = time.time()
+    with graph.fusion.busy():  # what a long callback looks like: the executor thread is held
+        time.sleep(1.5)
+    spin(graph.executor, 0.5)  # deliver what the diagnostics thread published meanwhile
+    during = [m for t, m in graph.diagnostics if t >= since]
+    busy = [s for m in during for s in m.status if s.name == "fusion_node: callbacks"]
+    assert busy and busy[-1].level == DiagnosticStatus.WARN and "busy" in busy[-1].message
+
+
+def test_stage_stats_warn_on_drops_notices_and_standing_warnings():
+    from hpe_ros.ros.diagnostics import StageStats
+
+    stats = StageStats("fusion_node: cam0", "cam0")
+    stats.tick(latency_ms=5.0)
+    assert stats.status().level == DiagnosticStatus.OK
+    stats.drop(reason="stale pose_2d")
+    status = stats.status()
+    assert status.level == DiagnosticStatus.WARN and status.message == "dropped 1 since the last report: stale pose_2d"
+    assert stats.status().level == DiagnosticStatus.OK  # nothing new since
+    stats.notice = "cam0: 90 people over max_persons_per_camera"
+    assert stats.status().level == DiagnosticStatus.WARN and stats.status().level == DiagnosticStatus.OK
+    stats.warning = "stamps +200 ms off the other cameras'"
+    assert stats.status().message == stats.status().message == stats.warning
