@@ -37,7 +37,10 @@ Steps:
    never below 0.5 px, are left out (recomputed from all observations each round, so a corner dropped
    early comes back; per camera, so a camera still far off before the first round keeps its corners).
 6. World frame: `world="camera0"` (default) keeps the first camera's optical frame; `world="board"`
-   re-expresses everything in the board frame of the first frame seen (x, y on the board, z into it).
+   re-expresses everything in the board frame of frame `world_frame_index` (default: the first frame
+   seen; x, y on the board, z into it); `world="floor"` does the same for a board lying face up on the
+   floor in that frame, with z flipped to point up (x along the board's x, y = z x x): a z-up world on
+   the floor, so REP-155 body frames (z up) are not tilted.
 
 The report holds per camera the views detected / used for intrinsics / used in the adjustment, and
 reprojection RMS and 50/90/99th percentiles (px) before and after bundle adjustment; see
@@ -47,8 +50,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -62,6 +65,8 @@ from hpe_ros.io.frames import count_frames, read_frames
 DEFAULT_INTRINSIC_FLAGS = 128  # cv2.CALIB_FIX_K3 (cv2 is imported only where it is used)
 
 DEFAULT_THRESHOLDS = (10.0, 3.0, 1.5)
+
+WORLDS = ("camera0", "board", "floor")
 
 Detections = dict  # camera name -> {frame index: (ids (n,), corners (n, 2) px)}
 Poses = dict       # camera name -> {frame index: (R (3, 3), t (3,), rms px)} board -> camera
@@ -114,11 +119,11 @@ def calibrate_board(sources: Mapping[str, str | os.PathLike], board: Board,
                     max_views: int = 40, *, step: int = 1, intrinsic_flags: int = DEFAULT_INTRINSIC_FLAGS,
                     refine_intrinsics: bool = False, thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
                     loss: str = "soft_l1", world: str = "camera0", min_corners: int = 6,
-                    ) -> tuple[Rig, BoardCalibrationReport]:
+                    world_frame_index: int | None = None) -> tuple[Rig, BoardCalibrationReport]:
     """Calibrate a rig from synchronised videos / image folders of a moving board.
 
     sources: camera name -> folder of images (sorted by name) or video file; the first camera is the
-    reference (world frame unless world="board"). camera_sizes: optional name -> (w, h) the images
+    reference (world frame unless world="board" or "floor"). camera_sizes: optional name -> (w, h) the images
     must have. max_views: most views per camera given to cv2.calibrateCamera (spread-out subset).
     step: read every step-th frame. See the module docstring for the method and the other options.
     Returns (Rig with the sources' camera names, BoardCalibrationReport). Raises CalibrationError
@@ -134,7 +139,7 @@ def calibrate_board(sources: Mapping[str, str | os.PathLike], board: Board,
     rig, report = calibrate_from_detections(
         detections, board, sizes, max_views=max_views, intrinsic_flags=intrinsic_flags,
         refine_intrinsics=refine_intrinsics, thresholds=thresholds, loss=loss, world=world,
-        min_corners=min_corners, frames_read=counts)
+        min_corners=min_corners, frames_read=counts, world_frame_index=world_frame_index)
     report.seconds["detect"] = time.perf_counter() - t0 - sum(report.seconds.values())
     report.seconds["total"] = time.perf_counter() - t0
     return rig, report
@@ -146,14 +151,14 @@ def calibrate_from_detections(detections: Detections, board: Board, sizes: Mappi
                               loss: str = "soft_l1", world: str = "camera0", min_corners: int = 6,
                               frames_read: Mapping[str, int] | None = None,
                               initial_intrinsics: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
-                              ) -> tuple[Rig, BoardCalibrationReport]:
+                              world_frame_index: int | None = None) -> tuple[Rig, BoardCalibrationReport]:
     """`calibrate_board` from detections already made (name -> {frame: (ids, corners)}), sizes: name -> (w, h).
 
     initial_intrinsics: optional name -> (K (3, 3), dist) to skip step 2 for those cameras (e.g. from
     an earlier intrinsics-only session). Steps 2-6 of the module docstring, one function each.
     """
-    if world not in ("camera0", "board"):
-        raise ValueError(f"world must be 'camera0' or 'board', got {world!r}")
+    if world not in WORLDS:
+        raise ValueError(f"world must be one of {', '.join(WORLDS)}, got {world!r}")
     if not detections:
         raise CalibrationError("no cameras given")
     thresholds = tuple(float(v) for v in thresholds) or DEFAULT_THRESHOLDS
@@ -188,15 +193,17 @@ def calibrate_from_detections(detections: Detections, board: Board, sizes: Mappi
     seconds["bundle_adjustment"] = time.perf_counter() - t
 
     cameras_out, board_poses = problem.result(x, names, size_list)
-    if world == "board":
-        cameras_out, initial_cameras, board_poses = _board_world(cameras_out, initial_cameras, board_poses)
+    frame = None if world == "camera0" else _world_frame(board_poses, world_frame_index)
+    if frame is not None:
+        cameras_out, initial_cameras, board_poses = _board_world(cameras_out, initial_cameras, board_poses, frame,
+                                                                 floor=world == "floor")
     for c in cameras_out:
         validate_camera(c, "board calibration")
     rig = Rig(cameras_out)
     _fill_error_reports(reports, names, obs, errors_before, errors_after, keep)
     return rig, BoardCalibrationReport(
         board=board.describe(), cameras=[reports[n] for n in names],
-        world=f"camera {names[0]!r} optical frame" if world == "camera0" else "board frame of the first frame",
+        world=_world_description(world, names[0], frame),
         pairs={f"{names[a]}-{names[b]}": n for (a, b), n in sorted(pairs.items())},
         tree=[(names[p], names[c], pairs[tuple(sorted((p, c)))]) for p, c in tree],
         rounds=rounds, refine_intrinsics=refine_intrinsics, intrinsic_flags=int(intrinsic_flags),
@@ -296,9 +303,31 @@ def _frame_poses(names: list[str], poses: Poses, usable: dict, cam_R: dict, cam_
     return frame_pose
 
 
-def _board_world(cameras: list[Camera], initial: list[Camera], board_poses: dict) -> tuple[list, list, dict]:
-    """Step 6 with world="board": cameras, initial cameras and board poses in the first frame's board frame."""
-    R_wb, t_wb = board_poses[min(board_poses)]
+def _world_frame(board_poses: dict, index: int | None) -> int:
+    """The frame whose board defines the world: `index`, or the first frame seen when None."""
+    if index is None:
+        return min(board_poses)
+    if index not in board_poses:
+        raise CalibrationError(f"world frame {index}: the board was not located in that frame (located in "
+                               f"{len(board_poses)} frames, {min(board_poses)}..{max(board_poses)})")
+    return index
+
+
+def _world_description(world: str, first_camera: str, frame: int | None) -> str:
+    if world == "camera0":
+        return f"camera {first_camera!r} optical frame"
+    if world == "board":
+        return f"board frame of frame {frame}"
+    return f"floor under the board of frame {frame} (z up)"
+
+
+def _board_world(cameras: list[Camera], initial: list[Camera], board_poses: dict, frame: int,
+                 floor: bool = False) -> tuple[list, list, dict]:
+    """Step 6: cameras, initial cameras and board poses in the board frame of `frame`; with `floor`, that
+    frame turned z-up (a board face up on the floor has z pointing down into it: flip y and z)."""
+    R_wb, t_wb = board_poses[frame]
+    if floor:
+        R_wb = R_wb @ np.diag([1.0, -1.0, -1.0])
     cameras = [c.copy(R=c.R @ R_wb, t=c.R @ t_wb + c.t) for c in cameras]
     initial = [c.copy(R=c.R @ R_wb, t=c.R @ t_wb + c.t) for c in initial]
     board_poses = {f: (R_wb.T @ R, R_wb.T @ (tt - t_wb)) for f, (R, tt) in board_poses.items()}

@@ -49,7 +49,9 @@ def _cmd_board(a) -> int:
 
     sources = named_camera_paths(a.images, "--images", "CAMERA=FOLDER_OR_VIDEO")
     rig, report = calibrate_board(sources, _parse_board(a.board), progress=not a.no_progress,
-                                  max_views=a.max_views, step=a.step)
+                                  max_views=a.max_views, step=a.step,
+                                  world="camera0" if a.floor is None else "floor",
+                                  world_frame_index=None if a.floor in (None, -1) else a.floor)
     print(format_board_report(report), flush=True)
     save_rig(rig, a.out)
     picture = render_board_report(report, a.report or f"{a.out}.report.png")
@@ -117,6 +119,10 @@ def add_parsers(sub) -> None:
     cb.add_argument("--report", default="", help="report picture (default: OUT.report.png)")
     cb.add_argument("--max-views", type=positive_int, default=40, help="views per camera used for its intrinsics")
     cb.add_argument("--step", type=positive_int, default=1, help="use every STEP-th frame")
+    cb.add_argument("--floor", type=int, nargs="?", const=-1, default=None, metavar="FRAME",
+                    help="world on the floor, z up: the board lies face up on the floor in frame FRAME "
+                         "(index as read; default: the first frame where it was found), origin at its "
+                         "first corner, x along its rows; without it the first camera's optical frame")
     add_progress_flag(cb)
     cb.set_defaults(func=_cmd_board)
 

@@ -222,3 +222,33 @@ def test_unlinked_camera_and_too_few_views_are_named(scenes, calibrated):
         calibrate_board({"cam0": scenes["charuco"]["sources"]["cam0"]}, board, camera_sizes={"cam0": (1280, 720)},
                         progress=False, step=8)
     assert DEFAULT_INTRINSIC_FLAGS == cv2.CALIB_FIX_K3
+
+
+def test_world_on_the_floor_is_z_up_where_the_board_lies(scenes, calibrated):
+    """world="floor": a board lying face up on the floor in one frame puts the world there, z up; on the
+    synthetic rig (whose world is z-up with the floor at z = 0) the calibrated cameras land on the truth."""
+    scene = scenes["checkerboard"]
+    rig_truth, board = scene["rig"], scene["board"]
+    _, report = calibrated["checkerboard"]
+    floor_R = np.diag([1.0, -1.0, -1.0])  # face up: the board's z (into the print) points down
+    floor_pose = (floor_R, -floor_R @ board.object_points().mean(axis=0))  # centred on the world origin
+    floor_frame = 1000
+    detections = {name: dict(frames) for name, frames in report.detections.items()}
+    for i, cam in enumerate(rig_truth):
+        found = board.detect(render_board_view(board, cam, floor_pose, blur=0.7, noise=2.0, seed=i))
+        if found is not None:
+            detections[cam.name][floor_frame] = found
+    assert sum(floor_frame in frames for frames in detections.values()) >= 2, "too few cameras see the floor board"
+
+    rig, floor = calibrate_from_detections(detections, board, report.sizes, world="floor",
+                                           world_frame_index=floor_frame)
+    assert "z up" in floor.world
+    R, t = floor.board_poses[floor_frame]
+    assert np.allclose(R, floor_R, atol=1e-9) and np.allclose(t, 0, atol=1e-9)
+    origin = floor_pose[1]  # the new world: the truth's axes, its origin at the board's corner 0
+    for est, truth in zip(rig, rig_truth):
+        np.testing.assert_allclose(est.center, truth.center - origin, atol=0.03)
+        up_est, up_truth = est.R @ [0, 0, 1.0], truth.R @ [0, 0, 1.0]  # world up in each camera
+        assert np.degrees(np.arccos(np.clip(up_est @ up_truth, -1, 1))) < 0.5
+    with pytest.raises(CalibrationError, match="world frame 999"):
+        calibrate_from_detections(detections, board, report.sizes, world="floor", world_frame_index=999)
