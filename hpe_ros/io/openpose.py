@@ -386,7 +386,7 @@ class SynchronisedOpenPose:
     def skip_report(self, limit: int = 200) -> dict:
         """The report's "skipped" section: totals per camera and the first `limit` entries."""
         entries = self.skipped()
-        per_camera = {name: {"files": folder.bad_files, "entries": folder.skipped_people,
+        per_camera = {name: {"bad_files": folder.bad_files, "bad_person_entries": folder.skipped_people,
                              "ignored_files": folder.ignored_files}
                       for name, folder in zip(self.names, self.folders)}
         return {"total": len(entries), "per_camera": per_camera, "entries": entries[:limit],

@@ -105,13 +105,13 @@ def test_bad_openpose_entries_are_skipped_counted_and_named(session, tmp_path, c
     assert triangulate(calib, dirs, tmp_path / "walk") == 0
     out = capsys.readouterr().out
     summary = one_line("\n".join(line for line in out.splitlines() if line.startswith("skipped")))
-    assert summary.startswith("skipped 5 bad input entries (cam0 1 entries; cam1 1 entries; cam2 2 files; "
-                              "cam3 1 files, 2 ignored files)")
+    assert summary.startswith("skipped 5 bad input entries (cam0 1 bad person entries; cam1 1 bad person entries; "
+                              "cam2 2 bad files; cam3 1 bad files, 2 ignored files); details in the report's")
 
     report = json.loads((tmp_path / "walk.report.json").read_text())
     skipped = report["skipped"]
     assert skipped["total"] == 5
-    assert skipped["per_camera"]["cam3"] == {"files": 1, "entries": 0, "ignored_files": 2}
+    assert skipped["per_camera"]["cam3"] == {"bad_files": 1, "bad_person_entries": 0, "ignored_files": 2}
     where = {(e["camera"], Path(e["file"]).name, e["entry"]): e["reason"] for e in skipped["entries"]}
     assert where[("cam0", "cam0_000000000003_keypoints.json", "person 1")] == 'has no "pose_keypoints_2d" list'
     assert "18 keypoints but layout body25 has 25" in where[("cam1", "cam1_000000000005_keypoints.json", "person 1")]

@@ -307,7 +307,7 @@ def test_wrongly_sized_keypoints_are_skipped_and_named(sessions, tmp_path, capsy
     bad = dirs[2] / "cam2_000000000007_keypoints.json"
     bad.write_text(json.dumps({"people": [{"pose_keypoints_2d": [100.0, 100.0, 0.9] * 17}]}))
     assert run(calib, dirs, tmp_path / "walk") == 0
-    assert "skipped 1 bad input entries (cam2 1 entries)" in capsys.readouterr().out
+    assert "skipped 1 bad input entries (cam2 1 bad person entries)" in capsys.readouterr().out
     report = json.loads((tmp_path / "walk.report.json").read_text())
     entry = report["skipped"]["entries"][0]
     assert (entry["camera"], entry["file"], entry["entry"]) == ("cam2", str(bad), "person 0")

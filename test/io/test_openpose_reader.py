@@ -76,7 +76,8 @@ def test_synchronised_reader_reports_per_camera_and_stops_only_on_nothing_usable
     assert frames.tolist() == [0, 1, 2, 3] and np.isfinite(points[:, 0]).all()
     assert np.isfinite(points[[0, 1, 3], 1]).all() and not np.isfinite(points[2, 1]).any()
     report = rec.skip_report()
-    assert report["total"] == 1 and report["per_camera"]["cam1"] == {"files": 1, "entries": 0, "ignored_files": 0}
+    assert report["total"] == 1
+    assert report["per_camera"]["cam1"] == {"bad_files": 1, "bad_person_entries": 0, "ignored_files": 0}
     assert report["entries"][0]["camera"] == "cam1" and report["entries"][0]["entry"] is None
     assert rec.inputs()[1]["files_skipped"] == 1
 
