@@ -3,9 +3,11 @@
 Wiring only. The live policy (time sync, staleness, waiting for lifted poses, online calibration) is
 `hpe_ros.fusion.live.LiveFusion`, fed with the node clock; the fusion itself is `FusionPipeline`. This
 node declares the parameters (LiveConfig and FusionConfig declare theirs: `sync_wait_s`, ...,
-`fusion.min_views`, `fusion.tracker.gate_m`, ...), converts /<cam>/pose_2d and /<cam>/pose_3d clouds
-for it, and publishes what it finishes: /human_pose_3d (PointCloud2), /human_pose_3d/markers
-(MarkerArray), TF (`body_<id>`, `<joint>_<id>`, camera frames), /diagnostics, one log line per problem.
+`fusion.min_views`, `fusion.tracker.gate_m`, ...), converts <cam>/pose_2d and <cam>/pose_3d clouds
+for it, and publishes what it finishes: human_pose_3d (PointCloud2), human_pose_3d/markers
+(MarkerArray), TF (`body_<id>`, joints under it, camera frames; hpe_ros.ros.tf), humans/bodies/tracked
+(`publish_hri`), /diagnostics, one log line per problem. Topics are relative (a namespace moves the rig).
+With `camera_extrinsics_from_tf` the cameras' poses come from TF instead of the calibration file.
 
 With `refine_extrinsics`, LiveFusion feeds an `OnlineRefiner` and applies the rigs it accepts; the node
 then re-sends the camera TF. `~/save_calibration` (std_srvs/Trigger) writes the current rig to

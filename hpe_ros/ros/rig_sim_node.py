@@ -1,7 +1,9 @@
 """rig_sim_node: procedural people seen by virtual calibrated cameras, published as real 2D detections.
 
-Publishes, per camera, `/<cam>/pose_2d` (PointCloud2, schema in README "Interfaces") and `/<cam>/camera_info`,
-and the ground truth on `ground_truth_topic` (same schema as /human_pose_3d; `id` = person index).
+Publishes, per camera, `<cam>/pose_2d` (PointCloud2, schema in README "Interfaces") and `<cam>/camera_info`
+(relative: under the node's namespace), the ground truth on `ground_truth_topic` (same schema as
+human_pose_3d; `id` = person index) and the camera frames on /tf_static (`publish_camera_frames`,
+named `<frame_prefix><frame_id>`).
 Wiring only: the simulation (trigger grid, motion, detections) is `hpe_ros.sim.stream.SimStream`, whose
 SimConfig declares its parameters. Motion is a pure function of time since `time_origin`, so two sim
 processes given the same origin and seed show the same people (the tests run one camera in its own
