@@ -262,6 +262,20 @@ def test_a_damaged_stretch_skips_that_cameras_frames_only(damaged, caplog):
     assert np.isfinite(result.points[first_bad]).any()
 
 
+def test_a_truncated_video_leaves_the_other_cameras_going_to_the_end(tmp_path, rig_files):
+    rig, calib = rig_files
+    videos = [write_video(tmp_path / f"c{c}.avi", (640, 480), 30) for c in range(3)]
+    videos[2].write_bytes(videos[2].read_bytes()[: videos[2].stat().st_size * 6 // 10])   # an interrupted copy
+    backend = FakeBackend(rig)
+    result = process_videos(videos, calib, backend, progress=False)
+    entries = result.report["skipped"]["entries"]
+    assert len(entries) == 1 and entries[0]["camera"] == "cam2" and entries[0]["entry"].endswith("-29")
+    first_bad = int(entries[0]["entry"].split()[1].split("-")[0])
+    assert 5 < first_bad < 25 and result.report["skipped"]["total"] == 30 - first_bad
+    assert result.frame_indices.tolist() == list(range(30))
+    assert [s for s, _ in backend.calls[-1]] == ["cam0", "cam1"] and np.isfinite(result.points[-1]).any()
+
+
 def test_stop_on_bad_frame_stops_there_and_says_so(damaged, caplog):
     rig, calib, videos = damaged
     with caplog.at_level("WARNING"):
