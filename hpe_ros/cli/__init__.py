@@ -21,7 +21,8 @@
 
 Families: graph.py (demo, run), offline.py (triangulate, process), models.py, calibrate.py, lifter.py
 (train-lifter, eval-lifter, lifter-data); common.py holds the error wrapper and the per-camera path option
-shared by all. Bad input exits 2 with one line on stderr; Ctrl-C exits 130 with one line.
+shared by all. Bad input exits 2 with one line on stderr; Ctrl-C exits 130 and SIGTERM 143, each with one line,
+no traceback and no temp file.
 """
 from __future__ import annotations
 

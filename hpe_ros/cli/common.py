@@ -15,11 +15,13 @@ Per-camera paths (`--keypoints`, `--images`) come in one of two forms, the same 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from hpe_ros.skeleton import LAYOUTS
@@ -35,14 +37,44 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the main thread is: every handler of Ctrl-C (cleanup included) handles it too."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, as the command's SIGINT handler raises it. Not KeyboardInterrupt itself: once that exact type
+    has left a nested interpreter run (a module import running code through PyRun_*, e.g. some Cython
+    modules) CPython ends the process with -SIGINT, whatever status the command returns."""
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted
+
+
 def _raise_terminated(signum, frame):
     raise Terminated
 
 
+@contextlib.contextmanager
+def _stop_signals_raise():
+    """In the block SIGINT raises KeyboardInterrupt and SIGTERM Terminated; the handlers before are restored
+    after it (a caller in the same process, e.g. a test, keeps its own). Main thread only: elsewhere Python
+    cannot change handlers, and the process's own stay."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, _raise_interrupted)
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:  # None: a handler not set from Python, which cannot be put back
+                signal.signal(sig, handler)
+
+
 def _ignore_stop_signals() -> None:
     """A second Ctrl-C / SIGTERM while the command is already stopping must not interrupt the cleanup."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def command_name(args: argparse.Namespace) -> str:
@@ -56,19 +88,18 @@ def run_command(args: argparse.Namespace) -> int:
     SIGTERM -> one line and 143."""
     name = command_name(args)
     logging.basicConfig(level=logging.WARNING, format=f"{name}: %(message)s")
-    signal.signal(signal.SIGTERM, _raise_terminated)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        return args.func(args)
-    except KeyboardInterrupt as exc:
-        _ignore_stop_signals()
-        terminated = isinstance(exc, Terminated)
-        print(f"{name}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr, flush=True)
-        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
-    except BAD_INPUT + tuple(getattr(args, "input_errors", ())) as exc:
-        message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-        print(f"{name}: error: {message or type(exc).__name__}", file=sys.stderr, flush=True)
-        return EXIT_BAD_INPUT
+    with _stop_signals_raise():
+        try:
+            return args.func(args)
+        except KeyboardInterrupt as exc:
+            _ignore_stop_signals()  # until _stop_signals_raise restores the caller's handlers
+            terminated = isinstance(exc, Terminated)
+            print(f"{name}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr, flush=True)
+            return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+        except BAD_INPUT + tuple(getattr(args, "input_errors", ())) as exc:
+            message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            print(f"{name}: error: {message or type(exc).__name__}", file=sys.stderr, flush=True)
+            return EXIT_BAD_INPUT
 
 
 def _camera_and_path(item: str) -> tuple[str, str] | None:
@@ -185,4 +216,4 @@ def add_progress_flag(parser: argparse.ArgumentParser) -> None:
 __all__ = ["run_command", "command_name", "camera_paths", "named_camera_paths", "add_progress_flag",
            "OneLineParser", "positive_int", "positive_float", "non_negative_int", "non_negative_float", "at_least",
            "in_range", "image_size", "LAYOUT_CHOICES", "BAD_INPUT", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED",
-           "EXIT_TERMINATED", "Terminated"]
+           "EXIT_TERMINATED", "Interrupted", "Terminated"]

@@ -7,11 +7,13 @@ exactly what `ros2 run` would do; in-process mode puts every node on one executo
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -101,8 +103,30 @@ def node_command(node: str, params_file: str | Path | None, overrides: dict | No
     return cmd
 
 
+@contextlib.contextmanager
+def _signals_ignored(signals=(signal.SIGINT, signal.SIGTERM)):
+    """`signals` ignored in the block (main thread only: elsewhere Python cannot change handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+RESEND_SIGINT_S = 0.5  # a node still importing ignores SIGINT (see ProcessGraph): it gets another one
+
+
 class ProcessGraph:
-    """Nodes as separate processes over real DDS; stops them all on exit (SIGINT, then SIGKILL)."""
+    """Nodes as separate processes over real DDS; stops them all on exit (SIGINT, then SIGKILL).
+
+    The nodes start with SIGINT ignored, which Python keeps until `base.run` installs its handler: a Ctrl-C
+    to the process group while a node is still importing is then dropped instead of printing a
+    KeyboardInterrupt traceback, and `stop` repeats SIGINT until the node has its handler.
+    """
 
     def __init__(self, nodes: list[str], params_file: str | Path | None, overrides: dict[str, dict] | None = None,
                  env: dict | None = None, log_dir: str | Path | None = None):
@@ -116,28 +140,37 @@ class ProcessGraph:
                 Path(log_dir).mkdir(parents=True, exist_ok=True)
                 out = open(Path(log_dir) / f"{node}.log", "w")
                 self._logs.append(out)
-            self.procs[node] = subprocess.Popen(node_command(node, params_file, overrides.get(node),
-                                                             workdir=self._workdir.name),
-                                                env={**os.environ, **(env or {})}, stdout=out,
-                                                stderr=subprocess.STDOUT if out else None)
+            command = node_command(node, params_file, overrides.get(node), workdir=self._workdir.name)
+            with _signals_ignored((signal.SIGINT,)):  # inherited by the child (for ms here)
+                self.procs[node] = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=out,
+                                                    stderr=subprocess.STDOUT if out else None)
 
     def alive(self) -> dict[str, bool]:
         return {n: p.poll() is None for n, p in self.procs.items()}
 
     def stop(self, timeout: float = 5.0) -> dict[str, int]:
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + timeout
-        for p in self.procs.values():
-            try:
-                p.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        for f in self._logs:
-            f.close()
-        self._workdir.cleanup()
+        """SIGINT to every node still running, SIGKILL to those not gone after `timeout` s; their exit codes.
+
+        A Ctrl-C or SIGTERM reaching this process meanwhile is ignored (it would leave nodes running):
+        the stop is already under way.
+        """
+        with _signals_ignored():
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                running = [p for p in self.procs.values() if p.poll() is None]
+                if not running:
+                    break
+                for p in running:
+                    p.send_signal(signal.SIGINT)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    running[0].wait(min(RESEND_SIGINT_S, max(0.01, deadline - time.monotonic())))
+            for p in self.procs.values():
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            for f in self._logs:
+                f.close()
+            self._workdir.cleanup()
         return {n: p.returncode for n, p in self.procs.items()}
 
     def __enter__(self):
@@ -166,28 +199,39 @@ def make_nodes(nodes: list[str], config: dict, overrides: dict[str, dict] | None
 
 
 def run_in_process(nodes: list[str], config: dict, duration: float | None = None,
-                   overrides: dict[str, dict] | None = None) -> None:
-    """All nodes on one executor in this process until Ctrl-C or `duration` seconds."""
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
+                   overrides: dict[str, dict] | None = None) -> int | None:
+    """All nodes on one executor in this process until SIGINT/SIGTERM or `duration` seconds.
 
-    rclpy.init()
-    instances = make_nodes(nodes, config, overrides)
+    Returns the signal that stopped it (None when `duration` ran out); the nodes and the context are
+    shut down either way, a second signal during that included, without a traceback.
+    """
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+
+    from hpe_ros.ros.base import make_executor
+
+    stop: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    instances = []
     # One thread: Python threads would only contend for the GIL, and rclpy's multi-threaded executor costs more.
-    executor = SingleThreadedExecutor()
-    for n in instances:
-        executor.add_node(n)
-        if n.autostart:
-            n.bring_up()
-    end = time.monotonic() + duration if duration else None
+    executor = make_executor()
     try:
-        while rclpy.ok() and (end is None or time.monotonic() < end):
+        instances = make_nodes(nodes, config, overrides)
+        for n in instances:
+            executor.add_node(n)
+            if n.autostart and not stop:
+                n.bring_up()
+        end = time.monotonic() + duration if duration else None
+        while rclpy.ok() and not stop and (end is None or time.monotonic() < end):
             executor.spin_once(timeout_sec=0.1)
-    except KeyboardInterrupt:
-        pass
     finally:
         for n in instances:
             n.before_exit()
             n.destroy_node()
         executor.shutdown()
         rclpy.try_shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return stop[0] if stop else None
