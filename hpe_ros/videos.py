@@ -34,6 +34,10 @@ from hpe_ros.skeleton import convert, convert_scores, get_layout
 
 log = logging.getLogger(__name__)
 
+# FFmpeg prints its decoder errors straight to stderr, a line per damaged frame; the readers here warn once per
+# camera and count the rest, so FFmpeg is kept quiet unless the user sets the level.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
 
 # Codecs pad frames to whole macroblocks (1080 rows are coded as 1088); a size this close to the calibrated
 # one, the larger a multiple of PADDING_MULTIPLE, is taken as padding at the bottom / right.

@@ -18,6 +18,9 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+# FFmpeg's per-frame decoder errors would go straight to stderr; read_frames warns once and lists the frames.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".webp")
 
 
