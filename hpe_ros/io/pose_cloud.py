@@ -62,10 +62,12 @@ def packed_dtype(fields, big_endian: bool = False) -> np.dtype:
                      "formats": [order + NUMPY_CODE[datatype] for _, datatype in fields]})
 
 
-# What a decoded value may be: NaN marks a missing joint (cleaned later), inf never; magnitudes within a
-# bound far beyond any real image, room or score, and no denormal-small non-zero values: bytes read in the
-# wrong order (a lying is_bigendian) land outside these almost surely.
-VALUE_LIMIT = {"u": 1e6, "v": 1e6, "x": 1e4, "y": 1e4, "z": 1e4, "confidence": 1e2}
+# What a decoded value may be: NaN marks a missing joint (cleaned later), inf never; no denormal-small
+# non-zero values, confidences within a bound far beyond any score: bytes read in the wrong order (a lying
+# is_bigendian) land outside these almost surely, and their joint indices outside 0..J-1. Finite but
+# absurd coordinates pass (the consumers treat them as outliers).
+CHECKED_FLOATS = ("u", "v", "x", "y", "z", "confidence")
+CONFIDENCE_LIMIT = 1e2
 TINY = 1e-30
 
 
@@ -112,17 +114,18 @@ def _check_layout(kind: str, cloud: CloudLayout) -> dict:
 
 
 def _check_values(kind: str, columns: dict) -> None:
-    """Reject inf, magnitudes beyond VALUE_LIMIT or non-zero below TINY, and joint indices outside 0..J-1
-    (what bytes read in the wrong order look like). NaN is a missing joint: allowed."""
-    for name, limit in VALUE_LIMIT.items():
+    """Reject inf, non-zero magnitudes below TINY, confidences beyond CONFIDENCE_LIMIT and joint indices
+    outside 0..J-1 (what bytes read in the wrong order look like). NaN is a missing joint: allowed."""
+    for name in CHECKED_FLOATS:
         values = columns.get(name)
         if values is None:
             continue
         if np.isinf(values).any():
             raise ValueError(f"{kind} cloud: {name} is infinite")
         magnitude = np.abs(values[~np.isnan(values)])
+        limit = CONFIDENCE_LIMIT if name == "confidence" else np.inf
         if (magnitude > limit).any() or ((magnitude < TINY) & (magnitude > 0)).any():
-            raise ValueError(f"{kind} cloud: {name} has impossible values (beyond +-{limit:g} or below {TINY:g}; "
+            raise ValueError(f"{kind} cloud: {name} has impossible values (below {TINY:g} or beyond {limit:g}; "
                              "wrong is_bigendian?)")
     joint = columns.get("joint")
     if joint is not None and joint.size and (joint.min() < 0 or joint.max() >= joint.shape[1]):

@@ -110,11 +110,16 @@ def test_inf_is_rejected_and_nan_is_a_missing_joint():
         decode(with_(cloud, data=packed.tobytes()))
 
 
-def test_impossible_coordinates_are_rejected():
+def test_impossible_values_are_rejected_and_absurd_but_finite_pixels_pass():
     cloud = pose2d_layout(persons=1, joints=3)
     packed = np.frombuffer(cloud.data, dtype=packed_dtype(POSE_2D_FIELDS)).copy()
-    packed["u"][0] = 3e20
+    packed["u"][0] = 3e20  # an outlier for fusion to deal with, not a malformed cloud
+    assert decode(with_(cloud, data=packed.tobytes()))["u"][0, 0] == np.float32(3e20)
+    packed["u"][0] = 1e-35  # what a float read in the wrong byte order looks like
     with pytest.raises(ValueError, match="u has impossible values"):
+        decode(with_(cloud, data=packed.tobytes()))
+    packed["u"][0], packed["confidence"][1] = 100.0, 5e3
+    with pytest.raises(ValueError, match="confidence has impossible values"):
         decode(with_(cloud, data=packed.tobytes()))
 
 
