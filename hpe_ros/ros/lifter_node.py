@@ -24,6 +24,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, PointCloud2
 
 from hpe_ros.camera import Camera
+from hpe_ros.fusion.live import most_confident
 from hpe_ros.io.calibration import load_rig
 from hpe_ros.lift.batch import lift_views
 from hpe_ros.lift.factory import PLACEHOLDER, make_lifter
@@ -57,6 +58,8 @@ class LifterNode(ManagedNode):
         d("torso_m", 0.5, "placeholder: reference shoulder-to-hip length", low=0.2, high=1.0)
         d("batch_window_s", 0.005, "longest wait for the other cameras' messages before lifting the ones "
           "received (0 = lift each message on its own)", low=0.0, high=0.1)
+        d("max_persons", 10, "people lifted per message, the most confident (the others go out as missing "
+          "rows, so rows still match the 2D): a flood of detections cannot stall the node", low=1, high=10000)
         self.intrinsics: dict[str, Camera] = {}
         self.lifter = None
         self._pending: dict[str, tuple] = {}  # camera -> (header, camera, points2d, scores) waiting to be lifted
@@ -148,9 +151,14 @@ class LifterNode(ManagedNode):
             stats.error(str(exc))
             self.problem(f"bad-{cam}", f"{cam}: dropped a malformed pose_2d message: {exc}")
             return
+        points2d, scores = points2d.reshape(-1, J, 2), scores.reshape(-1, J)
+        rows = most_confident(scores, self.get_parameter("max_persons").value)
+        if len(rows) < len(scores):
+            stats.notice = f"{cam}: pose_2d had {len(scores) - len(rows)} people over max_persons; not lifted"
+            self.problem(f"crowd-{cam}", stats.notice)
         if cam in self._pending:  # this camera's next frame: the batch is as complete as it gets
             self._flush()
-        self._pending[cam] = (msg.header, camera, points2d.reshape(-1, J, 2), scores.reshape(-1, J))
+        self._pending[cam] = (msg.header, camera, points2d[rows], scores[rows], rows, len(scores))
         if self._batch_timer is None or len(self._pending) == len(self.cameras):
             self._flush()
         elif len(self._pending) == 1:
@@ -167,14 +175,19 @@ class LifterNode(ManagedNode):
         try:
             with np.errstate(all="ignore"):  # garbage pixels make NaN / inf, which come out as missing joints
                 lifted = lift_views(self.lifter, [(camera.K, camera.undistort_pixels(points2d), scores)
-                                                  for _, camera, points2d, scores in pending.values()])
+                                                  for _, camera, points2d, scores, _, _ in pending.values()])
         except Exception as exc:  # a lifter that chokes on one batch must not stop the node
             for cam in pending:
                 self.stage(cam, cam).error(str(exc))
                 self.problem(f"lift-{cam}", f"{cam}: lifting failed, message dropped: {type(exc).__name__}: {exc}")
             return
         lift_ms = f"{(time.perf_counter() - t0) * 1e3:.2f}"
-        for (cam, (header, *_)), (points3d, conf) in zip(pending.items(), lifted):
+        for (cam, (header, _, _, _, rows, persons)), (points3d, conf) in zip(pending.items(), lifted):
+            if len(rows) < persons:  # the rows not lifted go out missing
+                all_points = np.full((persons, *points3d.shape[1:]), np.nan)
+                all_conf = np.zeros((persons, *conf.shape[1:]))
+                all_points[rows], all_conf[rows] = points3d, conf
+                points3d, conf = all_points, all_conf
             self.pubs[cam].publish(pose3d_to_cloud(points3d, conf, header))
             stats = self.stage(cam, cam)
             stats.extra.update({"lift_ms": lift_ms, "people": str(len(points3d)), "batch": str(len(pending))})

@@ -254,3 +254,37 @@ def test_stage_stats_warn_on_drops_notices_and_standing_warnings():
     assert stats.status().level == DiagnosticStatus.WARN and stats.status().level == DiagnosticStatus.OK
     stats.warning = "stamps +200 ms off the other cameras'"
     assert stats.status().message == stats.status().message == stats.warning
+
+
+def test_the_lifter_lifts_only_the_most_confident_people_of_a_flood(ros_context):
+    """1000 people in one message: the 10 most confident are lifted, the rest go out missing (rows kept)."""
+    from hpe_ros.ros.lifter_node import LifterNode
+    from hpe_ros.ros.pointcloud import cloud_to_pose3d
+
+    node = LifterNode(context=ros_context, parameter_overrides=[
+        Parameter("model", value="apparent_size_placeholder"), Parameter("cameras", value=["cam0"]),
+        Parameter("calibration_file", value="example_rig.toml")])
+    assert node.bring_up()
+    tester = Node("lifter_flood_tester", context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    executor.add_node(tester)
+    out = []
+    tester.create_subscription(PointCloud2, "/cam0/pose_3d", out.append, POSES)
+    pub = tester.create_publisher(PointCloud2, "/cam0/pose_2d", POSES)
+    try:
+        rng = np.random.default_rng(1)
+        points, scores = junk_people(rng, 1000)
+        points[7], scores[7] = rng.uniform(200, 300, (17, 2)), 0.9  # the one real, confident person
+        msg = pose2d_to_cloud(points, scores, make_header(time.time(), "cam0_optical_frame"))
+        end = time.monotonic() + 10.0
+        while not out and time.monotonic() < end:
+            pub.publish(msg)
+            spin(executor, 0.5, until=lambda: len(out) > 0)
+        assert out, "no pose_3d for the flooded message"
+        points3d, conf, _ = cloud_to_pose3d(out[0])
+        assert points3d.shape[0] == 1000 and (conf.max(axis=1) > 0).sum() <= 10 and conf[7].max() > 0
+    finally:
+        executor.shutdown()
+        tester.destroy_node()
+        node.destroy_node()
