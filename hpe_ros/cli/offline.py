@@ -84,32 +84,63 @@ def _add_bag_out(parser) -> None:
 def _backend_from_args(a):
     from hpe_ros.detect2d import create_backend
 
+    if a.backend is None:
+        a.backend = "onnxruntime" if a.model else "blazepose"
+    a.model = a.model or "rtmpose-m"
     if a.backend == "mediapipe":
         return create_backend("mediapipe", model_complexity=a.model_complexity)
     if a.backend == "blazepose":
-        return create_backend("blazepose", runtime=a.blazepose_runtime, blazepose={"detect_every": a.detect_every})
+        config = {"detect_every": a.detect_every} if a.detect_every else {}
+        return create_backend("blazepose", runtime=a.blazepose_runtime, threads=a.threads, blazepose=config)
     return create_backend(a.backend, model=a.model, model_file_path=a.model_file or "", detector=a.detector,
                           detector_file_path=a.detector_file or "", engine_file_path=a.engine_file or "",
-                          enable_fp16=not a.fp32, topdown={"detect_every": a.detect_every})
+                          enable_fp16=not a.fp32, threads=a.threads, topdown={"detect_every": a.detect_every or 1})
+
+
+def _run_process(a, backend, clip):
+    from hpe_ros.videos import process_bag, process_videos
+
+    if a.bag:
+        return process_bag(a.bag, a.topics, a.calib, backend, a.layout, a.fps, a.save_2d, a.max_frames,
+                           progress=not a.no_progress, slop_s=a.sync_slop, causal=a.causal, clip=clip)
+    return process_videos(a.videos, a.calib, backend, a.layout, a.fps, a.save_2d, a.max_frames,
+                          progress=not a.no_progress, causal=a.causal, clip=clip,
+                          stop_on_bad_frame=a.stop_on_bad_frame)
+
+
+def _guided_pass(a, backend, clip, first):
+    """Second pass: the 2D again, each camera also looking where the first pass's 3D skeletons project (the
+    people its own detector missed), fused again."""
+    from hpe_ros.detect2d.guided_crops import GuidedBackend
+    from hpe_ros.io.calibration import load_rig
+
+    backend.reset()
+    guided = GuidedBackend(backend, load_rig(a.calib), first.points, first.layout)
+    print(f"guided crops: second pass with the first pass's {len(first.ids)} person id(s) projected into "
+          "every camera", flush=True)
+    result = _run_process(a, guided, clip)
+    result.report["guided_crops"] = {"first_pass_ids": len(first.ids),
+                                     "first_pass_people_2d": first.report["detections_2d"]["people_2d"],
+                                     "rois_per_camera": guided.guided}
+    return result
 
 
 def _cmd_process(a) -> int:
+    from hpe_ros.detect2d.quiet import native_stderr_filtered, quiet_third_party
     from hpe_ros.offline import format_report, output_paths, write_outputs
-    from hpe_ros.videos import process_bag, process_videos
 
     output_paths(a.out, a.format)
     _check_bag_out(a)
     if bool(a.bag) != bool(a.topics):
         raise ValueError("--bag and --topics go together: one image topic per camera, in the calibration file's order")
     clip = _clip_from_args(a)  # bad settings fail before the backend loads
-    backend = _backend_from_args(a)
-    if a.bag:
-        result = process_bag(a.bag, a.topics, a.calib, backend, a.layout, a.fps, a.save_2d, a.max_frames,
-                             progress=not a.no_progress, slop_s=a.sync_slop, causal=a.causal, clip=clip)
-    else:
-        result = process_videos(a.videos, a.calib, backend, a.layout, a.fps, a.save_2d, a.max_frames,
-                                progress=not a.no_progress, causal=a.causal, clip=clip,
-                                stop_on_bad_frame=a.stop_on_bad_frame)
+    quiet_third_party()
+    with native_stderr_filtered():  # model loading: LiteRT's delegate line, absl's start-up warnings
+        backend = _backend_from_args(a)
+    print(f"2D pose: {backend.name} (layout {backend.layout})", flush=True)
+    result = _run_process(a, backend, clip)
+    if hasattr(backend, "guide") and not a.no_guided_crops:
+        result = _guided_pass(a, backend, clip, result)
     print(format_report(result.report), flush=True)
     _print_tracking(result)
     written = write_outputs(result, a.out, a.format, a.y_up)
@@ -153,15 +184,25 @@ def _add_process(sub) -> None:
                    help="--bag: largest stamp difference paired into one frame (default: half the frame period)")
     p.add_argument("--calib", required=True, help="calibration file (anipose/Pose2Sim TOML, rig YAML, OpenCV)")
     p.add_argument("--out", required=True, help="output path (.json / .trc or a stem); report in OUT.report.json")
-    p.add_argument("--backend", default="onnxruntime",
-                   choices=["onnxruntime", "tensorrt", "torch", "mediapipe", "blazepose"])
-    p.add_argument("--model", default="rtmpose-m", help="pose model: manifest name or .toml path")
+    p.add_argument("--backend", default=None,
+                   choices=["blazepose", "onnxruntime", "tensorrt", "torch", "mediapipe"],
+                   help="2D poses: blazepose (the default: several people per camera, weights from mediapipe's "
+                        "wheel), mediapipe (one person per camera) or a network backend (--model, --detector; "
+                        "onnxruntime is the default when --model is given)")
+    p.add_argument("--model", default=None, help="pose model of a network backend: manifest name or .toml path "
+                                                 "(default: rtmpose-m)")
     p.add_argument("--model-file", help="pose network file (default: the manifest's downloaded file)")
     p.add_argument("--detector", default="", help="person detector manifest (default: none = one person per frame)")
     p.add_argument("--detector-file", help="detector network file")
     p.add_argument("--engine-file", help="tensorrt: engine path (default: the engine cache)")
     p.add_argument("--fp32", action="store_true", help="tensorrt: build without FP16")
-    p.add_argument("--detect-every", type=positive_int, default=1, help="run the detector every N frames")
+    p.add_argument("--detect-every", type=positive_int, default=None,
+                   help="run the detector every N frames (default: blazepose 10, network backends 1)")
+    p.add_argument("--threads", type=non_negative_int, default=1,
+                   help="onnxruntime / tflite intra-op threads (default: 1, steady on a busy CPU; 0 = runtime's)")
+    p.add_argument("--no-guided-crops", action="store_true",
+                   help="blazepose: one pass only (default: a second pass also looks where the first pass's 3D "
+                        "skeletons project in each camera, for the people its detector missed)")
     p.add_argument("--model-complexity", type=int, choices=[0, 1, 2], default=1, help="mediapipe: 0, 1 or 2")
     p.add_argument("--blazepose-runtime", default="onnxruntime", choices=["onnxruntime", "tflite", "tensorrt"],
                    help="blazepose: runtime of its networks")

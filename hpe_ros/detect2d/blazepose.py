@@ -5,6 +5,8 @@ that need it; every person's rotated ROI (hip centre, body scale, upright) is cu
 landmark network runs once on all people of all cameras; landmarks go back to image pixels through the
 inverse crop. Each person's next ROI follows their own alignment landmarks, so between detector runs
 (every `detect_every` frames of a camera, or whenever it tracks nobody) only newcomers need the detector.
+ROIs from elsewhere (`guide`: other cameras' fused 3D projected, hpe_ros.detect2d.guided_crops) join a
+camera's next frame like detections do, for the people its detector missed.
 
 The weights are the two .tflite files in mediapipe==0.10.14's wheel (never copied into this repository);
 "onnxruntime" and "tensorrt" run their ONNX conversion (hpe_ros.runtime.tflite_to_onnx, cached), "tflite"
@@ -57,6 +59,7 @@ class BlazePoseConfig:
 class _Stream:
     rois: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # (P, 4) where to look next frame
     smoothing: np.ndarray = field(default_factory=lambda: np.zeros((0, 3, 2, 2)))  # (P, 3, 2, 2) ROI filter state
+    guides: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # (G, 4) ROIs handed in for next frame
     frames: int = 0
 
 
@@ -136,13 +139,17 @@ class BlazePoseBackend:
         found = self.detect_people([im for im, d in zip(rgb, detect) if d])
         t1 = time.perf_counter()
         rois, smoothing = [], []
+        guided = 0
         for st, d in zip(state, detect):
             new = _newcomers(st.rois, found.pop(0) if d else np.zeros((0, 4)), self.config.same_person_iou)
-            rois.append(np.concatenate([st.rois, new]))
-            smoothing.append(np.concatenate([st.smoothing, np.full((len(new), 3, 2, 2), np.nan)]))
+            known = np.concatenate([st.rois, new])
+            guides = _newcomers(known, st.guides, self.config.same_person_iou)
+            st.guides, guided = np.zeros((0, 4)), guided + len(guides)
+            rois.append(np.concatenate([known, guides]))
+            smoothing.append(np.concatenate([st.smoothing, np.full((len(new) + len(guides), 3, 2, 2), np.nan)]))
         points, visibility, presence, aux = self.landmarks_in_rois(rgb, rois)
         self.last_timings = {"detect_ms": (t1 - t0) * 1e3, "landmarks_ms": (time.perf_counter() - t1) * 1e3,
-                             "people": float(sum(len(r) for r in rois))}
+                             "people": float(sum(len(r) for r in rois)), "guided": float(guided)}
         out = []
         for k, st in enumerate(state):
             aux_smooth, smooth_state = bp.smooth_alignment(aux[k], smoothing[k])
@@ -191,6 +198,18 @@ class BlazePoseBackend:
         split = np.cumsum(counts)[:-1]
         return (np.split(px[:, :bp.NUM_LANDMARKS], split), np.split(visibility[:, :bp.NUM_LANDMARKS], split),
                 np.split(pose_presence.reshape(-1), split), np.split(px[:, [bp.HIP_CENTER, bp.SCALE_POINT]], split))
+
+    def guide(self, stream: str, rois: np.ndarray) -> None:
+        """ROIs (G, 4) cx, cy, size, angle image px where `stream`'s next frame should also look (replacing
+        earlier ones not yet used); those not overlapping a tracked or detected person are landmarked and kept
+        like detections (dropped when the pose-presence score says nobody is there)."""
+        rois = np.asarray(rois, dtype=np.float64).reshape(-1, 4)
+        self._streams.setdefault(stream, _Stream()).guides = rois[np.isfinite(rois).all(1) & (rois[:, 2] > 0)]
+
+    def tracked_rois(self, stream: str) -> np.ndarray:
+        """(P, 4) the ROIs `stream`'s next frame will look at for the people it tracks."""
+        st = self._streams.get(stream)
+        return np.zeros((0, 4)) if st is None else st.rois.copy()
 
     def reset(self, stream: str | None = None) -> None:
         """Forget tracked people (of one stream, or all)."""

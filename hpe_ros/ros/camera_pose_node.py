@@ -7,6 +7,10 @@ waited `batch_timeout_s`; it takes the newest frame of each camera and makes one
 Images are read with a history of one (NEWEST_ONLY), so frames that arrive during inference replace each
 other in DDS; /diagnostics reports per camera the rate, latency (image stamp -> publish), frames the node
 skipped (`dropped`), frames that never reached it (`missed_before_node`, from stamp gaps) and the backend.
+
+Guided crops (blazepose backend, `guided_crops`): the fused skeletons on `guide_topic` (/human_pose_3d),
+projected through `calibration_file`'s camera of the same name, give each camera ROIs for the people its
+own detector and tracker miss (hpe_ros.detect2d.guided_crops); they join the camera's next frame.
 """
 from __future__ import annotations
 
@@ -20,37 +24,44 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from hpe_ros.detect2d import BackendUnavailable, create_backend
 from hpe_ros.detect2d.backends import BACKENDS, keypoints_in_layout
 from hpe_ros.detect2d.draw import draw_skeletons
+from hpe_ros.detect2d.guided_crops import guided_rois
+from hpe_ros.detect2d.quiet import native_stderr_filtered, quiet_third_party
+from hpe_ros.io.calibration import load_rig
+from hpe_ros.resources import resolve_path
 from hpe_ros.ros.base import ManagedNode, run
 from hpe_ros.ros.diagnostics import StampGapCounter
 from hpe_ros.ros.images import ImageError, compressed_to_numpy, image_to_numpy, numpy_to_image, to_bgr
 from hpe_ros.ros.params import STRING_ARRAY, declare, value
-from hpe_ros.ros.pointcloud import pose2d_to_cloud, stamp_to_seconds
+from hpe_ros.ros.pointcloud import cloud_to_human_pose, pose2d_to_cloud, stamp_to_seconds
 from hpe_ros.ros.qos import NEWEST_ONLY, POSES, SENSOR
 
 
 class CameraPoseNode(ManagedNode):
     def __init__(self, **kwargs):
         super().__init__("camera_pose_node", **kwargs)
-        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        d = lambda *a, **k: declare(self, *a, **k)
         d("cameras", ["cam0"], "camera names served by this node; topics /<cam>/<image_topic>", type_=STRING_ARRAY)
         d("image_topic", "image_raw", "image topic under each camera namespace")
         d("camera_info_topic", "camera_info", "CameraInfo topic under each camera namespace")
         d("transport", "raw", "'raw' (sensor_msgs/Image) or 'compressed' (sensor_msgs/CompressedImage)")
-        d("backend", "mediapipe", f"2D pose backend: {', '.join(BACKENDS)}")
+        d("backend", "blazepose", f"2D pose backend: {', '.join(BACKENDS)} (blazepose: several people per camera, "
+          "weights from mediapipe's wheel; mediapipe: one person per camera)")
         d("model", "", "pose model: manifest name (models/NAME.toml, e.g. rtmpose-m) or a manifest .toml path")
         d("model_file_path", "", "weights of the pose model (ONNX; TorchScript for torch); default: from the manifest")
         d("detector", "", "person detector manifest (name or path); empty: the whole image is one person")
         d("detector_file_path", "", "weights of the detector; default: from its manifest")
-        d("engine_file_path", "", "tensorrt: serialized engine path (default: cache keyed by GPU, TensorRT, ONNX, precision)")
+        d("engine_file_path", "", "tensorrt: serialized engine path (default: cache keyed by GPU, TensorRT, "
+          "ONNX, precision)")
         d("detector_engine_file_path", "", "tensorrt: the detector's engine path")
         d("force_engine_update", False, "tensorrt: rebuild the engine even when the cached one matches")
         d("enable_fp16", True, "tensorrt: build the engine with FP16 kernels")
         d("max_batch", 8, "tensorrt: largest batch of the engine's profile (crops per pose-network call)",
           low=1, high=256)
         d("providers", "auto", "onnxruntime: 'auto' (TensorRT, CUDA, CPU as available) or a comma list")
-        d("threads", 0, "onnxruntime: intra-op threads (0 = onnxruntime's default)", low=0, high=64)
-        d("detect_every", 1, "run the person detector every N frames; between, boxes follow the keypoints",
-          low=1, high=100)
+        d("threads", 1, "onnxruntime / tflite intra-op threads (1: steady on a shared CPU; 0 = the runtime's "
+          "default, all cores)", low=0, high=64)
+        d("detect_every", 0, "run the person detector every N frames; between, boxes follow the keypoints "
+          "(0: the backend's default, blazepose 10, network backends 1)", low=0, high=100)
         d("max_people", 16, "most people per image", low=1, high=100)
         d("box_score_threshold", 0.3, "person detector score threshold", low=0.0, high=1.0)
         d("model_complexity", 1, "mediapipe: BlazePose model 0 (lite), 1 (full), 2 (heavy)", low=0, high=2)
@@ -64,10 +75,16 @@ class CameraPoseNode(ManagedNode):
         d("camera_rate_hz", 0.0, "cameras' frame rate, to count frames lost before the node from stamp gaps "
           "(0: estimate it from the stamps)", low=0.0, high=1000.0)
         d("publish_debug_image", False, "publish /<cam>/pose_2d/debug_image with the skeletons drawn")
+        d("guided_crops", True, "blazepose: also look where the fused 3D skeletons project (needs calibration_file)")
+        d("guide_topic", "human_pose_3d", "fused skeletons (in output_layout) that guide the crops")
+        d("guide_max_age_s", 0.5, "ignore fused skeletons older than this (arrival time)", low=0.0, high=10.0)
+        d("calibration_file", "", "rig calibration whose cameras are named as `cameras` (guided crops; "
+          "empty: no guided crops)")
         self.backend = None
+        self.rig = None
 
     def on_configure(self, state) -> TransitionCallbackReturn:
-        g = lambda n: self.get_parameter(n).value  # noqa: E731
+        g = lambda n: self.get_parameter(n).value
         if g("transport") not in ("raw", "compressed"):
             self.get_logger().error(f"transport must be 'raw' or 'compressed', got '{g('transport')}'")
             return TransitionCallbackReturn.FAILURE
@@ -83,19 +100,45 @@ class CameraPoseNode(ManagedNode):
                        topdown=dict(detect_every=g("detect_every"), max_people=g("max_people"),
                                     box_score_threshold=g("box_score_threshold")),
                        model_complexity=g("model_complexity"), runtime=g("blazepose_runtime"),
-                       blazepose=dict(detect_every=g("detect_every"), max_people=g("max_people")))
+                       blazepose=dict(max_people=g("max_people")))
+        if g("detect_every"):
+            options["topdown"]["detect_every"] = options["blazepose"]["detect_every"] = g("detect_every")
         if g("backend") == "tensorrt":
             self.get_logger().warning("tensorrt: building an engine the first time takes minutes; it is cached")
+        quiet_third_party()
         try:
-            self.backend = create_backend(g("backend"), **options)
+            with native_stderr_filtered():  # LiteRT's delegate line, absl's start-up warnings
+                self.backend = create_backend(g("backend"), **options)
         except (BackendUnavailable, ValueError, OSError) as exc:  # missing runtime, manifest or file
             self.get_logger().error(f"2D backend {g('backend')}: {exc}")
             return TransitionCallbackReturn.FAILURE
         self.get_logger().info(f"2D pose with {self.backend.name} (layout {self.backend.layout}) for {self.cameras}")
+        return self._configure_guides()
+
+    def _configure_guides(self) -> TransitionCallbackReturn:
+        g = lambda n: self.get_parameter(n).value
+        self.rig = None
+        if not g("guided_crops") or not hasattr(self.backend, "guide"):
+            return TransitionCallbackReturn.SUCCESS
+        if not g("calibration_file"):
+            self.get_logger().info("guided crops off: no calibration_file")
+            return TransitionCallbackReturn.SUCCESS
+        try:
+            rig = load_rig(resolve_path(g("calibration_file")))
+        except (OSError, ValueError, KeyError) as exc:
+            self.get_logger().error(f"guided crops: calibration_file {g('calibration_file')!r}: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        missing = [c for c in self.cameras if c not in rig.names]
+        if missing:
+            self.get_logger().error(f"guided crops: cameras {missing} are not in {g('calibration_file')} "
+                                    f"({rig.names}); set guided_crops false or fix the names")
+            return TransitionCallbackReturn.FAILURE
+        self.rig = rig
+        self.get_logger().info(f"guided crops from {g('guide_topic')} through {g('calibration_file')}")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
-        g = lambda n: self.get_parameter(n).value  # noqa: E731
+        g = lambda n: self.get_parameter(n).value
         msg_type = Image if g("transport") == "raw" else CompressedImage
         suffix = g("image_topic") + ("/compressed" if g("transport") == "compressed" else "")
         self.pending: dict[str, tuple[object, float]] = {}   # cam -> (newest message, arrival time)
@@ -111,6 +154,9 @@ class CameraPoseNode(ManagedNode):
             self.own_subscription(CameraInfo, f"{c}/{g('camera_info_topic')}",
                                   lambda m, c=c: self.info.__setitem__(c, m), SENSOR)
             self.stage(c, c).extra["backend"] = self.backend.name
+        self.guide: tuple[np.ndarray, float] | None = None   # newest fused skeletons (P, J, 3), arrival time
+        if self.rig is not None:
+            self.own_subscription(PointCloud2, g("guide_topic"), self._on_guide, POSES)
         self.own_timer(1.0 / g("max_rate_hz"), self._maybe_process)
         self.start_diagnostics()
         return TransitionCallbackReturn.SUCCESS
@@ -129,6 +175,28 @@ class CameraPoseNode(ManagedNode):
         self.gaps[cam].add(stamp_to_seconds(msg.header.stamp))
         stats.extra["missed_before_node"] = str(self.gaps[cam].missed)  # replaced in DDS or never sent
         self.pending[cam] = (msg, time.monotonic())
+
+    def _on_guide(self, msg: PointCloud2) -> None:
+        try:
+            self.guide = (cloud_to_human_pose(msg).points, time.monotonic())
+        except ValueError as exc:
+            self.problem("guide", f"{self.get_parameter('guide_topic').value}: unreadable skeletons: {exc}")
+
+    def _hand_guides(self, images: list[np.ndarray], cams: list[str]) -> None:
+        """Give the backend each camera's guided ROIs from the newest fused skeletons (when fresh)."""
+        if self.rig is None or self.guide is None:
+            return
+        skeletons, arrived = self.guide
+        if time.monotonic() - arrived > self.get_parameter("guide_max_age_s").value or not len(skeletons):
+            return
+        layout = self.get_parameter("output_layout").value
+        try:
+            for cam, image in zip(cams, images):
+                rois = guided_rois(self.rig[cam], skeletons, layout, self.backend.tracked_rois(cam),
+                                   (image.shape[1], image.shape[0]))
+                self.backend.guide(cam, rois)
+        except ValueError as exc:  # skeletons in another layout than output_layout
+            self.problem("guide-layout", f"guided crops: {exc}", every_s=math.inf)
 
     def _maybe_process(self) -> None:
         if not self.pending:
@@ -170,6 +238,7 @@ class CameraPoseNode(ManagedNode):
     def _process(self, images: list[np.ndarray], cams: list[str], headers: list) -> None:
         t0 = time.perf_counter()
         try:
+            self._hand_guides(images, cams)
             results = self.backend.infer(images, cams)
         except Exception as exc:  # a broken model or runtime error must not kill the camera stream
             for cam in cams:

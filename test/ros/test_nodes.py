@@ -134,7 +134,8 @@ def test_camera_pose_node_with_mediapipe_survives_malformed_images(ros_context):
     pytest.importorskip("mediapipe", reason="mediapipe==0.10.14 not installed (pip install 'hpe_ros[mediapipe]')")
     from hpe_ros.ros.camera_pose_node import CameraPoseNode
 
-    node = CameraPoseNode(context=ros_context, parameter_overrides=[Parameter("cameras", value=["cam0"])])
+    node = CameraPoseNode(context=ros_context, parameter_overrides=[Parameter("cameras", value=["cam0"]),
+                                                                    Parameter("backend", value="mediapipe")])
     assert node.bring_up()
     tester = Node("img_tester", context=ros_context)
     executor = SingleThreadedExecutor(context=ros_context)
