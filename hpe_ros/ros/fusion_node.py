@@ -172,6 +172,9 @@ class FusionNode(ManagedNode):
         if not self.get_parameter("camera_extrinsics_from_tf").value:
             return None
         reader = CameraPosesFromTF(self, self.world_frame, self.frame_prefix)
+        if self.live.refiner is not None:
+            self.get_logger().warning("camera_extrinsics_from_tf with refine_extrinsics: every re-read of the "
+                                      "TF poses replaces the refined extrinsics")
 
         def reread():
             rig = reader.poll(self.live.rig)
