@@ -2,13 +2,17 @@
 
     .venv/bin/python benchmarks/bench_camera_node.py --backend mediapipe --cameras 1 --cpus 0
     .venv/bin/python benchmarks/bench_camera_node.py --backend onnxruntime --cameras 2
+    .venv/bin/python benchmarks/bench_camera_node.py --backend blazepose --cameras 2 --threads 1
 
 This process publishes 640x480 bgr8 images at --rate Hz on every camera (MediaPipe: scikit-image's
 astronaut, moving a few pixels a frame; onnxruntime: the same picture through an RTMPose-t-sized network
-with random weights, whole image as the person box) and listens to /<cam>/pose_2d. The node runs under
+with random weights, whole image as the person box; blazepose: the astronaut through its detector every
+10 frames and landmark network) and listens to /<cam>/pose_2d. The node runs under
 `taskset -c CPUS` when --cpus is given (e.g. one core for "MediaPipe on one CPU core"). Prints JSON:
 per camera the output rate (Hz), share of published frames processed, latency image stamp -> pose_2d
-received (p50/p99 ms), and the node's own drop counters from /diagnostics.
+received (p50/p99 ms), and the node's own drop counters from /diagnostics; for the node process its CPU
+time (user + system) per processed batch (one frame of every camera) over the measured seconds, which on a
+shared machine says more than rates do.
 """
 from __future__ import annotations
 
@@ -48,14 +52,21 @@ def _picture() -> np.ndarray:
     return canvas
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--backend", default="onnxruntime", choices=["mediapipe", "onnxruntime"])
+    ap.add_argument("--backend", default="onnxruntime", choices=["mediapipe", "onnxruntime", "blazepose"])
+    ap.add_argument("--blazepose-runtime", default="onnxruntime", choices=["onnxruntime", "tflite"])
     ap.add_argument("--cameras", type=int, default=2)
     ap.add_argument("--rate", type=float, default=30.0)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--cpus", default="", help="taskset CPU list for the node process, e.g. 0")
-    ap.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads")
+    ap.add_argument("--threads", type=int, default=1, help="onnxruntime / tflite intra-op threads (0: the runtime's)")
     ap.add_argument("--transport", default="raw", choices=["raw", "compressed"],
                     help="raw: 921 kB bgr8 Image messages; compressed: JPEG CompressedImage (~60 kB)")
     ap.add_argument("--dds-profile", default="", help="Fast DDS XML profile for both processes, e.g. "
@@ -65,17 +76,17 @@ def main(argv=None) -> int:
         os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(Path(a.dds_profile).resolve())
 
     import rclpy
+    from bench_inference import _nets
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 
-    from bench_inference import _nets
-    from hpe_ros.runtime.torch_runner import export_onnx
     from hpe_ros.ros.diagnostics import read_status_values
     from hpe_ros.ros.images import numpy_to_compressed, numpy_to_image
     from hpe_ros.ros.launcher import node_command
     from hpe_ros.ros.pointcloud import make_header, stamp_to_seconds
     from hpe_ros.ros.qos import POSES, SENSOR
+    from hpe_ros.runtime.torch_runner import export_onnx
 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(50 + os.getpid() % 40))
@@ -88,6 +99,8 @@ def main(argv=None) -> int:
         export_onnx(net, tmp / "rtmpose-t-like.onnx", (192, 256), output_names=outputs)
         (tmp / "rtmpose-t-like.toml").write_text(RTMPOSE_T_LIKE_MANIFEST)
         params.update(model=str(tmp / "rtmpose-t-like.toml"), threads=a.threads)
+    if a.backend == "blazepose":
+        params.update(blazepose_runtime=a.blazepose_runtime, threads=a.threads, guided_crops=False)
     cmd = node_command("camera_pose_node", None, params, workdir=tmp)
     if a.cpus:
         if shutil.which("taskset") is None:
@@ -124,13 +137,14 @@ def main(argv=None) -> int:
         deadline = time.monotonic() + 60  # model load and discovery
         while time.monotonic() < deadline and not all(p.get_subscription_count() for p in pubs.values()):
             executor.spin_once(timeout_sec=0.05)
-        warmup, published = 3.0, 0
+        warmup, published, cpu_start = 3.0, 0, None
         start = time.monotonic()
         k = 0
         while time.monotonic() - start < warmup + a.seconds:
             stamp = time.time()
             if time.monotonic() - start >= warmup:
                 published += 1
+                cpu_start = _cpu_seconds(node.pid) if cpu_start is None else cpu_start
             for c in cams:
                 pubs[c].publish(message(k, make_header(stamp, f"{c}_optical_frame")))
             k += 1
@@ -138,14 +152,20 @@ def main(argv=None) -> int:
             while time.monotonic() < next_t:
                 executor.spin_once(timeout_sec=max(0.0, next_t - time.monotonic()))
         end_wall = time.time()
+        node_cpu_s = _cpu_seconds(node.pid) - cpu_start
         t_end = time.monotonic() + 1.5
         while time.monotonic() < t_end:
             executor.spin_once(timeout_sec=0.05)
     finally:
         node.terminate()
         node.wait(timeout=10)
-    result = {"backend": a.backend, "transport": a.transport, "dds_profile": a.dds_profile or None, "cameras": a.cameras, "rate_hz": a.rate, "seconds": a.seconds,
-              "node_cpus": a.cpus or "all", "per_camera": {}}
+    result = {"backend": a.backend, "transport": a.transport, "dds_profile": a.dds_profile or None,
+              "cameras": a.cameras, "rate_hz": a.rate, "seconds": a.seconds, "node_cpus": a.cpus or "all",
+              "threads": a.threads, "per_camera": {}}
+    batches = max(len([s for _, s in received[c] if end_wall - a.seconds <= s <= end_wall]) for c in cams)
+    result["node_cpu_s"] = round(node_cpu_s, 2)
+    result["node_cpu_ms_per_batch"] = round(node_cpu_s * 1e3 / max(batches, 1), 1)
+    result["node_cpu_ms_per_image"] = round(node_cpu_s * 1e3 / max(batches * len(cams), 1), 1)
     for c in cams:
         rows = [(r, s) for r, s in received[c] if s >= end_wall - a.seconds and s <= end_wall]
         lat = np.array([(r - s) * 1e3 for r, s in rows])

@@ -26,7 +26,10 @@ from hpe_ros.skeleton import get_layout
 # alignment circle holds the whole body with a margin (hands and feet beyond wrists and ankles, hair above
 # the nose); measured on BlazePose's own landmarks of Pose2Sim's multi-person demo (median 1.23).
 EXTENT_TO_RADIUS = 1.2
-COVERED_IOU = 0.3          # a projected person whose ROI square overlaps a tracked one more is already tracked
+# A projected person whose ROI square overlaps a tracked one more is taken as tracked. Stricter than the
+# backend's same_person_iou (0.5): on the two-person demo 0.5 also revived a short-lived ghost of the first
+# pass as a third id; 0.3 keeps the two people and still fills the missed views.
+COVERED_IOU = 0.3
 MIN_INSIDE = 0.5           # share of the projected joints that must fall in the image
 MIN_JOINTS = 4             # fewer fused joints give no reliable extent
 
