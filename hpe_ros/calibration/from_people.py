@@ -13,14 +13,20 @@ a. **Who is who across cameras** (no calibration yet). Each camera's detections 
    Tracks linked across pairs form people (union-find that refuses to put two overlapping tracks of a
    camera into one person).
 b. **Pairwise relative poses** from the essential matrix (cv2.findEssentialMat on undistorted,
-   normalised keypoints, RANSAC; cv2.recoverPose); pair quality = inlier count.
+   normalised keypoints, RANSAC; cv2.recoverPose); pair quality = inlier count. The inlier threshold
+   comes from the data: a first match under a wide one, then 3 x the robust sigma (median / 0.6745) of
+   the epipolar distances of the keypoints it paired, again until it settles; a floor of
+   ``NOISE_FLOOR`` of the image diagonal (2 px at 640 x 480) keeps sharp data from shrinking it. The
+   pairs' sigmas give one detection noise (px) for the rig, and every later gate is a multiple of it
+   (PnP, triangulation, the bundle adjustment's outlier rounds and robust loss scale): a detector that errs
+   by 10-20 px at HD gets gates that wide, a 2 px simulator keeps the tight ones.
 c. **A consistent rig**: the best pair starts it (camera frame of its first camera, unit baseline);
    cameras are then added in maximum-spanning-tree order (Prim over pair quality: next is the camera
    with the strongest pair to the registered ones) by PnP (cv2.solvePnPRansac + LM refinement) on the
    joints triangulated so far, which carries the one scale through the whole rig; after each camera
    every joint is re-triangulated (hpe_ros.fusion.triangulate, robust).
-d. **Bundle adjustment** of cameras and 3D joints (`hpe_ros.calibration.bundle`), with bone-length
-   consistency: one free length per person and bone, shared over all frames.
+d. **Bundle adjustment** of cameras and 3D joints (`hpe_ros.calibration.bundle`, soft-L1 loss), with
+   bone-length consistency: one free length per person and bone, shared over all frames.
 e. **Metric scale** from body size. The height of each person is estimated from posture-independent
    segment lengths, thigh (hip-knee) + shank (knee-ankle) + trunk side (shoulder-hip), averaged over
    left and right and over frames, which together are `HEIGHT_FRACTION` (0.781) of standing height
@@ -47,8 +53,8 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -67,6 +73,16 @@ from hpe_ros.skeleton import Layout, get_layout
 MIN_TRUSTED_FRAMES = 100       # frames with a person well seen by two cameras
 MIN_POSITION_SPREAD_M = 1.0    # extent of the people's positions (m)
 # The posture-independent segments whose lengths add up to HEIGHT_FRACTION of standing height.
+# Data-driven gates (multiples of the detection noise sigma, px, estimated in step b; see _pair_step).
+NOISE_FLOOR = 0.0025          # sigma floor as a fraction of the image diagonal
+NOISE_START = 4.0             # first guess of sigma, in floors (wide: real detectors err by 10-20 px at HD)
+EPIPOLAR_SIGMAS = 3.0         # essential-matrix inlier threshold
+PNP_SIGMAS = 4.0              # PnP RANSAC reprojection gate
+TRIANGULATION_SIGMAS = 5.0    # triangulation reprojection gate
+BUNDLE_SIGMAS = (10.0, 4.0, 2.0)   # bundle adjustment outlier rounds
+BUNDLE_LOSS = "soft_l1"        # the bundle adjustment's robust loss (pseudo-Huber: as exact as Huber, smoother)
+LOSS_SIGMAS = 1.5             # its soft threshold
+_HALF_NORMAL_MEDIAN = 0.6745  # median of |e| for e ~ N(0, 1)
 _HEIGHT_SEGMENTS = [(("left_hip", "left_knee"), ("right_hip", "right_knee")),
                     (("left_knee", "left_ankle"), ("right_knee", "right_ankle")),
                     (("left_shoulder", "left_hip"), ("right_shoulder", "right_hip"))]
@@ -82,6 +98,7 @@ class _PairMatch:
     R: np.ndarray
     t: np.ndarray
     links: list          # [(track_i, track_j, inlier keypoints)] accepted track pairs
+    residuals: np.ndarray  # (n,) Sampson distances (normalised units) of every keypoint of the accepted pairs
 
 
 # --- input ---------------------------------------------------------------------------------------
@@ -280,7 +297,8 @@ def _match_pair(i, j, xn, valid, tracks, n_tracks, threshold, rng, seeds=4, min_
         return None
     n, R, t, mask = cv2.recoverPose(E, np.ascontiguousarray(x1[use]), np.ascontiguousarray(x2[use]), np.eye(3))
     links = [(int(ka[k]), int(kb[k]), int(np.sum(use & (inverse == k)))) for k in acc]
-    return _PairMatch(i, j, int(n), R, t.ravel(), links)
+    linked = np.isin(inverse, acc)
+    return _PairMatch(i, j, int(n), R, t.ravel(), links, _sampson(E, x1[linked], x2[linked]))
 
 
 def _link_people(matches: list[_PairMatch], tracks: np.ndarray, n_tracks: list[int]) -> np.ndarray:
@@ -326,14 +344,17 @@ def _link_people(matches: list[_PairMatch], tracks: np.ndarray, n_tracks: list[i
 
 # --- (c) registration -----------------------------------------------------------------------------
 
-def _triangulate(cams: list[Camera], idx: list[int], pts: np.ndarray, sc: np.ndarray, min_score: float):
+def _triangulate(cams: list[Camera], idx: list[int], pts: np.ndarray, sc: np.ndarray, min_score: float,
+                 noise_px: float):
     """Robust triangulation of all points with the registered cameras idx. pts (C, N, 2), sc (C, N)."""
     return triangulate(Rig([cams[c] for c in idx]), pts[idx], sc[idx], min_views=2, min_score=min_score,
-                       max_error_px=10.0).points
+                       max_error_px=TRIANGULATION_SIGMAS * noise_px).points
 
 
-def _register(intrinsics: Rig, matches: dict, pts: np.ndarray, sc: np.ndarray, min_score: float, progress: bool):
-    """Incremental registration (step c) -> cameras, points (N, 3), per-camera info, tree edges."""
+def _register(intrinsics: Rig, matches: dict, pts: np.ndarray, sc: np.ndarray, min_score: float, noise_px: float,
+              progress: bool):
+    """Incremental registration (step c) -> cameras, points (N, 3), per-camera info, tree edges; gates in
+    multiples of the detection noise `noise_px`."""
     from tqdm import tqdm
 
     C = len(intrinsics)
@@ -356,7 +377,7 @@ def _register(intrinsics: Rig, matches: dict, pts: np.ndarray, sc: np.ndarray, m
     info = {names[i0]: {"registered_from": None, "pnp_inliers": None},
             names[j0]: {"registered_from": names[i0], "pnp_inliers": None}}
     tree = [(i0, j0)]
-    X = _triangulate(cams, registered, pts, sc, min_score)
+    X = _triangulate(cams, registered, pts, sc, min_score, noise_px)
     bar = tqdm(total=C, initial=2, desc="registering cameras", unit="cam", leave=False, disable=not progress)
     while len(registered) < C:
         left = [c for c in range(C) if c not in registered]
@@ -369,7 +390,7 @@ def _register(intrinsics: Rig, matches: dict, pts: np.ndarray, sc: np.ndarray, m
                 continue
             cam = cams[c]
             ok, rvec, tvec, inl = cv2.solvePnPRansac(X[use], pts[c][use], cam.K, cam.dist, iterationsCount=500,
-                                                     reprojectionError=8.0, confidence=0.999,
+                                                     reprojectionError=PNP_SIGMAS * noise_px, confidence=0.999,
                                                      flags=cv2.SOLVEPNP_EPNP)
             if not ok or inl is None or len(inl) < 12:
                 continue
@@ -380,7 +401,7 @@ def _register(intrinsics: Rig, matches: dict, pts: np.ndarray, sc: np.ndarray, m
             tree.append((parent, c))
             info[names[c]] = {"registered_from": names[parent], "pnp_inliers": int(len(inl))}
             registered.append(c)
-            X = _triangulate(cams, registered, pts, sc, min_score)
+            X = _triangulate(cams, registered, pts, sc, min_score, noise_px)
             bar.update(1)
             done = True
             break
@@ -570,7 +591,7 @@ def _floor_frame(points3d: np.ndarray, layout: Layout, heights: np.ndarray, came
 def calibrate_from_people(intrinsics: Rig, points2d: np.ndarray, scores: np.ndarray, layout: str | Layout = "coco17",
                           person_height: float | None = None, bone_length: Mapping | None = None,
                           progress: bool = True, seed: int = 0, *, min_score: float = 0.4,
-                          epipolar_px: float = 4.0, max_bundle_points: int = 3000, bone_weight: float = 30.0,
+                          epipolar_px: float | None = None, max_bundle_points: int = 3000, bone_weight: float = 30.0,
                           ankle_height: float | None = None) -> tuple[Rig, dict]:
     """Extrinsics of the cameras of `intrinsics` from people seen by them (see the module docstring).
 
@@ -580,7 +601,8 @@ def calibrate_from_people(intrinsics: Rig, points2d: np.ndarray, scores: np.ndar
     person_height: standing height (m) of the people seen (their average if several); bone_length:
     known lengths instead, {"left_hip-left_knee": 0.42, ...} (m; median over frames and people);
     neither: `DEFAULT_HEIGHT` assumed; seed: OpenCV's RANSAC and the subsampling; min_score: keypoints
-    used; epipolar_px: inlier threshold of the essential matrices (Sampson distance, px);
+    used; epipolar_px: inlier threshold of the essential matrices (Sampson distance, px; None = 3 x the
+    detection noise estimated from the data, which also sets the other gates, see `_pair_step`);
     max_bundle_points: 3D joints in the bundle adjustment (frames evenly subsampled to fit);
     bone_weight: px per metre of bone-length inconsistency; ankle_height: ankle joint above the floor (m).
 
@@ -601,14 +623,15 @@ def calibrate_from_people(intrinsics: Rig, points2d: np.ndarray, scores: np.ndar
     timings["tracks"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    matches = _pair_step(intrinsics, xn, valid, tracks, n_tracks, epipolar_px, rng, progress)
+    matches, thresholds = _pair_step(intrinsics, xn, valid, tracks, n_tracks, epipolar_px, rng, progress)
+    noise_px = _rig_noise_px(intrinsics, thresholds, matches)
     timings["pairs"] = time.perf_counter() - t0
     pts, sc = _people_step(intrinsics.names, matches, tracks, n_tracks, points2d, scores, valid)
 
     t0 = time.perf_counter()
     C, F, G, J, _ = pts.shape
     cams, X, cam_info, tree, first, Q = _register(intrinsics, matches, pts.reshape(C, -1, 2), sc.reshape(C, -1),
-                                                  min_score, progress)
+                                                  min_score, noise_px, progress)
     timings["registration"] = time.perf_counter() - t0
     X = X.reshape(F, G, J, 3)
     # provisional metric scale, so that the bone weight means px per metre
@@ -618,12 +641,13 @@ def calibrate_from_people(intrinsics: Rig, points2d: np.ndarray, scores: np.ndar
 
     t0 = time.perf_counter()
     adjusted = _bundle_step(Rig(cams), X * s0, pts, sc, layout, first, min_score, max_bundle_points, bone_weight,
-                            progress)
+                            noise_px, progress)
     timings["bundle_adjustment"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     rig_m, Xb, heights, weights, s1, scale_report = _metric_scale_step(adjusted, layout, person_height, bone_length)
-    rig_w, frames_seen, floor_report = _world_frame_step(rig_m, pts, sc, layout, heights, min_score, ankle_height)
+    rig_w, frames_seen, floor_report = _world_frame_step(rig_m, pts, sc, layout, heights, min_score, ankle_height,
+                                                          noise_px)
     timings["scale_and_floor"] = time.perf_counter() - t0
 
     report = {
@@ -631,7 +655,8 @@ def calibrate_from_people(intrinsics: Rig, points2d: np.ndarray, scores: np.ndar
         "layout": layout.name,
         "frames": {"total": F, "bundle_adjustment": int(len(adjusted.frames))},
         "per_camera": _camera_reports(intrinsics.names, adjusted.report, cam_info),
-        "pair_graph": _pair_graph(intrinsics.names, matches, Q, tree),
+        "pair_graph": _pair_graph(intrinsics.names, matches, Q, tree, thresholds),
+        "noise_px": _r(noise_px, 2),
         "people": {"tracks": G, "distinct": [list(p) for p in distinct_people(Xb, heights, weights)],
                    "frames_seen": [int(v) for v in frames_seen],
                    "estimated_height_m": [_r(h, 4) for h in heights]},
@@ -662,20 +687,61 @@ def _track_step(intrinsics: Rig, points2d: np.ndarray, valid: np.ndarray, progre
     return xn, tracks, n_tracks, valid & (tracks[..., None] >= 0)
 
 
-def _pair_step(intrinsics: Rig, xn, valid, tracks, n_tracks, epipolar_px: float, rng, progress: bool) -> dict:
-    """Steps a-b across cameras: (i, j) -> `_PairMatch` for every pair with at least 30 inliers."""
+def _pair_step(intrinsics: Rig, xn, valid, tracks, n_tracks, epipolar_px: float | None, rng, progress: bool
+               ) -> tuple[dict, dict]:
+    """Steps a-b across cameras: ((i, j) -> `_PairMatch` for every pair with at least 30 inliers,
+    {(i, j): (inlier threshold px, noise sigma px)}).
+
+    With `epipolar_px` None the threshold comes from the data (`_noise_floor_px` for the floor): a first
+    match under a wide threshold (NOISE_START x the floor), then the robust sigma of the epipolar distances
+    of the pairs it linked (median / 0.6745, outliers and all), threshold 3 sigma, matched again while
+    sigma shrinks by more than 10 %.
+    """
     from tqdm import tqdm
 
     C = len(intrinsics)
     focal = np.array([np.sqrt(c.K[0, 0] * c.K[1, 1]) for c in intrinsics])
-    matches = {}
+    floor = _noise_floor_px(intrinsics)
+    matches, thresholds = {}, {}
     pairs = [(i, j) for i in range(C) for j in range(i + 1, C)]
     for i, j in tqdm(pairs, desc="camera pairs", unit="pair", leave=False, disable=not progress):
-        threshold = epipolar_px / np.sqrt(focal[i] * focal[j])
-        m = _match_pair(i, j, xn, valid, tracks, n_tracks, threshold, rng)
+        px = np.sqrt(focal[i] * focal[j])                       # px per normalised unit
+        sigma = NOISE_START * floor if epipolar_px is None else epipolar_px / EPIPOLAR_SIGMAS
+        for _ in range(1 if epipolar_px is not None else 4):
+            used = EPIPOLAR_SIGMAS * sigma
+            m = _match_pair(i, j, xn, valid, tracks, n_tracks, used / px, rng)
+            if m is None:
+                break
+            measured = float(np.median(m.residuals)) * px / _HALF_NORMAL_MEDIAN
+            # sigma only shrinks from the wide start: a poorly conditioned pair's spread must not widen it
+            settled = epipolar_px is not None or measured > 0.9 * sigma
+            sigma = max(min(measured, sigma), floor)
+            if settled:
+                break
         if m is not None and m.inliers >= 30:
             matches[(i, j)] = m
-    return matches
+            thresholds[(i, j)] = (used, measured)
+    return matches, thresholds
+
+
+def _noise_floor_px(intrinsics: Rig) -> float:
+    """Smallest detection noise sigma (px) the gates assume: NOISE_FLOOR of the largest image diagonal
+    (2 px at 640 x 480), so that sharp synthetic data does not shrink them below what they stand."""
+    return NOISE_FLOOR * max(float(np.hypot(*cam.size)) for cam in intrinsics)
+
+
+def _rig_noise_px(intrinsics: Rig, thresholds: dict, matches: dict) -> float:
+    """One detection noise sigma (px) for the rig's gates: the inlier-weighted median of the pairs' sigmas,
+    never below the floor."""
+    if not thresholds:
+        return _noise_floor_px(intrinsics)
+    keys = sorted(thresholds)
+    sig = np.array([thresholds[k][1] for k in keys])
+    w = np.array([matches[k].inliers for k in keys], dtype=np.float64)
+    order = np.argsort(sig)
+    cum = np.cumsum(w[order])
+    median = float(sig[order][np.searchsorted(cum, 0.5 * cum[-1])])
+    return max(median, _noise_floor_px(intrinsics))
 
 
 def _people_step(names: list[str], matches: dict, tracks, n_tracks, points2d, scores, valid):
@@ -709,9 +775,9 @@ class _Adjusted:
 
 
 def _bundle_step(rig: Rig, X: np.ndarray, pts, sc, layout: Layout, first: int, min_score: float,
-                 max_bundle_points: int, bone_weight: float, progress: bool) -> _Adjusted:
+                 max_bundle_points: int, bone_weight: float, noise_px: float, progress: bool) -> _Adjusted:
     """Step d: bundle adjustment of cameras and joints X (F, G, J, 3) on evenly spread frames, one free length
-    per person and bone; camera `first` fixed."""
+    per person and bone; camera `first` fixed; robust loss and outlier rounds scaled by the detection noise."""
     F, G = X.shape[:2]
     per_frame = np.isfinite(X.reshape(F, -1, 3)).all(axis=-1).sum(axis=1)
     n_frames = F
@@ -732,7 +798,9 @@ def _bundle_step(rig: Rig, X: np.ndarray, pts, sc, layout: Layout, first: int, m
     both = (ia >= 0) & (ib >= 0)
     bone_id = (np.arange(G)[:, None] * B + np.arange(B)[None, :])[None].repeat(len(ba_frames), axis=0)
     bones = BoneConstraints(ia[both], ib[both], bone_id[both], np.full(G * B, np.nan), bone_weight) if B else None
-    rig_ba, X_ba, ba = bundle_adjust(rig, obs, Xf[finite], bones=bones, fixed_camera=first, progress=progress)
+    rig_ba, X_ba, ba = bundle_adjust(rig, obs, Xf[finite], bones=bones, fixed_camera=first, loss=BUNDLE_LOSS,
+                                 f_scale=LOSS_SIGMAS * noise_px,
+                                 outlier_px=tuple(k * noise_px for k in BUNDLE_SIGMAS), progress=progress)
     Xb = np.full(Xf.shape, np.nan)
     Xb[finite] = X_ba
     return _Adjusted(rig_ba, Xb, ba_frames, ba, int(len(X_ba)), int(len(obs)), int(both.sum()) if B else 0)
@@ -749,12 +817,13 @@ def _metric_scale_step(adjusted: _Adjusted, layout: Layout, person_height, bone_
     return rig_m, Xb, estimate_heights(Xb, layout), weights, s1, scale_report
 
 
-def _world_frame_step(rig: Rig, pts, sc, layout: Layout, heights, min_score: float, ankle_height):
+def _world_frame_step(rig: Rig, pts, sc, layout: Layout, heights, min_score: float, ankle_height,
+                      noise_px: float):
     """Step f, from every frame's joints triangulated with the metric rig: (rig in the world frame, frames
     in which each person (G,) had at least half the joints, floor report)."""
     C, F, G, J, _ = pts.shape
     X_all = triangulate(rig, pts.reshape(C, -1, 2), sc.reshape(C, -1), min_views=2, min_score=min_score,
-                        max_error_px=10.0).points.reshape(F, G, J, 3)
+                        max_error_px=TRIANGULATION_SIGMAS * noise_px).points.reshape(F, G, J, 3)
     frames_seen = (np.isfinite(X_all).all(axis=-1).sum(axis=-1) >= (J + 1) // 2).sum(axis=0)
     s, A, T, floor_report = _floor_frame(X_all, layout, heights, rig[0], ankle_height)
     return apply_similarity(rig, s, A, T), frames_seen, floor_report
@@ -795,9 +864,10 @@ def _camera_reports(names: list[str], ba: BundleReport, cam_info: dict) -> dict:
             for c, n in enumerate(names)}
 
 
-def _pair_graph(names: list[str], matches: dict, Q: np.ndarray, tree: list) -> list[dict]:
+def _pair_graph(names: list[str], matches: dict, Q: np.ndarray, tree: list, thresholds: dict) -> list[dict]:
     tree_set = {tuple(sorted(e)) for e in tree}
     return [{"cameras": [names[i], names[j]], "inliers": int(Q[i, j]), "track_links": len(matches[(i, j)].links),
+             "epipolar_threshold_px": _r(thresholds[(i, j)][0], 2), "epipolar_sigma_px": _r(thresholds[(i, j)][1], 2),
              "tree": (i, j) in tree_set}
             for (i, j) in sorted(matches)]
 

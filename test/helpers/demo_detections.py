@@ -1,0 +1,64 @@
+"""2D detections of the Pose2Sim Demo_SinglePerson videos, computed once per backend and cached.
+
+`demo_detections(backend)` runs ``hpe-ros process --save-2d`` on the demo's four videos (100 frames
+each) and keeps the OpenPose JSON folders under ``<corpus root>/detections/Demo_SinglePerson/
+<backend>-coco17/<camera>``, so later runs read them instead of detecting again (a few minutes on CPU).
+The demo's videos of cam01 and cam02 are 1080 px wide while Calib.qca.txt says 1088: the detection run
+gets a copy of the Qualisys calibration with the videos' sizes (same K), which ``process`` needs to
+accept the videos.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+
+from hpe_ros.camera import Rig
+from hpe_ros.io.calibration import save_toml_rig
+from hpe_ros.io.qualisys import load_qualisys_rig
+from hpe_ros.realdata import corpus_root, demo_dir
+
+DEMO = "Demo_SinglePerson"
+LAYOUT = "coco17"
+
+
+def demo_rig() -> Rig:
+    """The Qualisys calibration of the demo cameras (cam01..cam04)."""
+    return load_qualisys_rig(demo_dir(DEMO) / "calibration" / "Calib.qca.txt")
+
+
+def demo_detections(backend: str = "blazepose") -> list[Path]:
+    """One OpenPose JSON folder per demo camera (Qualisys order), detected by `backend` once and cached."""
+    rig = demo_rig()
+    cache = corpus_root() / "detections" / DEMO / f"{backend}-{LAYOUT}"
+    folders = [cache / name for name in rig.names]
+    if all(f.is_dir() and any(f.iterdir()) for f in folders):
+        return folders
+    videos = [demo_dir(DEMO) / "videos" / f"{name}.mp4" for name in rig.names]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".detect-", dir=cache.parent))
+    try:
+        cams = []
+        for cam, video in zip(rig, videos):
+            capture = cv2.VideoCapture(str(video))
+            cams.append(cam.copy(size=(int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                                       int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))))
+            capture.release()
+        save_toml_rig(Rig(cams), work / "calib_video_sizes.toml")
+        command = [sys.executable, "-m", "hpe_ros.cli", "process", "--videos", *map(str, videos),
+                   "--calib", str(work / "calib_video_sizes.toml"), "--out", str(work / "poses"),
+                   "--backend", backend, "--layout", LAYOUT, "--save-2d", str(work / "2d"), "--no-progress"]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"hpe-ros process ({backend}) failed: {result.stderr.strip()[-500:]}")
+        if cache.exists():
+            shutil.rmtree(cache)
+        os.replace(work / "2d", cache)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return folders
