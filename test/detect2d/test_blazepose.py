@@ -126,7 +126,7 @@ def test_tensorrt_agrees_with_onnxruntime(cache, backend, astronaut, tmp_path, m
     try:
         import tensorrt  # noqa: F401
         import torch
-    except Exception as exc:  # noqa: BLE001 - any import failure means: not on this machine
+    except Exception as exc:
         pytest.skip(f"tensorrt / torch not importable ({exc})")
     if not torch.cuda.is_available():
         pytest.skip("CUDA is not available")
@@ -209,3 +209,22 @@ def test_bad_input_is_refused_clearly(backend):
         create_backend("blazepose", blazepose={"nope": 1})
     with pytest.raises(FileNotFoundError, match="missing.tflite"):
         create_backend("blazepose", detector_file_path="/x/missing.tflite", model_file_path="/x/missing.tflite")
+
+
+def test_a_guided_roi_finds_a_person_the_detector_misses_and_tracking_keeps_them(backend, astronaut):
+    image = np.ascontiguousarray(astronaut[..., ::-1])
+    roi = backend.detect_people([astronaut])[0][:1]
+    blind = create_backend("blazepose", runtime="onnxruntime", providers="cpu")
+    blind.detect_people = lambda rgb: [np.zeros((0, 4)) for _ in rgb]   # a detector that never sees her
+    try:
+        (points, _), = blind.infer([image], ["cam"])
+        assert len(points) == 0 and len(blind.tracked_rois("cam")) == 0
+        blind.guide("cam", roi + np.array([8.0, -6.0, 20.0, 0.1]))          # a rough projection is enough
+        (points, _), = blind.infer([image], ["cam"])
+        assert len(points) == 1 and blind.last_timings["guided"] == 1
+        assert len(blind.tracked_rois("cam")) == 1
+        blind.guide("cam", blind.tracked_rois("cam"))                      # already tracked: not a second person
+        (points, _), = blind.infer([image], ["cam"])
+        assert len(points) == 1 and blind.last_timings["guided"] == 0
+    finally:
+        blind.close()
