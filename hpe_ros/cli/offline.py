@@ -137,7 +137,8 @@ def _cmd_process(a) -> int:
     quiet_third_party()
     with native_stderr_filtered():  # model loading: LiteRT's delegate line, absl's start-up warnings
         backend = _backend_from_args(a)
-    print(f"2D pose: {backend.name} (layout {backend.layout})", flush=True)
+    weights = f", {backend.weights}" if getattr(backend, "weights", "") else ""
+    print(f"2D pose: {backend.name} (layout {backend.layout}{weights})", flush=True)
     result = _run_process(a, backend, clip)
     if hasattr(backend, "guide") and not a.no_guided_crops:
         result = _guided_pass(a, backend, clip, result)

@@ -109,8 +109,10 @@ def create_blazepose_backend(runtime: str = "onnxruntime", detector_file_path: s
         for opts in (det_options, lm_options):
             opts.pop("engine_file_path", None)
     cfg = config_from_mapping(BlazePoseConfig, config or {}, "blazepose")
-    return BlazePoseBackend(_open_network(detector, runtime, det_options, DETECTOR_OUTPUTS),
-                            _open_network(landmark, runtime, lm_options, LANDMARK_OUTPUTS), cfg)
+    backend = BlazePoseBackend(_open_network(detector, runtime, det_options, DETECTOR_OUTPUTS),
+                               _open_network(landmark, runtime, lm_options, LANDMARK_OUTPUTS), cfg)
+    backend.weights = f"{detector.name} + {landmark.name}" + (" (mediapipe's wheel)" if files else "")
+    return backend
 
 
 class BlazePoseBackend:
@@ -124,6 +126,7 @@ class BlazePoseBackend:
         self.detector, self.landmarks = detector_runner, landmark_runner
         self.config = config or BlazePoseConfig()
         self.name = f"blazepose[{landmark_runner.name}]"
+        self.weights = ""                          # which model files run, for the user (set by the factory)
         self.anchors = bp.ssd_anchors()
         self._streams: dict[str, _Stream] = {}
         self.last_timings: dict[str, float] = {}   # detect_ms, landmarks_ms, people of the last infer()

@@ -112,7 +112,9 @@ class CameraPoseNode(ManagedNode):
         except (BackendUnavailable, ValueError, OSError) as exc:  # missing runtime, manifest or file
             self.get_logger().error(f"2D backend {g('backend')}: {exc}")
             return TransitionCallbackReturn.FAILURE
-        self.get_logger().info(f"2D pose with {self.backend.name} (layout {self.backend.layout}) for {self.cameras}")
+        weights = f", {self.backend.weights}" if getattr(self.backend, "weights", "") else ""
+        self.get_logger().info(f"2D pose with {self.backend.name} (layout {self.backend.layout}{weights}) "
+                               f"for {self.cameras}")
         return self._configure_guides()
 
     def _configure_guides(self) -> TransitionCallbackReturn:

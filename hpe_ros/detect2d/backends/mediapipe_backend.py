@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hpe_ros.detect2d.quiet import native_stderr_filtered
 from hpe_ros.runtime import BackendUnavailable
 
 _LANDMARK_MODELS = {0: "pose_landmark_lite.tflite", 1: "pose_landmark_full.tflite", 2: "pose_landmark_heavy.tflite"}
@@ -51,7 +52,12 @@ class MediaPipeBackend:
         out = []
         for image, stream in zip(images, streams):
             h, w = image.shape[:2]
-            result = self._tracker(stream).process(np.ascontiguousarray(image[..., ::-1]))  # BGR -> RGB
+            rgb = np.ascontiguousarray(image[..., ::-1])
+            if stream in self._trackers:
+                result = self._trackers[stream].process(rgb)
+            else:
+                with native_stderr_filtered():  # a graph's first frame: LiteRT and absl start-up chatter
+                    result = self._tracker(stream).process(rgb)
             if result.pose_landmarks is None:
                 out.append((np.zeros((0, 33, 2)), np.zeros((0, 33))))
                 continue
