@@ -97,7 +97,7 @@ class CameraPoseNode(ManagedNode):
                        detector_engine_file_path=g("detector_engine_file_path"),
                        force_engine_update=g("force_engine_update"), enable_fp16=g("enable_fp16"),
                        max_batch=g("max_batch"), providers=g("providers"), threads=g("threads"),
-                       topdown=dict(detect_every=g("detect_every"), max_people=g("max_people"),
+                       topdown=dict(max_people=g("max_people"),
                                     box_score_threshold=g("box_score_threshold")),
                        model_complexity=g("model_complexity"), runtime=g("blazepose_runtime"),
                        blazepose=dict(max_people=g("max_people")))
