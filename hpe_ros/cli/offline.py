@@ -140,7 +140,7 @@ def _cmd_process(a) -> int:
     weights = f", {backend.weights}" if getattr(backend, "weights", "") else ""
     print(f"2D pose: {backend.name} (layout {backend.layout}{weights})", flush=True)
     result = _run_process(a, backend, clip)
-    if hasattr(backend, "guide") and not a.no_guided_crops:
+    if hasattr(backend, "guide") and not a.no_guided_crops and len(result.ids):  # nobody fused: nothing to guide
         result = _guided_pass(a, backend, clip, result)
     print(format_report(result.report), flush=True)
     _print_tracking(result)
