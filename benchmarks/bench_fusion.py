@@ -54,7 +54,8 @@ from hpe_ros.sim import MotionScript, default_rig, observe  # noqa: E402
 try:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from aniposelib.cameras import Camera as AniposeCamera, CameraGroup
+        from aniposelib.cameras import Camera as AniposeCamera
+        from aniposelib.cameras import CameraGroup
     import aniposelib
     ANIPOSE = getattr(aniposelib, "__version__", None) or "installed"
 except ImportError as exc:  # run from .venv: hpe_ros columns only
@@ -99,7 +100,7 @@ def summarise(errors, observable, times, frames):
     got = np.isfinite(e)
     return {"frames": len(frames),
             "mpjpe_mm": float(np.mean(e[got]) * 1e3) if got.any() else None,
-            "pck50_pct": float(np.mean((e[obs] < 0.05)) * 100) if obs.any() else None,
+            "pck50_pct": float(np.mean(e[obs] < 0.05) * 100) if obs.any() else None,
             "returned_pct": float(np.mean(got[obs]) * 100) if obs.any() else None,
             "ms_per_frame": float(np.median([times[k] for k in frames]) * 1e3)}
 

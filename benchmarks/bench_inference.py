@@ -155,7 +155,7 @@ def bench_mediapipe(repeats: int) -> dict:
 
         from hpe_ros.detect2d import create_backend
         backend = create_backend("mediapipe", model_complexity=1)
-    except Exception as exc:  # noqa: BLE001 - reported, not raised: the rest of the benchmark still counts
+    except Exception as exc:
         return {"not_measured": f"{type(exc).__name__}: {exc}"}
     canvas = np.zeros((480, 640, 3), np.uint8)
     canvas[:, 64:576] = np.asarray(data.astronaut()[16:496, :, ::-1])

@@ -21,14 +21,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hpe_ros.lift import recordings  # noqa: E402
 from hpe_ros.cli.lifter import make_eval_samples, parse_options  # noqa: E402
+from hpe_ros.lift import recordings  # noqa: E402
 from hpe_ros.lift.metrics import summary  # noqa: E402
 from hpe_ros.lift.models import load_lifter  # noqa: E402
 from hpe_ros.lift.runtime import default_checkpoint_path, lift_batch  # noqa: E402

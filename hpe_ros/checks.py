@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from typing import Any, Mapping, Sequence, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 

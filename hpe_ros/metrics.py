@@ -2,7 +2,7 @@
 summary of a live stream of them (accuracy, latency, drops, the nodes' own diagnostics), as the demo reports it."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment

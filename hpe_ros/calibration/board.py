@@ -75,13 +75,13 @@ class Board:
 
     # --- constructors ---------------------------------------------------------------------------
     @classmethod
-    def checkerboard(cls, cols: int, rows: int, square: float) -> "Board":
+    def checkerboard(cls, cols: int, rows: int, square: float) -> Board:
         """A checkerboard with `cols` x `rows` inner corners and squares of `square` metres."""
         return cls("checkerboard", int(cols), int(rows), float(square))
 
     @classmethod
     def charuco(cls, squares_x: int, squares_y: int, square: float, marker: float,
-                dictionary: str = "DICT_4X4_50") -> "Board":
+                dictionary: str = "DICT_4X4_50") -> Board:
         """An OpenCV ChArUco board of `squares_x` x `squares_y` squares (square and marker sides in metres)."""
         return cls("charuco", int(squares_x), int(squares_y), float(square), float(marker), str(dictionary))
 

@@ -15,8 +15,8 @@ round (thresholds such as 10, 3, 1.5 px) leaves out, per camera, observations ab
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -48,7 +48,7 @@ class BoardObservations:
     frames: list         # frame numbers by slot
 
     @classmethod
-    def build(cls, names, usable, poses, frame_pose) -> "BoardObservations":
+    def build(cls, names, usable, poses, frame_pose) -> BoardObservations:
         """From the views with a pose: usable[name][frame] = (ids (n,), corners (n, 2) px), poses[name] holds
         the frames that have one, frame_pose the frames kept (one slot each, in frame order)."""
         frames = sorted(frame_pose)

@@ -165,7 +165,7 @@ def _top_view(ax, report: BoardCalibrationReport) -> None:
     e1 = np.cross(up, [1.0, 0.0, 0.0]) if abs(up[0]) < 0.9 else np.cross(up, [0.0, 1.0, 0.0])
     e1 /= np.linalg.norm(e1)
     e2 = np.cross(up, e1)
-    plane = lambda p: np.stack([p @ e1, p @ e2], axis=-1)  # noqa: E731
+    plane = lambda p: np.stack([p @ e1, p @ e2], axis=-1)
     centres = plane(rig.centers)
     if report.board_poses:
         b = plane(np.stack([t for _, t in report.board_poses.values()]))

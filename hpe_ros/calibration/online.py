@@ -61,7 +61,7 @@ class RefineResult:
 
     def summary(self) -> dict[str, str]:
         """Flat strings (for /diagnostics)."""
-        f = lambda v: f"{v:.3f}" if np.isfinite(v) else "nan"  # noqa: E731
+        f = lambda v: f"{v:.3f}" if np.isfinite(v) else "nan"
         return {"accepted": str(self.accepted), "reason": self.reason, "old_error_px": f(self.old_error_px),
                 "new_error_px": f(self.new_error_px),
                 "max_rotation_change_deg": f(float(np.max(self.rotation_change_deg, initial=0.0))),
@@ -209,7 +209,7 @@ class OnlineRefiner:
     def _stack(frames: list[_Frame], C: int) -> _Frame:
         """Concatenate frames into one set of points (point ids offset per frame)."""
         offsets = np.cumsum([0] + [f.num_points for f in frames])
-        cat = lambda name: np.concatenate([getattr(f, name) for f in frames]) if frames else np.zeros(0)  # noqa: E731
+        cat = lambda name: np.concatenate([getattr(f, name) for f in frames]) if frames else np.zeros(0)
         point = (np.concatenate([f.point + o for f, o in zip(frames, offsets)]) if frames
                  else np.zeros(0, dtype=np.int64))
         xy = np.concatenate([f.xy for f in frames]) if frames else np.zeros((0, 2))

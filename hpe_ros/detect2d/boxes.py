@@ -6,8 +6,8 @@ so decoding only divides by each image's scale.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 

@@ -8,8 +8,8 @@ Coordinates are pixel coordinates with pixel centres at integers (see :mod:`hpe_
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
 import cv2
 import numpy as np

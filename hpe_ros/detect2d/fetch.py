@@ -16,7 +16,6 @@ import hashlib
 import logging
 import os
 import shutil
-import socket
 import sys
 import tarfile
 import tempfile
@@ -134,7 +133,7 @@ def _download(m: ModelManifest, dest: Path, progress: bool) -> tuple[Path, str]:
         tmp.unlink(missing_ok=True)
         raise FetchError(f"{m.name}: the server answered HTTP {exc.code} ({exc.reason}) for {m.url}; "
                          f"the file may have moved. To install it by hand, {_by_hand(m, dest / m.file)}") from exc
-    except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, OSError) as exc:
+    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
         tmp.unlink(missing_ok=True)
         reason = getattr(exc, "reason", exc)
         raise FetchError(f"{m.name}: could not download {m.url} (network unreachable or source missing: "

@@ -15,7 +15,7 @@ Coordinate conventions (shared with :mod:`hpe_ros.detect2d.decode`):
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np

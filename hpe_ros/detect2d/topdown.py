@@ -21,8 +21,15 @@ import numpy as np
 
 from hpe_ros.detect2d.boxes import boxes_from_keypoints, decode_end2end, decode_yolox
 from hpe_ros.detect2d.decode import decode_heatmaps, decode_simcc, heatmap_to_input
-from hpe_ros.detect2d.preprocess import (apply_affines, boxes_to_center_scale, crop_affines, invert_affines,
-                                         letterbox, to_network_input, warp_crops)
+from hpe_ros.detect2d.preprocess import (
+    apply_affines,
+    boxes_to_center_scale,
+    crop_affines,
+    invert_affines,
+    letterbox,
+    to_network_input,
+    warp_crops,
+)
 from hpe_ros.skeleton import get_layout
 
 

@@ -336,14 +336,14 @@ class _GroupPoses:
         self.points, self.confidence, self.views, self.fit, self.robust = points, confidence, views, fit, robust
 
     @classmethod
-    def empty(cls, G: int, J: int) -> "_GroupPoses":
+    def empty(cls, G: int, J: int) -> _GroupPoses:
         return cls(np.full((G, J, 3), np.nan), np.zeros((G, J)), np.zeros((G, J), dtype=np.int64),
                    np.zeros(G, dtype=bool), np.zeros(G, dtype=bool))
 
-    def take(self, idx: np.ndarray) -> "_GroupPoses":
+    def take(self, idx: np.ndarray) -> _GroupPoses:
         return _GroupPoses(self.points[idx], self.confidence[idx], self.views[idx], self.fit[idx], self.robust[idx])
 
-    def append_empty(self, n: int) -> "_GroupPoses":
+    def append_empty(self, n: int) -> _GroupPoses:
         e = _GroupPoses.empty(n, self.points.shape[1])
         return _GroupPoses(*(np.concatenate([a, b]) for a, b in
                              zip((self.points, self.confidence, self.views, self.fit, self.robust),

@@ -108,7 +108,7 @@ class RigConstants:
         return out.reshape((self.C,) + shape + (2,))
 
 
-_CACHE: "weakref.WeakKeyDictionary[Rig, tuple[list, tuple[int, ...], RigConstants]]" = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[Rig, tuple[list, tuple[int, ...], RigConstants]] = weakref.WeakKeyDictionary()
 
 
 def rig_constants(rig: Rig) -> RigConstants:

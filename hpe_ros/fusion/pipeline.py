@@ -134,7 +134,7 @@ class PreparedFrame:
     cams: np.ndarray
     duplicate: np.ndarray
     use_single_view: bool
-    timer: "_Timer"
+    timer: _Timer
     prior_root: np.ndarray | None = None
 
     @property

@@ -52,7 +52,7 @@ def duplicate_single_views(rig: Rig, points2d: np.ndarray, scores: np.ndarray, g
     box_p = _boxes(proj, proj_ok)                                           # (S, M, 4)
     lo, hi = np.maximum(box_d[..., :2], box_p[..., :2]), np.minimum(box_d[..., 2:], box_p[..., 2:])
     inter = np.prod(np.clip(hi - lo, 0, None), axis=-1)
-    area = lambda b: np.prod(np.clip(b[..., 2:] - b[..., :2], 0, None), axis=-1)  # noqa: E731
+    area = lambda b: np.prod(np.clip(b[..., 2:] - b[..., :2], 0, None), axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = inter / (area(box_d) + area(box_p) - inter)
     duplicate[single] = np.nan_to_num(iou, nan=0.0).max(1) > min_iou

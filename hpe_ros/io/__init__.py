@@ -8,8 +8,14 @@ what ROS messages carry, without ROS: image_encodings, pose_cloud, pose_markers.
 """
 from .atomic import write_text_atomic
 from .calibration import CalibrationError, load_rig, save_rig
-from .openpose import (OpenPoseFolder, SynchronisedOpenPose, folders_for_cameras, frame_union, read_openpose_frame,
-                       write_openpose_frame)
+from .openpose import (
+                       OpenPoseFolder,
+                       SynchronisedOpenPose,
+                       folders_for_cameras,
+                       frame_union,
+                       read_openpose_frame,
+                       write_openpose_frame,
+)
 from .skeleton_json import SkeletonFrame, SkeletonSequence, read_skeleton_json, write_skeleton_json
 from .trc import TRC, read_trc, write_trc, yup_to_zup, zup_to_yup
 

@@ -14,8 +14,9 @@ Every lifter has `name` and `lift(K, points2d, scores) -> (points3d, conf)`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 

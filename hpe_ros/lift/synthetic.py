@@ -43,7 +43,7 @@ class LiftSamples:
     def __len__(self) -> int:
         return len(self.scores)
 
-    def take(self, idx) -> "LiftSamples":
+    def take(self, idx) -> LiftSamples:
         return LiftSamples(self.keypoints2d[idx], self.scores[idx], self.K[idx], self.joints3d[idx],
                            self.person[idx], self.frame[idx], self.layout)
 

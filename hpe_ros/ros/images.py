@@ -23,8 +23,15 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from hpe_ros.io.image_encodings import (SUPPORTED_ENCODINGS, ImageError, check_pixel_pairs, decode_compressed,
-                                        decode_image, encoding_layout, to_bgr)
+from hpe_ros.io.image_encodings import (
+    SUPPORTED_ENCODINGS,
+    ImageError,
+    check_pixel_pairs,
+    decode_compressed,
+    decode_image,
+    encoding_layout,
+    to_bgr,
+)
 from hpe_ros.ros.pointcloud import copy_header
 
 

@@ -28,10 +28,21 @@ from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 
 # The pure-numpy part (field tables, packing, HumanPoses) is shared with bag files.
-from hpe_ros.io.pose_cloud import (HUMAN_POSE_FIELDS, INT32_RANGE as _INT32, POSE_2D_FIELDS, POSE_3D_FIELDS,
-                                   CloudLayout, HumanPoses, decode_columns, human_pose_columns, pack_columns)
-from hpe_ros.io.pose_cloud import check_poses as _check_poses, clean_missing as _clean
-from hpe_ros.io.pose_cloud import joint_column as _joint_column, per_person as _per_person
+from hpe_ros.io.pose_cloud import (
+    HUMAN_POSE_FIELDS,
+    POSE_2D_FIELDS,
+    POSE_3D_FIELDS,
+    CloudLayout,
+    HumanPoses,
+    decode_columns,
+    human_pose_columns,
+    pack_columns,
+)
+from hpe_ros.io.pose_cloud import INT32_RANGE as _INT32
+from hpe_ros.io.pose_cloud import check_poses as _check_poses
+from hpe_ros.io.pose_cloud import clean_missing as _clean
+from hpe_ros.io.pose_cloud import joint_column as _joint_column
+from hpe_ros.io.pose_cloud import per_person as _per_person
 from hpe_ros.io.pose_cloud import row_values as _row_values
 
 _FLOATS = (PointField.FLOAT32, PointField.FLOAT64)

@@ -1,6 +1,5 @@
 """QoS profiles used across the graph, named by what they are for."""
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
-                       qos_profile_sensor_data)
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 # Camera images, camera_info and per-view poses are read best-effort, newest wins (REP-2003 sensor data).
 SENSOR = qos_profile_sensor_data

@@ -7,7 +7,8 @@ dim B. Decoding the outputs is the caller's job, so every runtime is interchange
 """
 from __future__ import annotations
 
-from typing import Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 

@@ -14,8 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from hpe_ros.runtime.base import INSTALL_HINTS, BackendUnavailable, check_batch, run_chunked
-from hpe_ros.runtime.cache import (batch_profile, default_engine_path, engine_cache_key, read_sidecar,
-                                   rebuild_reason, write_engine)
+from hpe_ros.runtime.cache import (
+    batch_profile,
+    default_engine_path,
+    engine_cache_key,
+    read_sidecar,
+    rebuild_reason,
+    write_engine,
+)
 
 log = logging.getLogger("hpe_ros.tensorrt")
 

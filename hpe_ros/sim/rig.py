@@ -1,7 +1,7 @@
 """Virtual camera rigs for the simulator."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

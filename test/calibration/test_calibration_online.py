@@ -6,11 +6,11 @@ import time
 import numpy as np
 import pytest
 
-from hpe_ros.io.calibration import load_rig, save_rig
 from hpe_ros.calibration.compare import rotation_angle_deg
 from hpe_ros.calibration.online import OnlineRefiner
 from hpe_ros.camera import Rig, rodrigues
 from hpe_ros.fusion.triangulation import triangulate
+from hpe_ros.io.calibration import load_rig, save_rig
 from hpe_ros.sim import MotionScript, default_rig, observe
 
 

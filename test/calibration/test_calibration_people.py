@@ -29,7 +29,7 @@ FPS = 10.0
 SECONDS = 20.0
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def scene(cameras: int, people: int, seed: int = 0, fps: float = FPS):
     """Truth rig, script and detections (C, F, P, J, 2) / (C, F, P, J), rows shuffled as a detector's."""
     rig = default_rig(cameras)
@@ -45,7 +45,7 @@ def scene(cameras: int, people: int, seed: int = 0, fps: float = FPS):
     return rig, script, points, scores
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def calibrated(cameras: int, people: int, known_height: bool = True):
     rig, script, points, scores = scene(cameras, people)
     height = float(script.heights.mean()) if known_height else None

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from hpe_ros.io.calibration import load_rig, save_rig
 from hpe_ros.calibration.compare import compare_rigs
 from hpe_ros.cli import main
+from hpe_ros.io.calibration import load_rig, save_rig
 from hpe_ros.io.openpose import write_openpose_frame
 from hpe_ros.sim import MotionScript, default_rig, observe
 

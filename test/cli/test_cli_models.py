@@ -32,8 +32,8 @@ def test_build_engine_without_tensorrt_fails_clearly(tmp_path, monkeypatch, caps
         pytest.skip("tensorrt is installed; this test covers its absence")
     except ImportError:
         pass
-    from hpe_ros.runtime.torch_runner import export_onnx
     from hpe_ros.detect2d.manifest import load_manifest
+    from hpe_ros.runtime.torch_runner import export_onnx
 
     monkeypatch.setenv("HPE_ROS_MODEL_DIR", str(tmp_path))
     m = load_manifest("rtmpose-t")

@@ -11,14 +11,14 @@ import pytest
 pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install '.[onnx]'")
 pytest.importorskip("torch", reason="the test network is built with torch: pip install '.[torch]'")
 
-from hpe_ros.io.calibration import save_rig  # noqa: E402
-from hpe_ros.cli import main  # noqa: E402
-from hpe_ros.io.skeleton_json import read_skeleton_json  # noqa: E402
-from hpe_ros.sim import MotionScript  # noqa: E402
-from hpe_ros.sim.keypoint_images import render_keypoint_dots  # noqa: E402
-from hpe_ros.sim.keypoint_net import export_keypoint_net  # noqa: E402
-from hpe_ros.sim.observe import project  # noqa: E402
-from hpe_ros.sim.rig import default_rig  # noqa: E402
+from hpe_ros.cli import main
+from hpe_ros.io.calibration import save_rig
+from hpe_ros.io.skeleton_json import read_skeleton_json
+from hpe_ros.sim import MotionScript
+from hpe_ros.sim.keypoint_images import render_keypoint_dots
+from hpe_ros.sim.keypoint_net import export_keypoint_net
+from hpe_ros.sim.observe import project
+from hpe_ros.sim.rig import default_rig
 
 FPS, FRAMES = 30.0, 45
 

@@ -31,7 +31,7 @@ def graphs():
             config = calculator_pb2.CalculatorGraphConfig()
             try:
                 config.ParseFromString(library[start:end])
-            except Exception:  # noqa: BLE001 - not a message boundary
+            except Exception:
                 continue
             if config.type == type_name and config.node:
                 found = config

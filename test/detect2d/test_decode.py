@@ -200,7 +200,7 @@ def test_decode_simcc_normalize_softmax():
     sx, sy = simcc_vectors(rng, bx, by, np.array([[9.0, 6.0]]), np.array([[8.0, 7.0]]), wx=384, hy=512)
     pts, scores = decode_simcc(sx, sy, split_ratio=2.0, normalize=True)
     np.testing.assert_allclose(pts[0], [[50.0, 150.0], [3.5, 255.5]])
-    sm = lambda v: np.exp(v - v.max()) / np.exp(v - v.max()).sum()  # noqa: E731
+    sm = lambda v: np.exp(v - v.max()) / np.exp(v - v.max()).sum()
     expected = [0.5 * (sm(sx[0, k].astype(float)).max() + sm(sy[0, k].astype(float)).max()) for k in range(2)]
     np.testing.assert_allclose(scores[0], expected, rtol=1e-6)
     assert 0.9 < scores[0, 0] < 1.0 and scores[0, 1] < scores[0, 0]

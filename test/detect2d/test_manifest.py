@@ -10,8 +10,15 @@ import pytest
 
 from hpe_ros.detect2d import fetch as fetch_mod
 from hpe_ros.detect2d.fetch import FetchError, fetch_model, read_record, record_path
-from hpe_ros.detect2d.manifest import (ManifestError, ModelManifest, list_manifests, load_manifest, models_dir,
-                                       read_manifest, resolve_model_file)
+from hpe_ros.detect2d.manifest import (
+    ManifestError,
+    ModelManifest,
+    list_manifests,
+    load_manifest,
+    models_dir,
+    read_manifest,
+    resolve_model_file,
+)
 from hpe_ros.runtime.cache import model_cache_dir
 
 EXPECTED_MODELS = {"rtmpose-t", "rtmpose-s", "rtmpose-m", "hrnet-w32", "vitpose-b", "rtmdet-nano"}

@@ -2,8 +2,17 @@
 import numpy as np
 import pytest
 
-from hpe_ros.detect2d.preprocess import (MMPOSE_MEAN, MMPOSE_STD, apply_affines, boxes_to_center_scale,
-                                         crop_affines, invert_affines, letterbox, to_network_input, warp_crops)
+from hpe_ros.detect2d.preprocess import (
+    MMPOSE_MEAN,
+    MMPOSE_STD,
+    apply_affines,
+    boxes_to_center_scale,
+    crop_affines,
+    invert_affines,
+    letterbox,
+    to_network_input,
+    warp_crops,
+)
 
 INPUT = (192, 256)  # (w, h), mmpose's usual top-down input
 

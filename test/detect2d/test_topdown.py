@@ -12,10 +12,10 @@ import pytest
 pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install '.[onnx]'")
 torch = pytest.importorskip("torch", reason="the test networks are built with torch: pip install '.[torch]'")
 
-from helpers.detect2d_nets import dot_image, export_half_box_detector, person_pixels  # noqa: E402
-
 from hpe_ros.detect2d import create_backend  # noqa: E402
 from hpe_ros.sim.keypoint_net import export_keypoint_net  # noqa: E402
+
+from helpers.detect2d_nets import dot_image, export_half_box_detector, person_pixels  # noqa: E402
 
 
 @pytest.fixture(scope="module")

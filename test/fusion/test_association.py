@@ -4,8 +4,9 @@ import time
 import numpy as np
 import pytest
 
-from helpers.fusion_scenes import observe, random_people, ring_rig
 from hpe_ros.fusion.association import Association, associate
+
+from helpers.fusion_scenes import observe, random_people, ring_rig
 
 
 def _scene(rng, cameras, people, noise_px=0.0, outliers=0.0, separation=0.7):

@@ -1,10 +1,11 @@
 """The fusion hot path's shortcuts give the same answers as the plain computations they replace."""
 import numpy as np
 
-from helpers.fusion_scenes import observe, random_people, ring_rig
 from hpe_ros.fusion import FusionPipeline, triangulate
 from hpe_ros.fusion.association import _affinity_from, associate, epipolar_affinity
 from hpe_ros.fusion.geometry import rig_constants
+
+from helpers.fusion_scenes import observe, random_people, ring_rig
 
 
 def test_rig_constants_match_rig_geometry_with_distortion():

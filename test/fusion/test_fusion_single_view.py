@@ -2,10 +2,11 @@
 other cameras triangulate does not become a second track."""
 import numpy as np
 
-from helpers.fusion_scenes import observe, person, ring_rig
 from hpe_ros.fusion import FusionConfig, FusionPipeline, TrackerConfig
 from hpe_ros.fusion.single_view import align_lifted, depth_towards_track
 from hpe_ros.skeleton import COCO17
+
+from helpers.fusion_scenes import observe, person, ring_rig
 
 DT = 1 / 30
 
@@ -137,7 +138,7 @@ def test_single_view_depth_moves_part_way_to_the_track_and_keeps_the_2d():
     cam_points[0, 0] = lifted
     prior_root = COCO17.hip_centre(truth)[None]                        # the track predicts the truth
     moved = depth_towards_track(R, t, COCO17, cam_points, prior_root, 0.5)[0, 0]
-    rays = lambda p: p[:, :2] / p[:, 2:3]  # noqa: E731
+    rays = lambda p: p[:, :2] / p[:, 2:3]
     np.testing.assert_allclose(rays(moved), rays(lifted), atol=1e-12)
     np.testing.assert_allclose(moved / lifted, np.sqrt(1 / 1.3), rtol=1e-9)
     untouched = depth_towards_track(R, t, COCO17, cam_points, np.full((1, 3), np.nan), 0.5)[0, 0]

@@ -4,8 +4,9 @@ import time
 import numpy as np
 import pytest
 
-from helpers.fusion_scenes import observe, random_people, ring_rig
 from hpe_ros.fusion.triangulation import Triangulation, triangulate, triangulate_normalized
+
+from helpers.fusion_scenes import observe, random_people, ring_rig
 
 
 def _frame(rng, cameras=8, people=6, noise_px=0.0, dist=None):

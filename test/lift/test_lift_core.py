@@ -11,12 +11,10 @@ torch = pytest.importorskip("torch")
 from hpe_ros.checks import config_from_mapping  # noqa: E402
 from hpe_ros.lift.methods import make_method  # noqa: E402
 from hpe_ros.lift.metrics import mpjpe, n_mpjpe, p_mpjpe, summary  # noqa: E402
-from hpe_ros.lift.models import (LifterConfig, build_lifter, export_lifter_onnx, load_lifter,  # noqa: E402
-                                 save_lifter)
+from hpe_ros.lift.models import LifterConfig, build_lifter, export_lifter_onnx, load_lifter, save_lifter  # noqa: E402
 from hpe_ros.lift.normalize import normalise, place, targets_from_3d  # noqa: E402
 from hpe_ros.lift.runtime import LearnedLifter, lift_batch  # noqa: E402
-from hpe_ros.lift.synthetic import (HELD_OUT_ACTIVITIES, CameraSampling, SyntheticSpec, load_npz,  # noqa: E402
-                                    make_samples)
+from hpe_ros.lift.synthetic import HELD_OUT_ACTIVITIES, CameraSampling, SyntheticSpec, load_npz, make_samples  # noqa: E402
 from hpe_ros.lift.train import TrainConfig, evaluate, prepare_data, train  # noqa: E402
 from hpe_ros.skeleton import COCO17  # noqa: E402
 

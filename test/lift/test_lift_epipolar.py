@@ -16,8 +16,14 @@ import torch
 
 from hpe_ros.io.calibration import save_rig
 from hpe_ros.io.openpose import write_openpose_frame
-from hpe_ros.lift.recordings import (Recording, epipolar_samples, load_recording, pseudo_label_weight,
-                                     simulate_recording, views_2d)
+from hpe_ros.lift.recordings import (
+    Recording,
+    epipolar_samples,
+    load_recording,
+    pseudo_label_weight,
+    simulate_recording,
+    views_2d,
+)
 from hpe_ros.sim.rig import default_rig
 from hpe_ros.skeleton import COCO17
 

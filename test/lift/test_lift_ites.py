@@ -11,8 +11,7 @@ from hpe_ros.lift.methods import METHODS, make_method  # noqa: E402
 from hpe_ros.lift.methods.common import np_rng_generator, random_rotations, rotate_and_view  # noqa: E402
 from hpe_ros.lift.methods.ites import ItesMethod, rotation_6d  # noqa: E402
 from hpe_ros.lift.models import build_lifter  # noqa: E402
-from hpe_ros.lift.synthetic import (HELD_OUT_ACTIVITIES, TRAIN_ACTIVITIES, CameraSampling,  # noqa: E402
-                                    SyntheticSpec, make_samples)
+from hpe_ros.lift.synthetic import HELD_OUT_ACTIVITIES, TRAIN_ACTIVITIES, CameraSampling, SyntheticSpec, make_samples  # noqa: E402
 from hpe_ros.lift.train import TrainConfig, evaluate, prepare_data, train  # noqa: E402
 from hpe_ros.skeleton import get_layout  # noqa: E402
 

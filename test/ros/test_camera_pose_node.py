@@ -18,12 +18,11 @@ pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install '.[onn
 pytest.importorskip("torch", reason="the test network is built with torch: pip install '.[torch]'")
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(180)]
 
-from helpers.detect2d_nets import dot_image, person_pixels  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2  # noqa: E402
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 
 from hpe_ros.ros.camera_pose_node import CameraPoseNode  # noqa: E402
 from hpe_ros.ros.diagnostics import read_status_values  # noqa: E402
@@ -31,6 +30,8 @@ from hpe_ros.ros.images import numpy_to_compressed, numpy_to_image  # noqa: E402
 from hpe_ros.ros.pointcloud import cloud_to_pose2d, make_header, stamp_to_seconds  # noqa: E402
 from hpe_ros.ros.qos import POSES, SENSOR  # noqa: E402
 from hpe_ros.sim.keypoint_net import export_keypoint_net  # noqa: E402
+
+from helpers.detect2d_nets import dot_image, person_pixels  # noqa: E402
 
 SIZE = (320, 240)
 CAMS = ["camA", "camB"]

@@ -10,7 +10,6 @@ pytest.importorskip("ai_edge_litert.interpreter", reason="needs ai-edge-litert: 
 skimage_data = pytest.importorskip("skimage.data", reason="needs scikit-image for the test photograph")
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(120)]
 
-from helpers.ros_spin import spin  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -21,6 +20,8 @@ from hpe_ros.ros.images import numpy_to_image  # noqa: E402
 from hpe_ros.ros.pointcloud import cloud_to_pose2d, make_header  # noqa: E402
 from hpe_ros.ros.qos import POSES, SENSOR  # noqa: E402
 from hpe_ros.skeleton import get_layout  # noqa: E402
+
+from helpers.ros_spin import spin  # noqa: E402
 
 CAMS = ["left", "right"]
 

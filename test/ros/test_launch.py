@@ -8,8 +8,17 @@ import pytest
 import yaml
 
 from hpe_ros.resources import DEFAULT_CONFIG, config_path, share_dir
-from hpe_ros.ros.launcher import (NODE_MODULES, RVIZ_CONFIG, graph, launch_flag, launch_log_level, launch_parameters,
-                                  load_config, node_command, node_parameters)
+from hpe_ros.ros.launcher import (
+    NODE_MODULES,
+    RVIZ_CONFIG,
+    graph,
+    launch_flag,
+    launch_log_level,
+    launch_parameters,
+    load_config,
+    node_command,
+    node_parameters,
+)
 
 LAUNCH_FILE = share_dir() / "launch" / "multi_camera.launch.py"
 
@@ -132,10 +141,11 @@ def test_launch_file_runs_with_launch_pytest():
     """Needs ROS 2's launch stack (not on PyPI): runs on a robot / in a sourced ROS 2 workspace."""
     pytest.importorskip("launch_pytest", reason="launch_pytest is not on PyPI; needs a sourced ROS 2")
     pytest.importorskip("launch_ros", reason="launch_ros is not on PyPI; needs a sourced ROS 2")
-    import launch
     import rclpy
     from launch.launch_description_sources import PythonLaunchDescriptionSource
     from sensor_msgs.msg import PointCloud2
+
+    import launch
 
     ld = launch.LaunchDescription([launch.actions.IncludeLaunchDescription(
         PythonLaunchDescriptionSource(str(LAUNCH_FILE)), launch_arguments={"sim": "true"}.items())])

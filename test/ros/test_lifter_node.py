@@ -14,10 +14,14 @@ pytestmark = [pytest.mark.ros, pytest.mark.timeout(60)]
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from sensor_msgs.msg import PointCloud2, PointField  # noqa: E402
+from sensor_msgs.msg import (  # noqa: E402
+    CameraInfo,
+    PointCloud2,
+    PointField,
+)
 
-from hpe_ros.io.calibration import load_rig  # noqa: E402
 from hpe_ros.camera import Camera  # noqa: E402
+from hpe_ros.io.calibration import load_rig  # noqa: E402
 from hpe_ros.lift.models import LifterConfig, build_lifter, export_lifter_onnx  # noqa: E402
 from hpe_ros.lift.runtime import LearnedLifter  # noqa: E402
 from hpe_ros.resources import DEFAULT_RIG, resolve_path  # noqa: E402
@@ -26,8 +30,8 @@ from hpe_ros.ros.lifter_node import LifterNode  # noqa: E402
 from hpe_ros.ros.pointcloud import cloud_to_pose3d, make_header, pose2d_to_cloud  # noqa: E402
 from hpe_ros.ros.qos import POSES  # noqa: E402
 from hpe_ros.sim import MotionScript, observe  # noqa: E402
+
 from helpers.ros_spin import spin  # noqa: E402
-from sensor_msgs.msg import CameraInfo  # noqa: E402
 
 
 @pytest.fixture(scope="module")

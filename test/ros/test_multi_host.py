@@ -22,10 +22,10 @@ import pytest
 pytest.importorskip("rclpy")
 pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.timeout(150)]
 
-from helpers.netns import TwoHosts, iptables_reason, unavailable_reason  # noqa: E402
-
 from hpe_ros.resources import DEFAULT_CONFIG, config_path  # noqa: E402
 from hpe_ros.ros.launcher import load_config, node_command, node_parameters  # noqa: E402
+
+from helpers.netns import TwoHosts, iptables_reason, unavailable_reason  # noqa: E402
 
 MONITOR = Path(__file__).parents[1] / "helpers" / "pose_monitor.py"
 LOSS = 0.02

@@ -20,9 +20,8 @@ from hpe_ros.ros.fusion_node import FusionNode  # noqa: E402
 from hpe_ros.ros.pointcloud import cloud_to_human_pose, make_header, pose2d_to_cloud  # noqa: E402
 from hpe_ros.ros.qos import POSES  # noqa: E402
 from hpe_ros.sim import MotionScript, observe  # noqa: E402
+
 from helpers.ros_spin import spin  # noqa: E402
-
-
 
 
 @pytest.fixture

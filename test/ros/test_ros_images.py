@@ -7,7 +7,12 @@ import pytest
 from sensor_msgs.msg import CompressedImage, Image
 
 from hpe_ros.ros.images import (
-    ImageError, compressed_to_numpy, image_to_numpy, numpy_to_compressed, numpy_to_image, to_bgr,
+    ImageError,
+    compressed_to_numpy,
+    image_to_numpy,
+    numpy_to_compressed,
+    numpy_to_image,
+    to_bgr,
 )
 from hpe_ros.ros.pointcloud import make_header
 

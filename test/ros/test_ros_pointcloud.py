@@ -9,8 +9,16 @@ from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 
 from hpe_ros.ros.pointcloud import (
-    HumanPoses, cloud_to_human_pose, cloud_to_pose2d, cloud_to_pose3d, human_pose_to_cloud, make_header,
-    pose2d_to_cloud, pose3d_to_cloud, seconds_to_stamp, stamp_to_seconds,
+    HumanPoses,
+    cloud_to_human_pose,
+    cloud_to_pose2d,
+    cloud_to_pose3d,
+    human_pose_to_cloud,
+    make_header,
+    pose2d_to_cloud,
+    pose3d_to_cloud,
+    seconds_to_stamp,
+    stamp_to_seconds,
 )
 
 F32, I32, U32, F64 = PointField.FLOAT32, PointField.INT32, PointField.UINT32, PointField.FLOAT64

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import importlib
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 
 from hpe_ros.anthropometry import PROPORTIONS
 from hpe_ros.camera import rodrigues

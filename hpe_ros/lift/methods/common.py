@@ -11,8 +11,8 @@ import math
 import numpy as np
 import torch
 
-from hpe_ros.lift.normalize import torch_normalise, torch_project
 from hpe_ros.anthropometry import DEFAULT_HEIGHT, PROPORTIONS
+from hpe_ros.lift.normalize import torch_normalise, torch_project
 from hpe_ros.skeleton import Layout
 
 

@@ -42,9 +42,17 @@ from torch import nn
 from torch.nn import functional as F
 
 from hpe_ros.lift.methods.base import Method, check_choice
-from hpe_ros.lift.methods.common import (np_rng_generator, random_rotations, reprojection_loss, rotate_and_view,
-                                         scale_losses, symmetry_loss, unpack)
+from hpe_ros.lift.methods.common import (
+    np_rng_generator,
+    random_rotations,
+    reprojection_loss,
+    rotate_and_view,
+    scale_losses,
+    symmetry_loss,
+    unpack,
+)
 from hpe_ros.lift.normalize import MIN_SCORE, hip_indices
+
 
 @dataclass
 class CycleOptions:

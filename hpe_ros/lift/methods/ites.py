@@ -46,8 +46,14 @@ import torch
 from torch import nn
 
 from hpe_ros.lift.methods.base import Method, check_choice
-from hpe_ros.lift.methods.common import (np_rng_generator, random_rotations, reprojection_loss, rotate_and_view,
-                                         scale_losses, symmetry_loss)
+from hpe_ros.lift.methods.common import (
+    np_rng_generator,
+    random_rotations,
+    reprojection_loss,
+    rotate_and_view,
+    scale_losses,
+    symmetry_loss,
+)
 from hpe_ros.lift.normalize import hip_indices
 
 
