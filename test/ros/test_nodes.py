@@ -146,7 +146,7 @@ def test_camera_pose_node_with_mediapipe_survives_malformed_images(ros_context):
     got = []
     tester.create_subscription(PointCloud2, "/cam0/pose_2d", got.append, POSES)
     # One at a time: the node keeps only the newest image, so a burst would hide the bad ones.
-    pub.publish(Image(height=4, width=4, encoding="bayer_rggb8", step=4, data=bytes(16)))
+    pub.publish(Image(height=4, width=4, encoding="32FC1", step=16, data=bytes(64)))
     assert spin(executor, 5.0, until=lambda: "cam0" in node.stats and node.stats["cam0"].errors >= 1)
     pub.publish(Image(height=4, width=4, encoding="bgr8", step=12, data=bytes(10)))  # truncated data
     assert spin(executor, 5.0, until=lambda: node.stats["cam0"].errors >= 2)
