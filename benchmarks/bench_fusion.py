@@ -111,7 +111,8 @@ def run_case(C, people, noise_px, outlier_rate, n_frames, ransac_frames, ransac_
     pipe = FusionPipeline(rig, "coco17", cfg)
     cg = camera_group(rig) if CameraGroup is not None else None
     n = len(frames)
-    res = {m: ([None] * n, [None] * n) for m in ("hpe_triangulate", "hpe_pipeline", "anipose_triangulate", "anipose_ransac")}
+    methods = ("hpe_triangulate", "hpe_pipeline", "anipose_triangulate", "anipose_ransac")
+    res = {m: ([None] * n, [None] * n) for m in methods}
     observable = [None] * n
     scored = list(range(min(SKIP, n - 1), n))
     ransac_at = sorted(set(np.linspace(scored[0], scored[-1], max(ransac_frames, 1)).round().astype(int).tolist()))
@@ -178,13 +179,13 @@ def _ratio(a, b, key):
 def ratios(row):
     """hpe_ros / aniposelib for mpjpe, pck50 and time (speed-up = 1 / time ratio)."""
     out = {}
+    keys = ("mpjpe_mm", "pck50_pct", "ms_per_frame")
     for ours in ("hpe_triangulate", "hpe_pipeline"):
         base = row.get("anipose_triangulate")
-        out[f"{ours}_vs_triangulate"] = {k: _ratio(row[ours], base, k) for k in ("mpjpe_mm", "pck50_pct", "ms_per_frame")}
+        out[f"{ours}_vs_triangulate"] = {k: _ratio(row[ours], base, k) for k in keys}
         same = row.get("on_ransac_frames")
         if same:
-            out[f"{ours}_vs_ransac"] = {k: _ratio(same[ours], same["anipose_ransac"], k)
-                                        for k in ("mpjpe_mm", "pck50_pct", "ms_per_frame")}
+            out[f"{ours}_vs_ransac"] = {k: _ratio(same[ours], same["anipose_ransac"], k) for k in keys}
     return out
 
 
@@ -197,8 +198,10 @@ def markdown(doc) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in doc["by_cameras"] + doc["sweep"]:
         head = f"| {row['cameras']} | {row['people']} | {row['noise_px']:g} | {row['outlier_rate'] * 100:.0f} % "
-        for m, label in (("anipose_triangulate", "aniposelib triangulate"), ("anipose_ransac", "aniposelib triangulate_ransac"),
-                         ("hpe_triangulate", "hpe_ros triangulate"), ("hpe_pipeline", "hpe_ros pipeline")):
+        for m, label in (("anipose_triangulate", "aniposelib triangulate"),
+                         ("anipose_ransac", "aniposelib triangulate_ransac"),
+                         ("hpe_triangulate", "hpe_ros triangulate"),
+                         ("hpe_pipeline", "hpe_ros pipeline")):
             s = row.get(m)
             if s is None:
                 if m == "anipose_ransac":
@@ -267,13 +270,17 @@ def main() -> None:
 
     doc = {"benchmark": "fusion: hpe_ros vs aniposelib", "aniposelib": ANIPOSE,
            "numpy": np.__version__, "python": sys.version.split()[0],
-           "notes": [f"aniposelib triangulate_ransac runs on {a.ransac_frames} frame(s) per case (evenly spread over the "
-                     f"scored frames) and only up to {a.ransac_max_cameras} cameras: it enumerates 2^C camera subsets per "
-                     "joint (about 13 s per frame at 8 cameras x 6 people); its ratios use the same frames for every method",
-                     f"pipeline frames 0-{SKIP - 1} (track birth) are not scored; every method is scored on the same frames",
+           "notes": [f"aniposelib triangulate_ransac runs on {a.ransac_frames} frame(s) per case (evenly spread "
+                     f"over the scored frames) and only up to {a.ransac_max_cameras} cameras: it enumerates 2^C "
+                     "camera subsets per joint (about 13 s per frame at 8 cameras x 6 people); its ratios use the "
+                     "same frames for every method",
+                     f"pipeline frames 0-{SKIP - 1} (track birth) are not scored; every method is scored on the "
+                     "same frames",
                      "single-threaded: OPENBLAS/OMP/MKL/NUMBA threads = 1, XLA without intra-op parallelism",
-                     f"aniposelib gets NaN for joints with score < {a.min_score}; hpe_ros gets the scores (same threshold)"]
-           + ([] if ANIPOSE else [f"aniposelib not importable ({_ANIPOSE_ERROR}): run with .venv-bench (make bench)"]),
+                     f"aniposelib gets NaN for joints with score < {a.min_score}; hpe_ros gets the scores "
+                     "(same threshold)"]
+           + ([] if ANIPOSE else
+              [f"aniposelib not importable ({_ANIPOSE_ERROR}): run with .venv-bench (make bench)"]),
            "by_cameras": by_cameras, "sweep": sweep, "pipeline_scaling_8_to_32": scaling, "acceptance": acceptance,
            "wall_s": None}
     doc["wall_s"] = time.perf_counter() - t_start

@@ -55,7 +55,8 @@ def run(n_cameras: int, people: int, n_frames: int) -> dict:
     res = {"ours": [[], []], "baseline": [[], []]}
     for rig, truth, pts, sc in frames(n_cameras, people, n_frames):
         gt = truth.reshape(-1, 3)
-        for name, fn in (("ours", lambda: triangulate(rig, pts, sc).points), ("baseline", lambda: loop_dlt(rig, pts, sc))):
+        for name, fn in (("ours", lambda: triangulate(rig, pts, sc).points),
+                         ("baseline", lambda: loop_dlt(rig, pts, sc))):
             t = time.perf_counter()
             X = fn()
             res[name][0].append(time.perf_counter() - t)

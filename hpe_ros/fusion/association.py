@@ -278,7 +278,7 @@ def associate(rig: Rig, points2d: np.ndarray, scores: np.ndarray, priors: np.nda
     C = len(rig)
     dims = check_shape("points2d", points2d, (C, "P", "J", 2))
     check_shape("scores", scores, (C, "P", "J"), dims)
-    P, J = dims["P"], dims["J"]
+    P = dims["P"]
     if priors is not None:
         priors = np.asarray(priors, dtype=np.float64)
         check_shape("priors", priors, (None, "J", 3), dims)

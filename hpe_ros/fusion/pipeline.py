@@ -8,7 +8,8 @@ Shared by the ROS fusion node and the offline CLI, so both behave the same:
 
 One step: predict tracks -> associate detections across views (track predictions as priors) ->
 triangulate every group's joints in one batched call -> fill single-view groups / joints from per-view
-lifted 3D poses (the placement maths is `fusion.single_view`) -> tracker update (ids, gating, bone lengths, smoothing) -> body and joint orientations.
+lifted 3D poses (the placement maths is `fusion.single_view`) -> tracker update (ids, gating, bone
+lengths, smoothing) -> body and joint orientations.
 
 The association validates its groups by triangulating them with the pipeline's own triangulation
 settings, so the triangulation stage reuses those points and re-solves only the groups the association
@@ -250,7 +251,8 @@ class FusionPipeline:
         cfg = self.config
         timer = frame.timer
         if self._last_stamp is not None and frame.stamp <= self._last_stamp:
-            raise ValueError(f"stamp went backwards (or repeated): {frame.stamp:.6f} <= previous {self._last_stamp:.6f}")
+            raise ValueError(f"stamp went backwards (or repeated): {frame.stamp:.6f} "
+                             f"<= previous {self._last_stamp:.6f}")
         lifted, lifted_scores = self._check_lifted(frame.scores, lifted, lifted_scores)
         poses, confidence, views, cams = frame.poses, frame.confidence, frame.views, frame.cams
         groups, duplicate = frame.groups, frame.duplicate
@@ -341,7 +343,9 @@ class FusionPipeline:
         todo = cams >= 2
         if assoc is not None and assoc.triangulated is not None and cfg.min_views == 2:
             done = assoc.triangulated & todo
-            poses[done], confidence[done], views[done] = assoc.points[done], assoc.confidence[done], assoc.joint_views[done]
+            poses[done] = assoc.points[done]
+            confidence[done] = assoc.confidence[done]
+            views[done] = assoc.joint_views[done]
             todo &= ~done
         idx = np.flatnonzero(todo)
         if idx.size:

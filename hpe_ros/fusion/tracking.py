@@ -30,8 +30,10 @@ class TrackerConfig:
     """Tracker parameters (distances in metres, times in seconds, speeds in m/s); each field's help
     text is its ROS parameter description (`fusion.tracker.<name>`)."""
 
-    gate_m: float = field(default=0.5, metadata={"help": "3D gate when assigning people to tracks (mean joint distance, m)"})
-    birth_hits: int = field(default=3, metadata={"help": "frames a new person must be seen before it gets a published id"})
+    gate_m: float = field(default=0.5, metadata={
+        "help": "3D gate when assigning people to tracks (mean joint distance, m)"})
+    birth_hits: int = field(default=3, metadata={
+        "help": "frames a new person must be seen before it gets a published id"})
     death_timeout_s: float = field(default=0.5, metadata={"help": "a track unseen this long is dropped"})
     joint_hold_s: float = field(default=0.2, metadata={
         "help": "an unseen joint is extrapolated this long, then stops being predicted"})
@@ -56,7 +58,8 @@ class TrackerConfig:
     one_euro_min_cutoff: float = field(default=1.0, metadata={"help": "One-Euro filter minimum cutoff (Hz)"})
     one_euro_beta: float = field(default=20.0, metadata={
         "help": "One-Euro filter speed coefficient (Hz per m/s: 0.3 would lag a walk by ~0.1 m)"})
-    one_euro_d_cutoff: float = field(default=1.0, metadata={"help": "One-Euro filter cutoff of the speed estimate (Hz)"})
+    one_euro_d_cutoff: float = field(default=1.0, metadata={
+        "help": "One-Euro filter cutoff of the speed estimate (Hz)"})
 
     def __post_init__(self):
         positive = ("gate_m", "death_timeout_s", "max_joint_speed", "merge_m", "one_euro_min_cutoff",
@@ -114,7 +117,8 @@ def _merge_measurements(pos, conf, views, extra_pos, extra_conf, extra_views):
     w1 = np.where(np.isfinite(pos).all(-1), conf, 0.0)
     w2 = np.where(np.isfinite(extra_pos).all(-1), extra_conf, 0.0)
     total = w1 + w2
-    merged = (np.nan_to_num(pos) * w1[:, None] + np.nan_to_num(extra_pos) * w2[:, None]) / np.where(total > 0, total, 1.0)[:, None]
+    weighted_sum = np.nan_to_num(pos) * w1[:, None] + np.nan_to_num(extra_pos) * w2[:, None]
+    merged = weighted_sum / np.where(total > 0, total, 1.0)[:, None]
     merged[total <= 0] = np.nan
     return merged, np.maximum(conf * (w1 > 0), extra_conf * (w2 > 0)), views * (w1 > 0) + extra_views * (w2 > 0)
 
@@ -311,7 +315,10 @@ class Tracker:
         check_shape("confidence", confidence, ("G", "J"), dims)
         views = np.full((G, J), 2, dtype=np.int64) if views is None else np.asarray(views).astype(np.int64)
         check_shape("views", views, ("G", "J"), dims)
-        prior_index = np.full(G, -1, dtype=np.int64) if prior_index is None else np.asarray(prior_index).astype(np.int64)
+        if prior_index is None:
+            prior_index = np.full(G, -1, dtype=np.int64)
+        else:
+            prior_index = np.asarray(prior_index).astype(np.int64)
         check_shape("prior_index", prior_index, ("G",), dims)
         valid = np.isfinite(poses).all(-1) & (confidence > 0)
         poses = np.where(valid[..., None], poses, np.nan)
@@ -445,8 +452,8 @@ class Tracker:
         reliable = seen & (meas_views[:, self._bone_parent] >= 2) & (meas_views[:, self._bone_child] >= 2)
 
         n = np.minimum(self._bone_n + reliable, cfg.bone_memory)
-        self._bone_mean = np.where(reliable, self._bone_mean + (np.nan_to_num(length) - self._bone_mean) / np.maximum(n, 1),
-                                   self._bone_mean)
+        running_mean = self._bone_mean + (np.nan_to_num(length) - self._bone_mean) / np.maximum(n, 1)
+        self._bone_mean = np.where(reliable, running_mean, self._bone_mean)
         self._bone_n = np.where(reliable, n, self._bone_n)
 
         active = seen & (self._bone_n >= cfg.bone_min_samples)
@@ -474,8 +481,9 @@ class Tracker:
             for i in order:
                 if dead[live[i]]:
                     continue
+                best = (self._hits[live[i]], -self._id[live[i]])
                 for k in np.flatnonzero(close[i]):
-                    if k != i and not dead[live[k]] and (self._hits[live[k]], -self._id[live[k]]) < (self._hits[live[i]], -self._id[live[i]]):
+                    if k != i and not dead[live[k]] and (self._hits[live[k]], -self._id[live[k]]) < best:
                         dead[live[k]] = True
         slots = np.flatnonzero(dead)
         if slots.size:
