@@ -220,7 +220,7 @@ class _PoseMessages:
             data=np.frombuffer(packed.tobytes(), dtype=np.uint8), is_dense=False)
 
     def _marker(self, header, marker_id: int, kind: int, action: int, color=(0.0, 0.0, 0.0), scale=(0.0, 0.0, 0.0),
-                points=np.zeros((0, 3)), position=(0.0, 0.0, 0.0), text: str = ""):
+                points=(), position=(0.0, 0.0, 0.0), text: str = ""):
         t = self.t
         Marker = t["visualization_msgs/msg/Marker"]
         point, vector = t["geometry_msgs/msg/Point"], t["geometry_msgs/msg/Vector3"]

@@ -98,7 +98,10 @@ def manifest_text(name: str, onnx_file: str, output: str, input_size, layout: st
 
 def export_keypoint_net(path: str | os.PathLike, output: str = "heatmap", input_size=(192, 256),
                         layout: str = "coco17", num_joints: int = 17) -> Path:
-    """Export the net to `<path>.onnx` (dynamic batch) with a manifest `<path>.toml` beside it; returns the .toml path."""
+    """Export the net to `<path>.onnx` (dynamic batch) with a manifest `<path>.toml` beside it.
+
+    Returns the .toml path.
+    """
     from hpe_ros.runtime.torch_runner import export_onnx
 
     path = Path(path)

@@ -337,7 +337,7 @@ class MotionScript:
         self.people = [Person(float(h)) for h in rng.uniform(1.55, 1.95, self.n_people)]
         self._idle_phase = rng.uniform(0, 2 * np.pi, self.n_people)
         lengths = [p.lengths() for p in self.people]
-        self._body = {k: np.array([l[k] for l in lengths]) for k in PROPORTIONS}
+        self._body = {k: np.array([person_lengths[k] for person_lengths in lengths]) for k in PROPORTIONS}
         self._body["height"] = self.heights
 
         # Start apart: evenly on a ring, facing anywhere.

@@ -236,7 +236,8 @@ def observe(rig: Rig, joints3d: np.ndarray, rng: np.random.Generator, noise_px: 
     mirror = points.reshape(C, P, J, 2)[:, :, _MIRROR].reshape(C, N, 2)
     with np.errstate(invalid="ignore"):
         swap = (u_swap < 0.5) & (np.linalg.norm(mirror - px, axis=-1) >= 30.0)
-        jump = (30.0 + 120.0 * u_jump)[..., None] * np.stack([np.cos(2 * np.pi * u_angle), np.sin(2 * np.pi * u_angle)], -1)
+        direction = np.stack([np.cos(2 * np.pi * u_angle), np.sin(2 * np.pi * u_angle)], -1)
+        jump = (30.0 + 120.0 * u_jump)[..., None] * direction
         inside = np.all((px + jump >= 0) & (px + jump < size), axis=-1, keepdims=True)
     wrong = np.where(swap[..., None], mirror, px + np.where(inside, jump, -jump))
     wrong = np.clip(wrong, 0.0, size - 1.0)

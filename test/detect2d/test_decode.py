@@ -209,7 +209,8 @@ def test_decode_simcc_normalize_softmax():
 
 
 def test_decode_simcc_rejects_bad_shapes():
-    with pytest.raises(ValueError, match=r"simcc_y \(same N, J as simcc_x\) must have shape \(2, 17, Hy\), got \(2, 16, 512\)"):
+    wrong_y = r"simcc_y \(same N, J as simcc_x\) must have shape \(2, 17, Hy\), got \(2, 16, 512\)"
+    with pytest.raises(ValueError, match=wrong_y):
         decode_simcc(np.zeros((2, 17, 384)), np.zeros((2, 16, 512)))
     with pytest.raises(ValueError, match="split_ratio"):
         decode_simcc(np.zeros((2, 17, 384)), np.zeros((2, 17, 512)), split_ratio=0)

@@ -81,22 +81,28 @@ def _one_camera_files(tmp_path: Path) -> dict[str, Path]:
 CORRUPTIONS = [
     ("toml", "nan in K", lambda p: _edit(p, "matrix = [[500.0", "matrix = [[nan"), ["matrix", "non-finite"]),
     ("toml", "R not orthonormal",
-     lambda p: _edit(p, "rotation = [", "rotation = [[1.0, 0.2, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]\nold_rotation = ["),
+     lambda p: _edit(p, "rotation = [",
+                     "rotation = [[1.0, 0.2, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]\nold_rotation = ["),
      ["rotation", "not a rotation matrix"]),
     ("toml", "negative size", lambda p: _edit(p, "size = [640, 480]", "size = [-640, 480]"), ["size", "positive"]),
     ("toml", "missing field", lambda p: _edit(p, "translation = ", "translations = "), ["translation", "missing"]),
     ("toml", "wrong shape", lambda p: _edit(p, ", [0.0, 0.0, 1.0]]", "]"), ["matrix", "3x3", "(2, 3)"]),
     ("opencv", "nan in K", lambda p: _edit(p, "data: [ 500.", "data: [ .nan"), ["K", "non-finite"]),
     ("opencv", "R not orthonormal", lambda p: _opencv_scale_R(p), ["R", "not a rotation matrix"]),
-    ("opencv", "negative size", lambda p: _edit(p, "image_width: 640", "image_width: -640"), ["image_width/image_height", "positive"]),
-    ("opencv", "missing field", lambda p: _edit(p, "   T: !!opencv-matrix", "   X: !!opencv-matrix"), ["missing", "'T'"]),
+    ("opencv", "negative size", lambda p: _edit(p, "image_width: 640", "image_width: -640"),
+     ["image_width/image_height", "positive"]),
+    ("opencv", "missing field", lambda p: _edit(p, "   T: !!opencv-matrix", "   X: !!opencv-matrix"),
+     ["missing", "'T'"]),
     ("opencv", "wrong shape",
-     lambda p: _edit(p, "rows: 3\n      cols: 3\n      dt: d\n      data: [ 500.", "rows: 1\n      cols: 9\n      dt: d\n      data: [ 500."),
+     lambda p: _edit(p, "rows: 3\n      cols: 3\n      dt: d\n      data: [ 500.",
+                     "rows: 1\n      cols: 9\n      dt: d\n      data: [ 500."),
      ["K", "3x3", "(1, 9)"]),
     ("rig-yaml", "nan in K", lambda p: _edit(p, "data: [500.0", "data: [.nan"), ["camera_matrix", "non-finite"]),
     ("rig-yaml", "R not orthonormal", lambda p: _rig_yaml_scale_R(p), ["extrinsics.rotation", "not a rotation matrix"]),
-    ("rig-yaml", "negative size", lambda p: _edit(p, "image_width: 640", "image_width: -640"), ["image_width/image_height", "positive"]),
-    ("rig-yaml", "missing field", lambda p: _edit(p, "translation:", "translate:"), ["extrinsics.translation", "missing"]),
+    ("rig-yaml", "negative size", lambda p: _edit(p, "image_width: 640", "image_width: -640"),
+     ["image_width/image_height", "positive"]),
+    ("rig-yaml", "missing field", lambda p: _edit(p, "translation:", "translate:"),
+     ["extrinsics.translation", "missing"]),
     ("rig-yaml", "wrong shape",
      lambda p: _edit(p, "rows: 3\n      cols: 3\n      data: [500.0, 0.0, 320.0, 0.0, 500.0, 240.0, 0.0, 0.0, 1.0]",
                      "rows: 2\n      cols: 3\n      data: [500.0, 0.0, 320.0, 0.0, 500.0, 240.0]"),
@@ -117,7 +123,8 @@ def _rig_yaml_scale_R(path: Path) -> None:
     import yaml
 
     data = yaml.safe_load(path.read_text())
-    data["cameras"][0]["extrinsics"]["rotation"] = (np.array(data["cameras"][0]["extrinsics"]["rotation"]) * 1.1).tolist()
+    extrinsics = data["cameras"][0]["extrinsics"]
+    extrinsics["rotation"] = (np.array(extrinsics["rotation"]) * 1.1).tolist()
     path.write_text(yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
 
 

@@ -36,7 +36,8 @@ def random_rig(seed: int = 0) -> Rig:
                       [0.0, 0.0, 1.0]])
         eye = rng.uniform(-5, 5, 3) + [0, 0, 3]
         R, t = look_at(eye, rng.uniform(-0.5, 0.5, 3))
-        cameras.append(Camera(f"cam{i}", K, dist, R, t, size=(int(rng.integers(320, 2000)), int(rng.integers(240, 1500)))))
+        size = (int(rng.integers(320, 2000)), int(rng.integers(240, 1500)))
+        cameras.append(Camera(f"cam{i}", K, dist, R, t, size=size))
     cameras[3] = cameras[3].copy(frame_id="rig/left_optical")
     return Rig(cameras)
 
@@ -183,7 +184,8 @@ def test_load_rig_refuses_a_lone_camera_info(tmp_path):
 def test_rig_yaml_with_camera_info_files_and_extrinsics(tmp_path):
     (tmp_path / "intrinsics").mkdir()
     (tmp_path / "intrinsics" / "left.yaml").write_text(CAMERA_CALIBRATION_YAML)
-    right = Camera("right_cam", [[700.0, 0, 330], [0, 705.0, 250], [0, 0, 1]], [0.01, -0.02, 0, 0, 0.003], size=(800, 600))
+    right = Camera("right_cam", [[700.0, 0, 330], [0, 705.0, 250], [0, 0, 1]], [0.01, -0.02, 0, 0, 0.003],
+                   size=(800, 600))
     save_camera_info_yaml(right, tmp_path / "intrinsics" / "right.yaml")
     R_right, t_right = look_at([3.0, -2.0, 2.0], [0, 0, 1])
     rig_yaml = {
@@ -192,10 +194,11 @@ def test_rig_yaml_with_camera_info_files_and_extrinsics(tmp_path):
              "extrinsics": {"rotation": [0.1, -0.2, 0.3], "translation": [0.5, 0.25, 4.0]}},
             {"camera_info": "intrinsics/right.yaml", "frame_id": "right_optical",
              "extrinsics": {"rotation": R_right.tolist(), "translation": t_right.tolist()}},
-            {"name": "inline", "camera_info": {"image_width": 320, "image_height": 240,
-                                               "camera_matrix": {"rows": 3, "cols": 3, "data": [300, 0, 160, 0, 300, 120, 0, 0, 1]},
-                                               "distortion_model": "plumb_bob",
-                                               "distortion_coefficients": {"rows": 1, "cols": 5, "data": [0, 0, 0, 0, 0]}},
+            {"name": "inline",
+             "camera_info": {"image_width": 320, "image_height": 240,
+                             "camera_matrix": {"rows": 3, "cols": 3, "data": [300, 0, 160, 0, 300, 120, 0, 0, 1]},
+                             "distortion_model": "plumb_bob",
+                             "distortion_coefficients": {"rows": 1, "cols": 5, "data": [0, 0, 0, 0, 0]}},
              "extrinsics": {"rotation": [0, 0, 0], "translation": [0, 0, 2]}},
         ]
     }
@@ -287,18 +290,23 @@ GOOD_CAMERA = {
 def toml_with(**changes) -> str:
     table = {**GOOD_CAMERA, **changes}
     body = "\n".join(f"{k} = {v}" for k, v in table.items() if v is not None)
-    return f"[cam_1]\nname = \"cam1\"\nsize = [640, 480]\nmatrix = {GOOD_CAMERA['matrix']}\ndistortions = [0.0, 0.0, 0.0, 0.0]\n" \
-           f"rotation = [0.0, 0.0, 0.0]\ntranslation = [0.0, 0.0, 4.0]\n\n[cam_2]\n{body}\n\n[metadata]\nadjusted = false\n"
+    return (f"[cam_1]\nname = \"cam1\"\nsize = [640, 480]\nmatrix = {GOOD_CAMERA['matrix']}\n"
+            "distortions = [0.0, 0.0, 0.0, 0.0]\nrotation = [0.0, 0.0, 0.0]\ntranslation = [0.0, 0.0, 4.0]\n\n"
+            f"[cam_2]\n{body}\n\n[metadata]\nadjusted = false\n")
 
 
 CORRUPT_TOML = {
     "missing rotation": (dict(rotation=None), ["missing key 'rotation'"]),
-    "NaN in matrix": (dict(matrix="[[nan, 0.0, 320.0], [0.0, 500.0, 240.0], [0.0, 0.0, 1.0]]"), ["matrix", "non-finite"]),
-    "mirror rotation": (dict(rotation="[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, -1.0]]"), ["rotation", "det=-1.00"]),
-    "scaled rotation": (dict(rotation="[[1.1, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]"), ["rotation", "not a rotation"]),
+    "NaN in matrix": (dict(matrix="[[nan, 0.0, 320.0], [0.0, 500.0, 240.0], [0.0, 0.0, 1.0]]"),
+                      ["matrix", "non-finite"]),
+    "mirror rotation": (dict(rotation="[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, -1.0]]"),
+                        ["rotation", "det=-1.00"]),
+    "scaled rotation": (dict(rotation="[[1.1, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]"),
+                        ["rotation", "not a rotation"]),
     "matrix 2x3": (dict(matrix="[[500.0, 0.0, 320.0], [0.0, 500.0, 240.0]]"), ["matrix", "3x3", "(2, 3)"]),
     "zero focal length": (dict(matrix="[[0.0, 0.0, 320.0], [0.0, 500.0, 240.0], [0.0, 0.0, 1.0]]"), ["matrix", "fx=0"]),
-    "bad last row": (dict(matrix="[[500.0, 0.0, 320.0], [0.0, 500.0, 240.0], [0.0, 1.0, 1.0]]"), ["matrix", "last row"]),
+    "bad last row": (dict(matrix="[[500.0, 0.0, 320.0], [0.0, 500.0, 240.0], [0.0, 1.0, 1.0]]"),
+                     ["matrix", "last row"]),
     "3 distortions": (dict(distortions="[0.1, 0.0, 0.0]"), ["distortions", "got 3"]),
     "inf translation": (dict(translation="[0.0, inf, 4.0]"), ["translation", "non-finite"]),
     "2-value translation": (dict(translation="[0.0, 4.0]"), ["translation", "3 values"]),
@@ -360,7 +368,8 @@ def test_missing_file_and_unknown_extension(tmp_path):
     (lambda d: d.update(distortion_model="equidistant"), ["'narrow_stereo'", "equidistant", "not supported"]),
     (lambda d: d.update(distortion_model="pinhole_magic"), ["unknown distortion_model"]),
     (lambda d: d["camera_matrix"].update(data=[1.0] * 8), ["camera_matrix", "3x3 but data has 8"]),
-    (lambda d: d["distortion_coefficients"].update(cols=8, data=[0.1] * 8), ["distortion_coefficients (plumb_bob)", "got 8"]),
+    (lambda d: d["distortion_coefficients"].update(cols=8, data=[0.1] * 8),
+     ["distortion_coefficients (plumb_bob)", "got 8"]),
     (lambda d: d.update(image_width=0), ["image_width/image_height", "positive"]),
 ])
 def test_corrupt_camera_info_yaml(tmp_path, edit, fragments):
@@ -379,13 +388,15 @@ def test_corrupt_rig_yaml_and_opencv_files(tmp_path):
     mirror = {"cameras": [{"name": "left", "camera_info": "left.yaml",
                            "extrinsics": {"rotation": np.diag([1.0, -1.0, 1.0]).tolist(), "translation": [0, 0, 1]}}]}
     (tmp_path / "rig.yaml").write_text(yaml.safe_dump(mirror))
-    with pytest.raises(CalibrationError, match=r"rig.yaml: camera 'left': extrinsics.rotation is not a proper rotation \(det=-1.00\)"):
+    not_proper = r"rig.yaml: camera 'left': extrinsics.rotation is not a proper rotation \(det=-1.00\)"
+    with pytest.raises(CalibrationError, match=not_proper):
         load_rig(tmp_path / "rig.yaml")
     no_translation = {"cameras": [{"name": "left", "camera_info": "left.yaml", "extrinsics": {"rotation": [0, 0, 0]}}]}
     (tmp_path / "rig.yaml").write_text(yaml.safe_dump(no_translation))
     with pytest.raises(CalibrationError, match="camera 'left': missing key 'extrinsics.translation'"):
         load_rig(tmp_path / "rig.yaml")
-    missing_info = {"cameras": [{"name": "left", "camera_info": "gone.yaml", "extrinsics": {"rotation": [0, 0, 0], "translation": [0, 0, 1]}}]}
+    missing_info = {"cameras": [{"name": "left", "camera_info": "gone.yaml",
+                                 "extrinsics": {"rotation": [0, 0, 0], "translation": [0, 0, 1]}}]}
     (tmp_path / "rig.yaml").write_text(yaml.safe_dump(missing_info))
     with pytest.raises(CalibrationError, match="gone.yaml: calibration file not found"):
         load_rig(tmp_path / "rig.yaml")

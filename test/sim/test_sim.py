@@ -17,7 +17,8 @@ from hpe_ros.skeleton import COCO17
 FPS = 30.0
 L_ANKLE, R_ANKLE = COCO17.index("left_ankle"), COCO17.index("right_ankle")
 NOSE = COCO17.index("nose")
-MIRROR = [COCO17.index(n.replace("left", "@").replace("right", "left").replace("@", "right")) for n in COCO17.joint_names]
+MIRROR = [COCO17.index(n.replace("left", "@").replace("right", "left").replace("@", "right"))
+          for n in COCO17.joint_names]
 
 
 def sample(script: MotionScript, seconds: float, fps: float = FPS, start: float = 0.0):
@@ -187,7 +188,9 @@ def test_observe_without_noise_reproduces_the_projection(distortion):
     points, scores = obs.by_person(3)
     truth = rig.project(joints)                                                   # (C, P, J, 2)
     w, h = rig[0].size
-    inside = np.isfinite(truth).all(-1) & (truth[..., 0] >= 0) & (truth[..., 0] < w) & (truth[..., 1] >= 0) & (truth[..., 1] < h)
+    inside = (np.isfinite(truth).all(-1)
+              & (truth[..., 0] >= 0) & (truth[..., 0] < w)
+              & (truth[..., 1] >= 0) & (truth[..., 1] < h))
     assert inside.any() and (~inside).any()
     np.testing.assert_allclose(points[inside], truth[inside], atol=1e-9)
     assert np.isnan(points[~inside]).all() and (scores[~inside] == 0).all()

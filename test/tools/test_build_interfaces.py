@@ -20,7 +20,8 @@ def test_interface_definitions_are_read_from_package_xml():
     assert tf2["name"] == "tf2_msgs" and tf2["depends"] == ["geometry_msgs"] and tf2["messages"] == ["TFMessage"]
     hri = build_interfaces.read_package(ROOT / "interfaces" / "hri_msgs")
     assert hri["depends"] == ["std_msgs"] and "IdsList" in hri["messages"]
-    assert (ROOT / "interfaces/tf2_msgs/msg/TFMessage.msg").read_text() == "geometry_msgs/TransformStamped[] transforms\n"
+    tf_message = (ROOT / "interfaces/tf2_msgs/msg/TFMessage.msg").read_text()
+    assert tf_message == "geometry_msgs/TransformStamped[] transforms\n"
 
 
 def test_source_hash_follows_the_definitions(tmp_path):
