@@ -256,7 +256,8 @@ def main(argv=None) -> int:
         }
     print(json.dumps(result, indent=2))
     if a.markdown:
-        print("| network | runtime | batch | ms/call | crops/s | vs ORT CPU |\n|---|---|---|---|---|---|", file=sys.stderr)
+        print("| network | runtime | batch | ms/call | crops/s | vs ORT CPU |\n"
+              "|---|---|---|---|---|---|", file=sys.stderr)
         for r in rows:
             print(f"| {r['network']} | {r['runtime']} | {r['batch']} | {r['ms_per_call']} | {r['crops_per_s']} | "
                   f"{r['ratio_vs_onnxruntime_cpu']} |", file=sys.stderr)
@@ -265,8 +266,8 @@ def main(argv=None) -> int:
 
 
 def _blazepose_table(rows: list) -> None:
-    print("| backend | mode | cameras | ms/frame | ms/camera | CPU ms/frame | vs ORT CPU |\n|---|---|---|---|---|---|---|",
-          file=sys.stderr)
+    print("| backend | mode | cameras | ms/frame | ms/camera | CPU ms/frame | vs ORT CPU |\n"
+          "|---|---|---|---|---|---|---|", file=sys.stderr)
     for r in rows:
         print(f"| {r['backend']} | {r['mode']} | {r['cameras']} | {r['ms_per_frame']} | {r['ms_per_camera']} | "
               f"{r['cpu_ms_per_frame']} | {r.get('ratio_vs_onnxruntime_cpu', '')} |", file=sys.stderr)

@@ -94,7 +94,8 @@ def main(argv=None) -> dict:
                 data = prepare_data(samples, True, weight)
             else:
                 data = prepare_data(recordings.views_2d(train_rec, progress=False), False)
-            config = TrainConfig(method=method, init=a.model, steps=a.steps, lr=setting["lr"], lr_final=setting["lr"] / 10,
+            config = TrainConfig(method=method, init=a.model, steps=a.steps,
+                                 lr=setting["lr"], lr_final=setting["lr"] / 10,
                                  eval_every=a.steps, checkpoint_every=a.steps, options=dict(setting["options"]))
             t0 = time.time()
             result = train(config, data, None, out_dir=base / method, progress=False, resume=False)

@@ -209,7 +209,8 @@ def main(argv=None) -> None:
     ap.add_argument("--focal", type=float, default=1000.0, help="px, on 640 x 480 images")
     ap.add_argument("--area", type=float, default=5.0, help="side of the square area people walk in (m)")
     ap.add_argument("--skip", type=int, default=10, help="frames not scored at the start (track birth)")
-    ap.add_argument("--gate-m", type=float, default=1.0, help="mean joint distance to pair a fused person with the truth")
+    ap.add_argument("--gate-m", type=float, default=1.0,
+                    help="mean joint distance to pair a fused person with the truth")
     ap.add_argument("--no-ablation", action="store_true", help="skip the translation-only alignment row")
     args = ap.parse_args(argv)
     print(json.dumps(run(args), indent=2))

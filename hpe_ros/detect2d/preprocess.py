@@ -40,7 +40,8 @@ def _size2(size, name: str) -> tuple[int, int]:
 def _check_image(name: str, image) -> None:
     """An (H, W, 3) uint8 numpy image, or ValueError naming what arrived."""
     if not (isinstance(image, np.ndarray) and image.dtype == np.uint8):
-        raise ValueError(f"{name} must be an (H, W, 3) uint8 array; got {getattr(image, 'dtype', type(image).__name__)}")
+        got = getattr(image, "dtype", type(image).__name__)
+        raise ValueError(f"{name} must be an (H, W, 3) uint8 array; got {got}")
     check_shape(name, image, ("H", "W", 3))
 
 

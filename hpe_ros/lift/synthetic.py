@@ -119,14 +119,15 @@ def random_cameras(anchor: np.ndarray, rng: np.random.Generator, cams: CameraSam
     return R, t, K, size
 
 
-def observe_single_view(world: np.ndarray, rng: np.random.Generator, cams: CameraSampling = CameraSampling(),
+def observe_single_view(world: np.ndarray, rng: np.random.Generator, cams: CameraSampling | None = None,
                         camera_per: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """World poses (N, J, 3) -> (keypoints2d, scores, K, joints3d camera frame, kept (N,) bool).
 
-    camera_per: (N,) index of the camera each sample uses (samples of one sequence share a camera);
-    default one camera each. Samples with fewer than `cams.min_visible` joints in the image are dropped
-    (kept False).
+    cams: default CameraSampling(). camera_per: (N,) index of the camera each sample uses (samples of
+    one sequence share a camera); default one camera each. Samples with fewer than `cams.min_visible`
+    joints in the image are dropped (kept False).
     """
+    cams = CameraSampling() if cams is None else cams
     N, J, _ = world.shape
     camera_per = np.arange(N) if camera_per is None else np.asarray(camera_per)
     n_cam = int(camera_per.max()) + 1 if N else 0
@@ -184,7 +185,8 @@ def make_samples(spec: SyntheticSpec, seed: int = 0) -> LiftSamples:
     world = np.concatenate([p[0] for p in parts])
     person = np.concatenate([p[1] for p in parts])
     frame = np.concatenate([p[2] for p in parts])
-    px, sc, K, cam, kept = observe_single_view(world, rng, spec.cameras, camera_per=np.concatenate([p[3] for p in parts]))
+    camera_per = np.concatenate([p[3] for p in parts])
+    px, sc, K, cam, kept = observe_single_view(world, rng, spec.cameras, camera_per=camera_per)
     return LiftSamples(px[kept], sc[kept], K[kept], cam[kept], person[kept], frame[kept], COCO17.name)
 
 

@@ -25,8 +25,9 @@ def create_runner(runtime: str, model_path: str, **options) -> NetworkRunner:
     install hint) when the runtime is not installed or cannot run here, ValueError for an unknown runtime.
     """
     runtime = str(runtime).strip().lower()
-    if runtime not in RUNTIMES + (TFLITE_RUNTIME,):
-        raise ValueError(f"unknown network runtime {runtime!r}; choose one of {', '.join(RUNTIMES + (TFLITE_RUNTIME,))}")
+    known = RUNTIMES + (TFLITE_RUNTIME,)
+    if runtime not in known:
+        raise ValueError(f"unknown network runtime {runtime!r}; choose one of {', '.join(known)}")
     path = Path(str(model_path)).expanduser()
     if not str(model_path) or not path.is_file():
         raise FileNotFoundError(f"{runtime}: model file {str(model_path)!r} not found "

@@ -106,7 +106,8 @@ def test_torch_runtime_matches_onnxruntime(nets, tmp_path):
     rng = np.random.default_rng(5)
     image = dot_image([person_pixels(rng, (96, 128))], size=(192, 256))
     a = create_backend("onnxruntime", model=str(nets["simcc"])).infer([image], ["c"])[0]
-    b = create_backend("torch", model=str(nets["simcc"]), model_file_path=str(pt), device="cpu").infer([image], ["c"])[0]
+    torch_backend = create_backend("torch", model=str(nets["simcc"]), model_file_path=str(pt), device="cpu")
+    b = torch_backend.infer([image], ["c"])[0]
     np.testing.assert_allclose(a[0], b[0], atol=1e-3)
     np.testing.assert_allclose(a[1], b[1], atol=1e-4)
 

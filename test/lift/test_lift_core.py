@@ -1,5 +1,6 @@
 """The lifter's core: normalisation and placement, metrics, networks, ONNX export, training loop, runtime."""
 import json
+import pickle
 import subprocess
 import sys
 
@@ -142,7 +143,7 @@ def test_checkpoint_round_trip_and_bad_files(tmp_path):
     loaded, cfg2, meta = load_lifter(tmp_path / "m.pt")
     assert cfg2 == cfg and meta == {"note": "x"}
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(Exception):
+    with pytest.raises(pickle.UnpicklingError):
         load_lifter(tmp_path / "junk.pt")
     with pytest.raises(FileNotFoundError):
         LearnedLifter(tmp_path / "missing.onnx")

@@ -1,7 +1,7 @@
 """The "cycle" training method (2D only: reprojection, random-rotation 2D/3D cycle, 2D discriminator, scale
 priors) on small synthetic data: it learns 3D from random weights, it adapts a supervised lifter to a new
-rig from that rig's 2D alone (the shipped weights, the benchmark's setting), and it is reproducible. Small sizes; CPU; the numbers asserted are margins
-below what these seeds give (see each test)."""
+rig from that rig's 2D alone (the shipped weights, the benchmark's setting), and it is reproducible. Small
+sizes; CPU; the numbers asserted are margins below what these seeds give (see each test)."""
 import sys
 from pathlib import Path
 

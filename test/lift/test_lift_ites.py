@@ -53,7 +53,8 @@ def test_registered_and_rotation_6d():
 def test_options_resolve_automatic_choices_and_reject_typos():
     cpu = torch.device("cpu")
     scratch = make_method(_ites_config(options={}), LAYOUT, cpu)
-    assert (scratch.teacher_steps, scratch.pca_init, scratch.anchor_weight, scratch.distill_axes) == (180, False, 0.0, "xyz")
+    scratch_choices = (scratch.teacher_steps, scratch.pca_init, scratch.anchor_weight, scratch.distill_axes)
+    assert scratch_choices == (180, False, 0.0, "xyz")
     tuned = make_method(_ites_config(init="x.pt", options={"keep_weight": 1}), LAYOUT, cpu)
     assert (tuned.teacher_steps, tuned.pca_init, tuned.anchor_weight, tuned.distill_axes) == (120, True, 1.0, "z")
     assert tuned.anchor_always and tuned.keep_scale_weight == 0.5

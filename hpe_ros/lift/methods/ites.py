@@ -3,9 +3,9 @@
 Teacher (`DictionaryTeacher`): from `net_input` an MLP predicts K coefficients a of a learned pose
 dictionary D (K, J, 3) and a camera rotation (6D representation, Zhou et al. CVPR 2019). The canonical pose
 is S = sum_k a_k D_k (shape units, see normalize.py), the camera-frame shape X = R S. D_0 starts as a
-standing person from the simulator's body proportions (`template_pose`), the rotation as upright, facing. K is small (default
-10 for 17 joints: 51 numbers), so the teacher can only answer poses in a low-rank family: that is what
-regularises the depth it finds. It learns from 2D alone:
+standing person from the simulator's body proportions (`template_pose`), the rotation as upright,
+facing. K is small (default 10 for 17 joints: 51 numbers), so the teacher can only answer poses in a
+low-rank family: that is what regularises the depth it finds. It learns from 2D alone:
 
 - reprojection: X placed at its fitted root reprojects onto the input (common.reprojection_loss);
 - invariance by cycle consistency: X rotated by a random R_r (common.random_rotations) and seen again
