@@ -86,8 +86,8 @@ def _watch(executor, monitor: GraphMonitor, procs: ProcessGraph, duration: float
         executor.spin_once(timeout_sec=0.05)
         dead = [n for n, ok in procs.alive().items() if not ok]
         if dead or time.monotonic() > deadline:
-            raise RuntimeError(f"graph did not produce skeletons ({'died: ' + ', '.join(dead) if dead else 'timeout'}); "
-                               f"see {log_dir}")
+            why = ("died: " + ", ".join(dead)) if dead else "timeout"
+            raise RuntimeError(f"graph did not produce skeletons ({why}); see {log_dir}")
     say("first skeletons received; measuring ...")
     # The monitor keeps every message it receives; a full garbage-collector pass over them would stall
     # it and show up as latency that is not the graph's. Collect once now, then not while measuring.

@@ -260,7 +260,8 @@ def test_load_keypoint_folders_reads_openpose_json(tmp_path):
         for f in range(3):
             people = 1 + (f + c) % 2
             pts = rng.uniform(10, 600, (people, 17, 2))
-            write_openpose_frame(tmp_path / f"cam{c}" / f"cam{c}_{f:012d}_keypoints.json", pts, np.full((people, 17), 0.9))
+            path = tmp_path / f"cam{c}" / f"cam{c}_{f:012d}_keypoints.json"
+            write_openpose_frame(path, pts, np.full((people, 17), 0.9))
             expected[c, f, :people] = pts
     points, scores = load_keypoint_folders([tmp_path / "cam0", tmp_path / "cam1"], "coco17")
     assert points.shape == (2, 3, 2, 17, 2) and scores.shape == (2, 3, 2, 17)

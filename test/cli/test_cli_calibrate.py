@@ -21,7 +21,8 @@ def test_from_people_writes_a_rig_close_to_the_truth(tmp_path, capsys):
         obs = observe(rig, script.pose(f / 10.0), rng, noise_px=2.0, outlier_rate=0.05)
         for c, d in enumerate(dirs):
             rows = obs.person_ids[c] >= 0
-            write_openpose_frame(d / f"{rig[c].name}_{f:012d}_keypoints.json", obs.points2d[c][rows], obs.scores[c][rows])
+            path = d / f"{rig[c].name}_{f:012d}_keypoints.json"
+            write_openpose_frame(path, obs.points2d[c][rows], obs.scores[c][rows])
     intrinsics = tmp_path / "intrinsics.toml"
     save_rig(rig, intrinsics)  # extrinsics in the file are ignored by from-people
     out = tmp_path / "rig.toml"

@@ -91,7 +91,7 @@ class TwoHosts:
                 f.write(uuid.uuid4().hex + "\n")
         _run("ip", "link", "add", self.links["a"], "netns", a, "type", "veth", "peer", "name", self.links["b"],
              "netns", b)
-        for side, ns in self.names.items():
+        for side in self.names:
             link = self.links[side]
             self.exec(side, "ip", "addr", "add", f"{self.addresses[side]}/24", "dev", link)
             self.exec(side, "ip", "link", "set", "lo", "multicast", "on", "up")

@@ -146,7 +146,7 @@ def test_flooded_node_keeps_the_newest_frame_and_builds_no_backlog(ros_context, 
             frames = [frame_of(s) for s, *_ in g.out[c]]
             assert frames == sorted(set(frames))              # in order, never twice
             assert 3 <= len(frames) < n                       # kept up, and skipped frames instead of queueing
-            for stamp, points, scores, _ in g.out[c]:         # each output is its own frame's person
+            for stamp, points, _scores, _ in g.out[c]:        # each output is its own frame's person
                 assert points.shape == (1, 17, 2)
                 assert np.abs(points[0] - frame_truth(c, frame_of(stamp))).max() < 2.0
             stats = g.node.stats[c]

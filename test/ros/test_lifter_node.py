@@ -228,7 +228,7 @@ def test_survives_nan_garbage_and_malformed_clouds(ros_context, lifter_onnx):
         five_joints = pose2d_to_cloud(points2d[:, :5], scores[:, :5], make_header(time.time(), frame))
         for k, msg in enumerate((bad, truncated, five_joints)):
             graph.pubs["cam0"].publish(msg)
-            assert spin(graph.executor, 5.0, until=lambda: stats.errors >= k + 1)
+            assert spin(graph.executor, 5.0, until=lambda k=k: stats.errors >= k + 1)
         assert len(graph.out["cam0"]) == 1
 
         # NaN everywhere, absurd pixels, inf / negative scores: published, every joint missing or finite.

@@ -112,7 +112,8 @@ def test_yuv_byte_orders_differ():
     assert np.abs(wrong.astype(int) - src).mean() > 20
 
 
-@pytest.mark.parametrize("encoding,pixel_bytes", [("bgr8", 3), ("rgba8", 4), ("mono8", 1), ("mono16", 2), ("yuv422", 2)])
+@pytest.mark.parametrize("encoding,pixel_bytes",
+                         [("bgr8", 3), ("rgba8", 4), ("mono8", 1), ("mono16", 2), ("yuv422", 2)])
 def test_padded_step(encoding, pixel_bytes):
     rng = np.random.default_rng(2)
     channels = {1: 1, 2: 2, 3: 3, 4: 4}[pixel_bytes]
