@@ -481,9 +481,9 @@ class Tracker:
             for i in order:
                 if dead[live[i]]:
                     continue
-                best = (self._hits[live[i]], -self._id[live[i]])
+                keeper_rank = (self._hits[live[i]], -self._id[live[i]])
                 for k in np.flatnonzero(close[i]):
-                    if k != i and not dead[live[k]] and (self._hits[live[k]], -self._id[live[k]]) < best:
+                    if k != i and not dead[live[k]] and (self._hits[live[k]], -self._id[live[k]]) < keeper_rank:
                         dead[live[k]] = True
         slots = np.flatnonzero(dead)
         if slots.size:
