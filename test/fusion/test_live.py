@@ -12,7 +12,7 @@ from hpe_ros.camera import Rig
 from hpe_ros.fusion import FusionConfig, LiveConfig, LiveFusion, TrackerConfig
 from hpe_ros.fusion.live import LIFTED_FRAMES_KEPT
 
-from helpers.fusion_scenes import observe, person, ring_rig
+from helpers.fusion_scenes import observe, person, random_people, ring_rig
 
 RIG = ring_rig(4)
 PERSON = person(0.2, -0.1)
@@ -282,3 +282,35 @@ def test_a_frame_keeps_its_most_confident_people_over_all_cameras():
     assert live.frame_persons_dropped == 4 * 31 - 10
     assert [e.kind for e in live.take_events()] == ["persons_capped"]
     assert any(np.nanmax(np.abs(p.joints - PERSON)) < 0.05 for p in out.result.persons)
+
+
+def test_state_stays_bounded_while_people_come_and_go():
+    """A long run with people churning (new track ids all along), a camera dropping out now and then and
+    lifted poses for one camera: every container LiveFusion keeps stays bounded, whatever the frame count."""
+    live = make_live(lifter_wait_s=0.005)
+    rng = np.random.default_rng(3)
+    frames, churn = 1500, 10
+    for k in range(frames):
+        if k % churn == 0:
+            people = random_people(rng, int(rng.integers(1, 4)))
+        stamp = T0 + k * DT
+        px, sc = observe(RIG, people, rng, noise_px=1.0)
+        for c, name in enumerate(RIG.names):
+            if name == "cam3" and k % 7 == 0:
+                continue  # a camera missing from some frames: they go on after their wait
+            live.add_2d(name, stamp, px[c], sc[c], stamp + 0.01)
+        live.add_lifted("cam0", stamp, RIG["cam0"].world_to_camera(people), np.full((len(people), 17), 0.9),
+                        stamp + 0.012)
+        live.poll(stamp + 0.06)
+        live.take_events()
+    tracker = live.pipeline.tracker
+    assert tracker._next_id > frames // churn  # ids kept coming...
+    # ...but dead tracks' slots are reused: capacity covers the tracks alive at once (old ones linger for
+    # death_timeout_s after a churn), not every id ever made; the filter's state follows the slots.
+    assert len(tracker._id) <= 16 and tracker._filter.t_prev.shape[0] == len(tracker._id)
+    assert live.sync.counters.superseded + live.sync.counters.overflow < frames
+    assert len(live.sync.pending) <= live.sync.max_pending
+    assert set(live.sync.last_heard) <= set(RIG.names) and set(live.sync.newest) <= set(RIG.names)
+    assert all(len(store) <= LIFTED_FRAMES_KEPT for store in live._lifted.values())
+    assert all(len(h) <= h.maxlen for h in live.clocks._skews.values())
+    assert live.finished() == [] and live.take_events() == []
