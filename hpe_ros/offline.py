@@ -31,19 +31,19 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .io.calibration import load_rig
 from .camera import Rig
 from .fusion import FusionConfig, FusionPipeline
 from .fusion.offline_tracks import ClipConfig, settle_tracks, whole_clip_fusion_config
 from .fusion.pipeline import stack_views
 from .io.atomic import atomic_group, write_text_atomic
+from .io.calibration import load_rig
 from .io.openpose import SynchronisedOpenPose
 from .io.pose_cloud import HumanPoses
 from .io.skeleton_json import SkeletonFrame, write_skeleton_json

@@ -11,8 +11,8 @@ detector would see, stamped with the trigger time plus a small per-camera jitter
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -33,7 +33,8 @@ class SimConfig:
     rate_hz: float = field(default=30.0, metadata={"help": "camera frame rate", "range": (0.5, 240.0)})
     noise_px: float = field(default=2.0, metadata={
         "help": "Gaussian pixel noise (sigma) of detected joints", "range": (0.0, 50.0)})
-    miss_rate: float = field(default=0.03, metadata={"help": "share of joints the detector misses", "range": (0.0, 1.0)})
+    miss_rate: float = field(default=0.03, metadata={
+        "help": "share of joints the detector misses", "range": (0.0, 1.0)})
     outlier_rate: float = field(default=0.02, metadata={
         "help": "share of joints detected far off (gross outliers)", "range": (0.0, 1.0)})
     occlusion: bool = field(default=True, metadata={"help": "hide or corrupt joints occluded by other people"})
