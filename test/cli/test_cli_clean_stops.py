@@ -99,7 +99,7 @@ def session(tmp_path_factory):
 def test_triangulate_stops_cleanly_with_all_outputs_or_none(session, tmp_path, sig, delay_s):
     root, dirs = session
     args = ["triangulate", "--calib", str(root / "calib.toml"), "--keypoints", *dirs, "--layout", "coco17",
-            "--format", "json", "--out", str(tmp_path / "out" / "walk")]
+            "--format", "json", "--out", str(tmp_path / "out" / "walk"), "--no-progress"]
     code, err = signal_command(args, tmp_path, sig, delay_s)
     outputs = sorted(p.name for p in (tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else []
     assert not leftovers(tmp_path), leftovers(tmp_path)
