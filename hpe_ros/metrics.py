@@ -113,3 +113,40 @@ def summarise_stream(fused: Sequence[tuple[float, object]], truth: Mapping[int, 
         "fusion_step_ms": {k.removesuffix("_ms"): float(v) for k, v in fusion_diag.items()
                            if k.endswith("_ms") and not k.startswith("latency")},
     }
+
+
+def _counter_delta(before: Mapping[str, Mapping[str, str]], after: Mapping[str, Mapping[str, str]], status: str,
+                   key: str) -> int | None:
+    """How much counter `key` of diagnostics status `status` grew between two snapshots; None if never seen."""
+    if key not in after.get(status, {}):
+        return None
+    return int(float(after[status][key])) - int(float(before.get(status, {}).get(key, 0)))
+
+
+def stage_flow(before: Mapping[str, Mapping[str, str]], after: Mapping[str, Mapping[str, str]],
+               cameras: Sequence[str]) -> dict:
+    """Frames through each stage of the live graph between two /diagnostics snapshots, from the nodes' own
+    counters ({"<node>: <stage>": {key: value string}}, as `summarise_stream` takes them).
+
+    Returns {"sim_frames": frames the simulator published on every camera, "sim_fell_behind": frames it
+    skipped, "fused": fusion frames out, "fusion_sync_dropped": frames its time sync gave up on, "cameras":
+    {cam: {"published", "pose_2d" (camera_pose_node outputs), "pose_2d_dropped_in_node" (overwritten by a newer
+    frame before inference), "missed_before_node" (stamp gaps: lost in DDS), "lifted" (lifter_node outputs),
+    "fusion_in" (2D fusion_node took)}}}; a stage that is not in the graph is left out (None). Snapshots
+    of different nodes are taken up to a diagnostics period apart, so counts of neighbouring stages can
+    differ by that many frames without any drop.
+    """
+    d = lambda status, key: _counter_delta(before, after, status, key)
+    sim_frames = d("rig_sim_node: sim", "processed")
+    per_camera = {}
+    for cam in cameras:
+        counts = {"published": sim_frames,
+                  "pose_2d": d(f"camera_pose_node: {cam}", "processed"),
+                  "pose_2d_dropped_in_node": d(f"camera_pose_node: {cam}", "dropped"),
+                  "missed_before_node": d(f"camera_pose_node: {cam}", "missed_before_node"),
+                  "lifted": d(f"lifter_node: {cam}", "processed"),
+                  "fusion_in": d(f"fusion_node: {cam}", "processed")}
+        per_camera[cam] = {k: v for k, v in counts.items() if v is not None}
+    return {"sim_frames": sim_frames, "sim_fell_behind": d("rig_sim_node: sim", "dropped"),
+            "fused": d("fusion_node: fusion", "processed"),
+            "fusion_sync_dropped": d("fusion_node: fusion", "dropped"), "cameras": per_camera}

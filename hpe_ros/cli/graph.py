@@ -12,7 +12,7 @@ from hpe_ros.resources import DEFAULT_CONFIG, resolve_path
 def _cmd_demo(a) -> int:
     from hpe_ros.ros.demo import run_demo
 
-    run_demo(a.out, a.duration, a.cameras, a.people, a.seed)
+    run_demo(a.out, a.duration, a.cameras, a.people, a.seed, images=a.images, transport=a.transport, rate_hz=a.rate)
     return 0
 
 
@@ -46,10 +46,18 @@ def _cmd_run(a) -> int:
 def add_parsers(sub) -> None:
     d = sub.add_parser("demo", help="run the node graph on a synthetic rig and score it")
     d.add_argument("--out", default="demo_out", help="folder for summary.json, skeletons.png and logs")
-    d.add_argument("--duration", type=positive_float, default=10.0, help="seconds of fused output to score")
+    d.add_argument("--duration", "--seconds", type=positive_float, default=10.0,
+                   help="seconds of fused output to score")
     d.add_argument("--cameras", type=at_least(2), default=4)
     d.add_argument("--people", type=positive_int, default=2)
     d.add_argument("--seed", type=non_negative_int, default=0)
+    d.add_argument("--rate", type=positive_float, default=None, help="camera frame rate in Hz (default: the "
+                   "parameter file's, 30)")
+    d.add_argument("--images", action="store_true", help="the simulator publishes camera images; camera_pose_node "
+                   "finds the people in them (coded-dot detector and pose network, ONNX on onnxruntime; needs torch "
+                   "to build them)")
+    d.add_argument("--transport", choices=("raw", "compressed"), default="raw",
+                   help="with --images: raw sensor_msgs/Image (mono8) or JPEG CompressedImage")
     d.set_defaults(func=_cmd_demo)
 
     r = sub.add_parser("run", help="start the node graph from a parameter file")

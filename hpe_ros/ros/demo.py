@@ -2,10 +2,17 @@
 each, real DDS) on a synthetic rig, watched by an independent subscriber that scores it against the ground
 truth (`hpe_ros.metrics.summarise_stream`).
 
-Writes <out>/summary.json (frames, mpjpe_mm, latency_ms_p50/p99, dropped, ...) and <out>/skeletons.png.
+With images=True the simulator publishes camera images instead of 2D detections and the image half of the
+chain runs too: rig_sim_node (coded-dot images) -> camera_pose_node (one node for all cameras, batched: the
+coded-dot person detector and pose network, exported to ONNX under <out>/models, on onnxruntime) ->
+lifter_node -> fusion_node.
+
+Writes <out>/summary.json (frames, mpjpe_mm, latency_ms_p50/p99, dropped, the frames through each stage
+from the nodes' /diagnostics counters, ...) and <out>/skeletons.png.
 """
 from __future__ import annotations
 
+import copy
 import gc
 import json
 import os
@@ -20,7 +27,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import PointCloud2
 
 from hpe_ros.io.atomic import write_text_atomic
-from hpe_ros.metrics import nearest_by_stamp, summarise_stream
+from hpe_ros.metrics import nearest_by_stamp, stage_flow, summarise_stream
 from hpe_ros.resources import DEFAULT_CONFIG, DEFAULT_RIG, config_path, resolve_path
 from hpe_ros.ros.diagnostics import read_status_values
 from hpe_ros.ros.launcher import ProcessGraph, graph
@@ -28,6 +35,9 @@ from hpe_ros.ros.pointcloud import cloud_to_human_pose, cloud_to_pose2d, stamp_t
 from hpe_ros.ros.qos import SENSOR
 
 GT_TOPIC = "rig_sim/ground_truth"
+DIAGNOSTICS_PERIOD_S = 0.2   # the stage counters are read from /diagnostics: often, so snapshots line up
+POSE_INPUT_SIZE = (192, 256)  # the coded-dot pose network's input (w, h), RTMPose's
+DETECTOR_INPUT_SIZE = (320, 240)
 
 
 class GraphMonitor:
@@ -38,6 +48,7 @@ class GraphMonitor:
         self.fused: list[tuple[float, object]] = []  # (arrival wall time, HumanPoses)
         self.truth: dict[int, object] = {}  # stamp in ns -> HumanPoses
         self.diagnostics: dict[str, dict[str, str]] = {}
+        self.diagnostics_at_start: dict[str, dict[str, str]] = {}  # snapshot when measuring starts
         self.node.create_subscription(PointCloud2, "human_pose_3d",
                                       lambda m: self.fused.append((time.time(), cloud_to_human_pose(m))), SENSOR)
         # Best effort, as a controller would subscribe: a lost sample is a drop, never a late retransmit.
@@ -59,9 +70,18 @@ class GraphMonitor:
     def view_near(self, stamp: float, tolerance_s: float = 0.008):
         return nearest_by_stamp(self.view2d, stamp, tolerance_s)
 
-    def summarise(self, t_start: float) -> dict:
-        """Score the fused frames acquired after t_start against the nearest ground-truth frame."""
-        return summarise_stream(self.fused, self.truth, t_start, self.diagnostics)
+    def summarise(self, t_start: float, cameras: list[str]) -> dict:
+        """Score the fused frames acquired after t_start against the nearest ground-truth frame; the frames
+        through each stage since measuring started (`stages`)."""
+        summary = summarise_stream(self.fused, self.truth, t_start, self.diagnostics)
+        summary["stages"] = stage_flow(self.diagnostics_at_start, self.diagnostics, cameras)
+        sim = self.diagnostics.get("rig_sim_node: sim", {})
+        pose = self.diagnostics.get(f"camera_pose_node: {cameras[0]}", {})
+        # What making the images costs the simulator (mean per frame, all cameras; off the latency path:
+        # rendered ahead), and the 2D node's last batched inference (all cameras).
+        summary["sim_images_ms"] = {k.removesuffix("_ms"): float(sim[k]) for k in ("draw_ms", "encode_ms") if k in sim}
+        summary["pose_2d_batch_ms"] = float(pose.get("infer_ms", "nan"))
+        return summary
 
 
 def _demo_rig(out: Path, cameras: int):
@@ -93,6 +113,7 @@ def _watch(executor, monitor: GraphMonitor, procs: ProcessGraph, duration: float
     # it and show up as latency that is not the graph's. Collect once now, then not while measuring.
     gc.collect()
     gc.disable()
+    monitor.diagnostics_at_start = copy.deepcopy(monitor.diagnostics)
     t_start = time.time()
     end = time.monotonic() + duration
     while time.monotonic() < end:
@@ -122,48 +143,98 @@ def _render(path: Path, rig, monitor: GraphMonitor, title: str) -> None:
                  0, view[0], view[1], title=title)
 
 
+def _export_dot_models(folder: Path) -> tuple[Path, Path]:
+    """(pose manifest, detector manifest): the coded-dot pose network and person detector as ONNX files."""
+    from hpe_ros.sim.dot_detector import export_dot_detector
+    from hpe_ros.sim.keypoint_net import export_keypoint_net
+
+    try:
+        pose = export_keypoint_net(folder / "dots-pose", output="heatmap", input_size=POSE_INPUT_SIZE)
+        detector = export_dot_detector(folder / "dots-detector", input_size=DETECTOR_INPUT_SIZE)
+    except ImportError as exc:
+        raise RuntimeError(f"demo --images builds its ONNX networks with torch: {exc} (pip install '.[torch]')") \
+            from exc
+    return pose, detector
+
+
+def _graph_parameters(out: Path, rig, rig_file: Path, people: int, seed: int, rate_hz: float | None,
+                      images: bool, transport: str) -> tuple[list[str], dict[str, dict]]:
+    """(nodes upstream first, per-node parameter overrides) of the demo graph."""
+    common = {"calibration_file": str(rig_file), "cameras": rig.names, "diagnostics_period_s": DIAGNOSTICS_PERIOD_S}
+    sim = {**common, "num_people": people, "seed": seed, **({"rate_hz": rate_hz} if rate_hz else {})}
+    overrides = {"rig_sim_node": sim, "lifter_node": common, "fusion_node": common}
+    if not images:
+        return graph(sim=True), overrides
+    pose, detector = _export_dot_models(out / "models")
+    sim.update(output="images", image_transport=transport, image_encoding="mono8")
+    overrides["camera_pose_node"] = {
+        **common, "backend": "onnxruntime", "model": str(pose), "detector": str(detector), "transport": transport,
+        "providers": "cpu", "threads": 1, "max_people": max(4, 2 * people), "camera_rate_hz": rate_hz or 0.0}
+    return ["rig_sim_node", "camera_pose_node", "lifter_node", "fusion_node"], overrides
+
+
 def run_demo(out_dir: str | Path = "demo_out", duration: float = 10.0, cameras: int = 4, people: int = 2,
-             seed: int = 0, startup_timeout: float = 60.0, quiet: bool = False) -> dict:
-    """Start the graph, watch it for `duration` seconds of fused output, score, render, write files."""
+             seed: int = 0, startup_timeout: float = 60.0, quiet: bool = False, images: bool = False,
+             transport: str = "raw", rate_hz: float | None = None) -> dict:
+    """Start the graph, watch it for `duration` seconds of fused output, score, render, write files.
+
+    images: the simulator publishes camera images (`transport` raw or compressed) that camera_pose_node
+    turns into 2D; rate_hz: the cameras' frame rate (None: the parameter file's).
+    """
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     rig, rig_file = _demo_rig(out, cameras)
-    common = {"calibration_file": str(rig_file), "cameras": rig.names}
-    overrides = {"rig_sim_node": {**common, "num_people": people, "seed": seed},
-                 "lifter_node": common, "fusion_node": common}
+    nodes, overrides = _graph_parameters(out, rig, rig_file, people, seed, rate_hz, images, transport)
 
     say(f"hpe-ros demo: {len(rig)} cameras, {people} people, {duration:.0f} s "
-        f"(rig_sim_node -> lifter_node -> fusion_node, one process each)")
+        f"({' -> '.join(nodes)}, one process each{f'; {transport} images' if images else ''})")
     context = rclpy.context.Context()
     rclpy.init(context=context)
     executor = SingleThreadedExecutor(context=context)
     monitor = GraphMonitor(context, rig.names[0])
     executor.add_node(monitor.node)
-    procs = ProcessGraph(graph(sim=True), config_path(DEFAULT_CONFIG), overrides, log_dir=out / "logs")
+    procs = ProcessGraph(nodes, config_path(DEFAULT_CONFIG), overrides, log_dir=out / "logs")
     try:
         t_start = _watch(executor, monitor, procs, duration, startup_timeout, out / "logs", say)
     finally:
         gc.enable()
         codes = procs.stop()
-    summary = monitor.summarise(t_start)
-    summary.update({"cameras": len(rig), "people": people, "duration_s": duration, "node_exit_codes": codes})
+    summary = monitor.summarise(t_start, rig.names)
+    summary.update({"cameras": len(rig), "people": people, "duration_s": duration, "node_exit_codes": codes,
+                    "input": f"{transport} images" if images else "2D detections",
+                    "rate_hz": rate_hz or _config_rate()})
     _render(out / "skeletons.png", rig, monitor,
             f"hpe_ros demo: {len(rig)} cameras, {people} people; MPJPE {summary['mpjpe_mm']:.1f} mm")
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
     monitor.node.destroy_node()
     executor.shutdown()
     rclpy.try_shutdown(context=context)
+    _say_summary(summary, images, say)
+    say(f"wrote {out / 'summary.json'} and {out / 'skeletons.png'}")
+    return summary
 
+
+def _config_rate() -> float:
+    """The simulator's frame rate in the package's parameter file."""
+    from hpe_ros.ros.launcher import load_config, node_parameters
+
+    return float(node_parameters(load_config(config_path(DEFAULT_CONFIG)), "rig_sim_node").get("rate_hz", 30.0))
+
+
+def _say_summary(summary: dict, images: bool, say) -> None:
+    stages = summary["stages"]
     say(f"frames fused          {summary['frames']}")
     say(f"MPJPE                 {summary['mpjpe_mm']:.1f} mm  (PCK@50mm {summary['pck50_pct']:.1f} %, "
         f"missing joints {summary['missing_joints_pct']:.1f} %, id switches {summary['id_switches']})")
-    say(f"latency 2D stamp -> /human_pose_3d received: p50 {summary['latency_ms_p50']:.1f} ms, "
-        f"p99 {summary['latency_ms_p99']:.1f} ms")
+    say(f"latency {'image' if images else '2D'} stamp -> /human_pose_3d received: "
+        f"p50 {summary['latency_ms_p50']:.1f} ms, p99 {summary['latency_ms_p99']:.1f} ms")
     say(f"dropped frames        {summary['dropped']}")
-    say(f"wrote {out / 'summary.json'} and {out / 'skeletons.png'}")
-    return summary
+    say(f"per stage (/diagnostics counters while measuring): simulator {stages['sim_frames']} frames "
+        f"({stages['sim_fell_behind']} behind), fused {stages['fused']}")
+    for cam, counts in stages["cameras"].items():
+        say(f"  {cam}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
 __all__ = ["run_demo", "GraphMonitor", "GT_TOPIC"]
