@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -107,10 +107,9 @@ _COL = {name: i for i, name in enumerate(_COLUMNS)}
 
 @dataclass
 class Person:
-    """A body (proportions from `height`, metres) and its activity script."""
+    """A body (proportions from `height`, metres)."""
 
     height: float
-    segments: list[Segment] = field(default_factory=list)
 
     def __post_init__(self):
         if not (0.5 <= self.height <= 2.5):
@@ -346,7 +345,12 @@ class MotionScript:
         yaws = rng.uniform(-np.pi, np.pi, self.n_people)
         self._start = [(ring * math.cos(a), ring * math.sin(a), float(w)) for a, w in zip(angles, yaws)]
         self._queue = [(0.0, p) for p in range(self.n_people)]
+        # The plan is the table's rows, one per segment (23 floats): it grows with the time planned, up to the
+        # period. Only each person's latest Segment stays an object (planning continues from it): an object per
+        # segment (attribute dict and boxed floats, ~1.8 KB) made a long-running simulator's memory creep.
         self._table = np.zeros((self.n_people, 0, len(_COLUMNS)))
+        self._last: list[Segment | None] = [None] * self.n_people
+        self._planned = [0] * self.n_people
         self._extend(_LOOKAHEAD)
 
     # --- public -----------------------------------------------------------------------------------
@@ -391,12 +395,13 @@ class MotionScript:
         while self._queue and self._queue[0][0] < min(until, self.period):
             start, p = heapq.heappop(self._queue)
             seg = self._plan(p, start)
-            self.people[p].segments.append(seg)
+            self._last[p] = seg
+            self._planned[p] += 1
             heapq.heappush(self._queue, (seg.end, p))
             self._append_row(p, seg)
 
     def _append_row(self, p: int, seg: Segment):
-        n = len(self.people[p].segments)
+        n = self._planned[p]
         if n > self._table.shape[1]:
             grown = np.zeros((self.n_people, 2 * n, len(_COLUMNS)))
             grown[:, :, _COL["start"]] = np.inf  # unused rows are never current
@@ -405,13 +410,13 @@ class MotionScript:
         self._table[p, n - 1] = [getattr(seg, c) for c in _COLUMNS[:-1]] + [_KIND_ID[seg.kind]]
 
     def _state(self, p: int) -> tuple[float, float, float]:
-        segs = self.people[p].segments
-        return segs[-1].end_state() if segs else self._start[p]
+        last = self._last[p]
+        return last.end_state() if last is not None else self._start[p]
 
     def _plan(self, p: int, start: float) -> Segment:
         rng = self._rng
         x, y, yaw = self._state(p)
-        previous = self.people[p].segments[-1].kind if self.people[p].segments else None
+        previous = self._last[p].kind if self._last[p] is not None else None
         kinds = [k for k in self.activities if k != previous or k in ("walk", "stand")] or list(self.activities)
         weights = np.array([_WEIGHTS[k] for k in kinds])
         kind = kinds[rng.choice(len(kinds), p=weights / weights.sum())]
@@ -500,11 +505,10 @@ class MotionScript:
     def _position(self, q: int, t) -> np.ndarray:
         """Planned root position(s) of person q at time(s) t: its last planned segment, and where that
         ends for later times (whatever q does next is planned to keep clear of what is planned now)."""
-        segs = self.people[q].segments
-        if not segs:
+        seg = self._last[q]
+        if seg is None:
             t = np.asarray(t, dtype=np.float64)
             return np.broadcast_to(np.array(self._start[q][:2]), t.shape + (2,))
-        seg = segs[-1]
         tau = np.clip(np.asarray(t, dtype=np.float64) - seg.start, 0.0, seg.duration)
         x, y, _ = _root_pose(vars(seg), tau)
         return np.stack([x, y], axis=-1)
