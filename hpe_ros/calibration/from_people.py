@@ -83,6 +83,8 @@ BUNDLE_SIGMAS = (10.0, 4.0, 2.0)   # bundle adjustment outlier rounds
 BUNDLE_LOSS = "soft_l1"        # the bundle adjustment's robust loss (pseudo-Huber: as exact as Huber, smoother)
 LOSS_SIGMAS = 1.5             # its soft threshold
 _HALF_NORMAL_MEDIAN = 0.6745  # median of |e| for e ~ N(0, 1)
+LINK_MAX_GAP = 3              # frames a 2D track may skip (`link_tracks`)
+RECORDING_GAP = LINK_MAX_GAP + 1   # empty frames between pooled recordings: no track spans two
 _HEIGHT_SEGMENTS = [(("left_hip", "left_knee"), ("right_hip", "right_knee")),
                     (("left_knee", "left_ankle"), ("right_knee", "right_ankle")),
                     (("left_shoulder", "left_hip"), ("right_shoulder", "right_hip"))]
@@ -117,6 +119,30 @@ def load_keypoint_folders(folders: Sequence[str], layout: str | Layout = "body25
     return np.ascontiguousarray(points.swapaxes(0, 1)), np.ascontiguousarray(scores.swapaxes(0, 1))
 
 
+def pool_recordings(points2d: Sequence[np.ndarray], scores: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Several recordings of one rig as one: points2d [(C, F_k, P_k, J, 2)] and scores [(C, F_k, P_k, J)] ->
+    (C, F, P, J, 2), (C, F, P, J), the recordings one after the other along F with RECORDING_GAP empty frames
+    between (no 2D track links across them, so each recording's people are its own), P the largest P_k."""
+    if len(points2d) != len(scores) or not len(points2d):
+        raise ValueError(f"pool_recordings: {len(points2d)} point arrays and {len(scores)} score arrays; give one "
+                         "of each per recording")
+    points2d = [np.asarray(p, dtype=np.float64) for p in points2d]
+    for k, (p, s) in enumerate(zip(points2d, scores)):
+        dims = check_shape(f"recording {k}: points2d", p, ("C", "F", "P", "J", 2),
+                           {"C": points2d[0].shape[0], "J": points2d[0].shape[3]})
+        check_shape(f"recording {k}: scores", np.asarray(s), ("C", "F", "P", "J"), dims)
+    C, _, _, J, _ = points2d[0].shape
+    P = max(p.shape[2] for p in points2d)
+    F = sum(p.shape[1] for p in points2d) + RECORDING_GAP * (len(points2d) - 1)
+    pooled, pooled_scores = np.full((C, F, P, J, 2), np.nan), np.zeros((C, F, P, J))
+    start = 0
+    for p, s in zip(points2d, scores):
+        pooled[:, start:start + p.shape[1], :p.shape[2]] = p
+        pooled_scores[:, start:start + p.shape[1], :p.shape[2]] = s
+        start += p.shape[1] + RECORDING_GAP
+    return pooled, pooled_scores
+
+
 def _check_inputs(intrinsics: Rig, points2d, scores, layout: Layout, min_score: float):
     if not isinstance(intrinsics, Rig):
         raise TypeError(f"intrinsics must be a hpe_ros.camera.Rig, got {type(intrinsics).__name__}")
@@ -146,7 +172,7 @@ def _check_inputs(intrinsics: Rig, points2d, scores, layout: Layout, min_score: 
 
 # --- (a) tracks within a camera -----------------------------------------------------------------
 
-def link_tracks(points: np.ndarray, valid: np.ndarray, max_step: float = 0.25, max_gap: int = 3,
+def link_tracks(points: np.ndarray, valid: np.ndarray, max_step: float = 0.25, max_gap: int = LINK_MAX_GAP,
                 ambiguity: float = 0.7) -> np.ndarray:
     """Link one camera's detections over time into tracks by 2D continuity.
 
@@ -588,7 +614,8 @@ def _floor_frame(points3d: np.ndarray, layout: Layout, heights: np.ndarray, came
 
 # --- the pipeline --------------------------------------------------------------------------------
 
-def calibrate_from_people(intrinsics: Rig, points2d: np.ndarray, scores: np.ndarray, layout: str | Layout = "coco17",
+def calibrate_from_people(intrinsics: Rig, points2d: np.ndarray | Sequence[np.ndarray],
+                          scores: np.ndarray | Sequence[np.ndarray], layout: str | Layout = "coco17",
                           person_height: float | None = None, bone_length: Mapping | None = None,
                           progress: bool = True, seed: int = 0, *, min_score: float = 0.4,
                           epipolar_px: float | None = None, max_bundle_points: int = 3000, bone_weight: float = 30.0,
@@ -596,8 +623,9 @@ def calibrate_from_people(intrinsics: Rig, points2d: np.ndarray, scores: np.ndar
     """Extrinsics of the cameras of `intrinsics` from people seen by them (see the module docstring).
 
     intrinsics: Rig whose K, distortion and size are used (R, t ignored); points2d: (C, F, P, J, 2)
-    distorted px, synchronised frames, rows in any order per camera and frame, NaN = missing;
-    scores: (C, F, P, J) in [0, 1]; layout: joint layout of J (needs hips, knees, ankles, shoulders);
+    distorted px, synchronised frames, rows in any order per camera and frame, NaN = missing, or a list of
+    such arrays, one per recording of the same rig (`pool_recordings`: more positions, better conditioned);
+    scores: (C, F, P, J) in [0, 1] (a list alike); layout: joint layout of J (needs hips, knees, ankles, shoulders);
     person_height: standing height (m) of the people seen (their average if several); bone_length:
     known lengths instead, {"left_hip-left_knee": 0.42, ...} (m; median over frames and people);
     neither: `DEFAULT_HEIGHT` assumed; seed: OpenCV's RANSAC and the subsampling; min_score: keypoints
@@ -614,6 +642,10 @@ def calibrate_from_people(intrinsics: Rig, points2d: np.ndarray, scores: np.ndar
     timings = {}
     layout = get_layout(layout)
     _check_size_options(person_height, bone_length, layout)
+    recordings = None
+    if isinstance(points2d, (list, tuple)):
+        recordings = [int(np.shape(p)[1]) for p in points2d]
+        points2d, scores = pool_recordings(points2d, scores)
     points2d, scores, valid = _check_inputs(intrinsics, points2d, scores, layout, min_score)
     rng = np.random.default_rng(seed)
     cv2.setRNGSeed(int(seed))
@@ -653,7 +685,8 @@ def calibrate_from_people(intrinsics: Rig, points2d: np.ndarray, scores: np.ndar
     report = {
         "cameras": intrinsics.names,
         "layout": layout.name,
-        "frames": {"total": F, "bundle_adjustment": int(len(adjusted.frames))},
+        "frames": {"total": F if recordings is None else sum(recordings), "recordings": recordings or [F],
+                   "bundle_adjustment": int(len(adjusted.frames))},
         "per_camera": _camera_reports(intrinsics.names, adjusted.report, cam_info),
         "pair_graph": _pair_graph(intrinsics.names, matches, Q, tree, thresholds),
         "noise_px": _r(noise_px, 2),
@@ -878,4 +911,4 @@ def _r(v, digits=3):
 
 
 __all__ = ["calibrate_from_people", "data_sufficiency", "load_keypoint_folders", "link_tracks", "estimate_heights",
-           "distinct_people"]
+           "distinct_people", "pool_recordings"]

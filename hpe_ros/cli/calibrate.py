@@ -65,19 +65,37 @@ def _cmd_from_people(a) -> int:
     from hpe_ros.io.calibration import load_rig, save_rig
     from hpe_ros.io.openpose import SynchronisedOpenPose
 
-    folders = camera_paths(a.keypoints, "--keypoints")
     intrinsics = load_rig(a.calib)
-    recording = SynchronisedOpenPose.for_cameras(folders, intrinsics.names, a.layout, source=a.calib)
-    _, points2d, scores = recording.read_all(min_people=1)                      # (F, C, P, J, 2), (F, C, P, J)
-    rig, report = calibrate_from_people(intrinsics, points2d.swapaxes(0, 1), scores.swapaxes(0, 1), a.layout,
+    recordings = [SynchronisedOpenPose.for_cameras(camera_paths(group, "--keypoints"), intrinsics.names, a.layout,
+                                                   source=a.calib) for group in a.keypoints]
+    points2d, scores = [], []
+    for recording in recordings:
+        _, points, confidence = recording.read_all(min_people=1)              # (F, C, P, J, 2), (F, C, P, J)
+        points2d.append(points.swapaxes(0, 1))
+        scores.append(confidence.swapaxes(0, 1))
+    rig, report = calibrate_from_people(intrinsics, points2d, scores, a.layout,
                                         person_height=a.person_height, progress=not a.no_progress)
-    report["skipped"] = recording.skip_report()
+    skipped = [recording.skip_report() for recording in recordings]
+    report["skipped"] = skipped[0] if len(skipped) == 1 else _merged_skip_reports(skipped)
     save_rig(rig, a.out)
     report_path = a.report or f"{a.out}.report.json"
     write_text_atomic(report_path, json.dumps(report, indent=2, default=str) + "\n")
     print(format_people_report(report), flush=True)
     print(f"wrote {a.out} and {report_path}", flush=True)
     return 0
+
+
+def _merged_skip_reports(reports: list[dict]) -> dict:
+    """Several recordings' "skipped" sections as one: totals per camera summed, entries concatenated."""
+    per_camera: dict = {}
+    for r in reports:
+        for name, counts in r["per_camera"].items():
+            row = per_camera.setdefault(name, dict.fromkeys(counts, 0))
+            for key, value in counts.items():
+                row[key] += value
+    return {"total": sum(r["total"] for r in reports), "per_camera": per_camera,
+            "entries": [e for r in reports for e in r["entries"]],
+            "entries_left_out": sum(r["entries_left_out"] for r in reports)}
 
 
 def format_people_report(report: dict) -> str:
@@ -92,7 +110,9 @@ def format_people_report(report: dict) -> str:
     lines.append(f"scale: {json.dumps(report.get('scale'), default=str)}")
     data = report.get("data", {})
     if data:
-        lines.append(f"data: {data.get('frames_well_seen')} frames with a person well seen by two cameras, "
+        recordings = report.get("frames", {}).get("recordings") or []
+        source = f" ({len(recordings)} recordings)" if len(recordings) > 1 else ""
+        lines.append(f"data{source}: {data.get('frames_well_seen')} frames with a person well seen by two cameras, "
                      f"positions spread over {data.get('position_spread_m')} m")
     lines += [f"warning: {w}" for w in data.get("warnings", [])]
     skipped = format_skipped(report.get("skipped"))
@@ -128,9 +148,11 @@ def add_parsers(sub) -> None:
 
     cp = csub.add_parser("from-people", help="extrinsics from people walking through the scene (no board)")
     cp.add_argument("--calib", required=True, help="intrinsics of the cameras (their extrinsics are ignored)")
-    cp.add_argument("--keypoints", required=True, nargs="+", metavar="DIR|CAM=DIR",
+    cp.add_argument("--keypoints", required=True, nargs="+", action="append", metavar="DIR|CAM=DIR",
                     help="one OpenPose JSON folder per camera: DIR ... in the calibration's camera order, or "
-                         "CAM=DIR ...; cameras' files are paired by the frame number in their names")
+                         "CAM=DIR ...; cameras' files are paired by the frame number in their names. Repeat "
+                         "--keypoints for more recordings of the same rig: all are used together (more "
+                         "positions, a better conditioned calibration)")
     cp.add_argument("--layout", default="body25", choices=LAYOUT_CHOICES)
     cp.add_argument("--out", required=True, help="calibration file to write")
     cp.add_argument("--person-height", type=in_range(0.3, 3.0), default=None,

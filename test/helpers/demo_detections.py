@@ -1,9 +1,11 @@
-"""2D detections of the Pose2Sim Demo_SinglePerson videos, computed once per backend and cached.
+"""2D detections of the Pose2Sim demo videos, computed once per demo and backend and cached.
 
-`demo_detections(backend)` runs ``hpe-ros process --save-2d`` on the demo's four videos (100 frames
-each) and keeps the OpenPose JSON folders under ``<corpus root>/detections/Demo_SinglePerson/
+`demo_detections(backend, demo)` runs ``hpe-ros process --save-2d --no-guided-crops`` on the demo's four
+videos (100 frames each) and keeps the OpenPose JSON folders under ``<corpus root>/detections/<demo>/
 <backend>-coco17/<camera>``, so later runs read them instead of detecting again (a few minutes on CPU).
-The demo's videos of cam01 and cam02 are 1080 px wide while Calib.qca.txt says 1088: the detection run
+No guided crops: they project the first pass's 3D through the Qualisys extrinsics, which a calibration
+from people must not lean on (on Demo_SinglePerson the two give identical files). The videos of
+Demo_SinglePerson's cam01 and cam02 are 1080 px wide while Calib.qca.txt says 1088: the detection run
 gets a copy of the Qualisys calibration with the videos' sizes (same K), which ``process`` needs to
 accept the videos.
 """
@@ -28,18 +30,18 @@ LAYOUT = "coco17"
 
 
 def demo_rig() -> Rig:
-    """The Qualisys calibration of the demo cameras (cam01..cam04)."""
+    """The Qualisys calibration of the demo cameras (cam01..cam04; every demo shares it)."""
     return load_qualisys_rig(demo_dir(DEMO) / "calibration" / "Calib.qca.txt")
 
 
-def demo_detections(backend: str = "blazepose") -> list[Path]:
-    """One OpenPose JSON folder per demo camera (Qualisys order), detected by `backend` once and cached."""
+def demo_detections(backend: str = "blazepose", demo: str = DEMO) -> list[Path]:
+    """One OpenPose JSON folder per camera of `demo` (Qualisys order), detected by `backend` once and cached."""
     rig = demo_rig()
-    cache = corpus_root() / "detections" / DEMO / f"{backend}-{LAYOUT}"
+    cache = corpus_root() / "detections" / demo / f"{backend}-{LAYOUT}"
     folders = [cache / name for name in rig.names]
     if all(f.is_dir() and any(f.iterdir()) for f in folders):
         return folders
-    videos = [demo_dir(DEMO) / "videos" / f"{name}.mp4" for name in rig.names]
+    videos = [demo_dir(demo) / "videos" / f"{name}.mp4" for name in rig.names]
     cache.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".detect-", dir=cache.parent))
     try:
@@ -52,7 +54,8 @@ def demo_detections(backend: str = "blazepose") -> list[Path]:
         save_toml_rig(Rig(cams), work / "calib_video_sizes.toml")
         command = [sys.executable, "-m", "hpe_ros.cli", "process", "--videos", *map(str, videos),
                    "--calib", str(work / "calib_video_sizes.toml"), "--out", str(work / "poses"),
-                   "--backend", backend, "--layout", LAYOUT, "--save-2d", str(work / "2d"), "--no-progress"]
+                   "--backend", backend, "--layout", LAYOUT, "--save-2d", str(work / "2d"), "--no-guided-crops",
+                   "--no-progress"]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"hpe-ros process ({backend}) failed: {result.stderr.strip()[-500:]}")
