@@ -17,7 +17,14 @@ import pytest
 from hpe_ros.anthropometry import DEFAULT_HEIGHT
 from hpe_ros.calibration.bundle import BoneConstraints, Observations, bundle_adjust
 from hpe_ros.calibration.compare import apply_similarity, compare_rigs
-from hpe_ros.calibration.from_people import calibrate_from_people, estimate_heights, link_tracks, load_keypoint_folders
+from hpe_ros.calibration.from_people import (
+    RECORDING_GAP,
+    calibrate_from_people,
+    estimate_heights,
+    link_tracks,
+    load_keypoint_folders,
+    pool_recordings,
+)
 from hpe_ros.camera import Rig, rodrigues
 from hpe_ros.fusion import triangulate
 from hpe_ros.io.calibration import CalibrationError
@@ -198,6 +205,21 @@ def test_tracks_follow_each_person_through_shuffled_rows():
         assert len(np.unique(truth[ids == track])) == 1      # no track mixes people
     lengths = np.bincount(ids[ids >= 0])
     assert np.sort(lengths)[-2:].sum() > 0.8 * (truth >= 0).sum()   # and they are long
+
+
+def test_pooled_recordings_keep_their_people_apart():
+    """Recordings one after the other with empty frames between: P padded, and a person standing where the
+    previous recording's person stood still starts a new track."""
+    rng = np.random.default_rng(0)
+    a = rng.normal(500, 50, (2, 1, 1, 17, 2)) + rng.normal(0, 1, (2, 5, 1, 17, 2))   # one person standing
+    b = np.concatenate([np.repeat(a[:, -1:], 4, axis=1), np.full((2, 4, 1, 17, 2), np.nan)], axis=2)
+    points, scores = pool_recordings([a, b], [np.ones(a.shape[:-1]), np.isfinite(b[..., 0]) * 1.0])
+    assert points.shape == (2, 5 + RECORDING_GAP + 4, 2, 17, 2) and np.isnan(points[:, 5:5 + RECORDING_GAP]).all()
+    assert (scores[:, :5, 1] == 0).all() and (scores[:, 5:5 + RECORDING_GAP] == 0).all()
+    ids = link_tracks(points[0], scores[0] > 0)
+    assert len(set(ids[:5, 0])) == 1 and len(set(ids[-4:, 0])) == 1 and ids[0, 0] != ids[-1, 0]
+    with pytest.raises(ValueError, match="recording 1: points2d"):
+        pool_recordings([a, a[:1]], [np.ones(a.shape[:-1])] * 2)
 
 
 def test_bundle_adjust_recovers_perturbed_cameras_and_flags_outliers():

@@ -1,6 +1,8 @@
 """`hpe-ros calibrate from-people` end to end on OpenPose folders of the synthetic rig; bad input exits 2."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from hpe_ros.calibration.compare import compare_rigs
@@ -60,3 +62,31 @@ def test_convert_round_trip_and_corrupt_input(tmp_path, capsys):
     assert main(["calibrate", "convert", str(tmp_path / "bad.toml"), str(tmp_path / "d.toml")]) == 2
     err = capsys.readouterr().err
     assert "cam0" in err and not (tmp_path / "d.toml").exists()
+
+
+def test_from_people_pools_repeated_keypoints_groups(tmp_path, capsys):
+    """Two recordings of one rig (repeated --keypoints): both used, each one's people its own."""
+    rig = default_rig(4)
+    rng = np.random.default_rng(6)
+    groups = []
+    for k, (seed, n_people) in enumerate([(6, 1), (7, 2)]):
+        script = MotionScript(n_people=n_people, seed=seed, activities=["walk"])
+        dirs = [tmp_path / f"rec{k}" / c.name for c in rig]
+        for d in dirs:
+            d.mkdir(parents=True)
+        for f in range(60):
+            obs = observe(rig, script.pose(f / 10.0), rng, noise_px=2.0)
+            for c, d in enumerate(dirs):
+                rows = obs.person_ids[c] >= 0
+                write_openpose_frame(d / f"{rig[c].name}_{f:012d}_keypoints.json", obs.points2d[c][rows],
+                                     obs.scores[c][rows])
+        groups += ["--keypoints", *map(str, dirs)]
+    save_rig(rig, tmp_path / "intrinsics.toml")
+    out = tmp_path / "rig.toml"
+    assert main(["calibrate", "from-people", "--calib", str(tmp_path / "intrinsics.toml"), *groups,
+                 "--layout", "coco17", "--out", str(out), "--no-progress"]) == 0, capsys.readouterr().err
+    assert "data (2 recordings): 120 frames" in capsys.readouterr().out
+    report = json.loads((tmp_path / "rig.toml.report.json").read_text())
+    assert report["frames"]["recordings"] == [60, 60] and report["frames"]["total"] == 120
+    assert report["people"]["tracks"] == 3                      # one person, then two: no track spans both
+    assert compare_rigs(load_rig(out), rig)["max_rotation_error_deg"] < 0.5
