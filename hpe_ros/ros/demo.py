@@ -38,6 +38,23 @@ GT_TOPIC = "rig_sim/ground_truth"
 DIAGNOSTICS_PERIOD_S = 0.2   # the stage counters are read from /diagnostics: often, so snapshots line up
 POSE_INPUT_SIZE = (192, 256)  # the coded-dot pose network's input (w, h), RTMPose's
 DETECTOR_INPUT_SIZE = (320, 240)
+FASTDDS_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
+<dds xmlns="http://www.eprosima.com">
+  <profiles>
+    <transport_descriptors>
+      <transport_descriptor><transport_id>shm</transport_id><type>SHM</type>
+        <segment_size>{segment}</segment_size></transport_descriptor>
+      <transport_descriptor><transport_id>udp</transport_id><type>UDPv4</type></transport_descriptor>
+    </transport_descriptors>
+    <participant profile_name="hpe_ros_demo_large_images" is_default_profile="true">
+      <rtps>
+        <userTransports><transport_id>shm</transport_id><transport_id>udp</transport_id></userTransports>
+        <useBuiltinTransports>false</useBuiltinTransports>
+      </rtps>
+    </participant>
+  </profiles>
+</dds>
+"""
 
 
 class GraphMonitor:
@@ -49,6 +66,7 @@ class GraphMonitor:
         self.truth: dict[int, object] = {}  # stamp in ns -> HumanPoses
         self.diagnostics: dict[str, dict[str, str]] = {}
         self.diagnostics_at_start: dict[str, dict[str, str]] = {}  # snapshot when measuring starts
+        self.cpu_at_start: dict[str, float] = {}                    # node -> CPU s when measuring starts
         self.node.create_subscription(PointCloud2, "human_pose_3d",
                                       lambda m: self.fused.append((time.time(), cloud_to_human_pose(m))), SENSOR)
         # Best effort, as a controller would subscribe: a lost sample is a drop, never a late retransmit.
@@ -98,6 +116,26 @@ def _demo_rig(out: Path, cameras: int):
     return rig, rig_file
 
 
+def _cpu_seconds(procs: ProcessGraph) -> dict[str, float]:
+    """User + system CPU seconds of each node process so far (Linux /proc; empty elsewhere)."""
+    out = {}
+    for name, proc in procs.procs.items():
+        try:
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def _cpu_per_frame(before: dict[str, float], after: dict[str, float], frames: int | None) -> dict[str, float]:
+    """CPU ms each node spent per simulated frame (all cameras) while measuring: steadier than rates on a
+    shared machine. Resolution: the kernel's clock tick (10 ms) over the whole window."""
+    if not frames:
+        return {}
+    return {name: (after[name] - before[name]) * 1e3 / frames for name in after if name in before}
+
+
 def _watch(executor, monitor: GraphMonitor, procs: ProcessGraph, duration: float, startup_timeout: float,
            log_dir: Path, say) -> float:
     """Spin until the first skeletons arrive, then for `duration` s; returns the measuring start (wall time)."""
@@ -114,6 +152,7 @@ def _watch(executor, monitor: GraphMonitor, procs: ProcessGraph, duration: float
     gc.collect()
     gc.disable()
     monitor.diagnostics_at_start = copy.deepcopy(monitor.diagnostics)
+    monitor.cpu_at_start = _cpu_seconds(procs)
     t_start = time.time()
     end = time.monotonic() + duration
     while time.monotonic() < end:
@@ -173,6 +212,23 @@ def _graph_parameters(out: Path, rig, rig_file: Path, people: int, seed: int, ra
     return ["rig_sim_node", "camera_pose_node", "lifter_node", "fusion_node"], overrides
 
 
+def _raw_image_transport_env(out: Path, rig) -> dict[str, str]:
+    """Environment for graphs that move raw images: a Fast DDS shared-memory segment that holds a few bursts.
+
+    The default segment (512 KB per process) holds fewer raw images than the simulator publishes at once
+    (one per camera, 300 KB each in mono8), so the oldest of a burst is overwritten before it is read and
+    that camera loses frames at any rate. Nothing is changed when Fast DDS is not the middleware or the
+    user gave it a profile.
+    """
+    if os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") or \
+            os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") != "rmw_fastrtps_cpp":
+        return {}
+    burst = sum(c.size[0] * c.size[1] for c in rig)  # bytes of one mono8 image per camera
+    path = out / "fastdds_large_images.xml"
+    write_text_atomic(path, FASTDDS_PROFILE.format(segment=max(8 << 20, 8 * burst)))
+    return {"FASTDDS_DEFAULT_PROFILES_FILE": str(path)}
+
+
 def run_demo(out_dir: str | Path = "demo_out", duration: float = 10.0, cameras: int = 4, people: int = 2,
              seed: int = 0, startup_timeout: float = 60.0, quiet: bool = False, images: bool = False,
              transport: str = "raw", rate_hz: float | None = None) -> dict:
@@ -195,13 +251,16 @@ def run_demo(out_dir: str | Path = "demo_out", duration: float = 10.0, cameras: 
     executor = SingleThreadedExecutor(context=context)
     monitor = GraphMonitor(context, rig.names[0])
     executor.add_node(monitor.node)
-    procs = ProcessGraph(nodes, config_path(DEFAULT_CONFIG), overrides, log_dir=out / "logs")
+    env = _raw_image_transport_env(out, rig) if images and transport == "raw" else {}
+    procs = ProcessGraph(nodes, config_path(DEFAULT_CONFIG), overrides, env=env, log_dir=out / "logs")
     try:
         t_start = _watch(executor, monitor, procs, duration, startup_timeout, out / "logs", say)
+        cpu_at_end = _cpu_seconds(procs)
     finally:
         gc.enable()
         codes = procs.stop()
     summary = monitor.summarise(t_start, rig.names)
+    summary["cpu_ms_per_frame"] = _cpu_per_frame(monitor.cpu_at_start, cpu_at_end, summary["stages"]["sim_frames"])
     summary.update({"cameras": len(rig), "people": people, "duration_s": duration, "node_exit_codes": codes,
                     "input": f"{transport} images" if images else "2D detections",
                     "rate_hz": rate_hz or _config_rate()})
@@ -235,6 +294,10 @@ def _say_summary(summary: dict, images: bool, say) -> None:
         f"({stages['sim_fell_behind']} behind), fused {stages['fused']}")
     for cam, counts in stages["cameras"].items():
         say(f"  {cam}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    say("CPU per frame (all cameras): " + ", ".join(f"{k} {v:.1f} ms" for k, v in summary["cpu_ms_per_frame"].items()))
+    if images:
+        say(f"image making (simulator, rendered ahead): {summary['sim_images_ms']} ms per frame; "
+            f"2D batch inference {summary['pose_2d_batch_ms']:.1f} ms")
 
 
 __all__ = ["run_demo", "GraphMonitor", "GT_TOPIC"]
