@@ -21,6 +21,7 @@ import inspect
 import numpy as np
 
 from ..checks import check_shape
+from .robust_scale import RobustScale
 
 _MIN_DT = 1e-4  # s; guards repeated stamps (dt = 0) from dividing by zero
 
@@ -111,15 +112,51 @@ class OneEuroFilter(_BatchedState):
     The cutoff adapts to speed: ``cutoff = min_cutoff + beta * |dx/dt|`` (Hz, speed in units/s,
     the norm over the vector so xyz are smoothed alike). Low min_cutoff removes jitter at rest; higher
     beta cuts lag in fast motion. d_cutoff smooths the speed estimate itself.
+
+    With noise_ref > 0 the cutoffs also adapt to the measurements' noise: the filter estimates the
+    jitter online (`noise`: median over elements of |x_k - x_{k-1} - (x_{k-1} - x_{k-2}) dt_k / dt_{k-1}|,
+    the second difference that motion at constant velocity cancels; a RobustScale over NOISE_TAU_S) and
+    multiplies both cutoffs by (noise_ref / noise)^2 within [1, MAX_SCALE]: min_cutoff and beta are the
+    settings for measurements as noisy as noise_ref or noisier, cleaner ones are smoothed less and lag less.
+    Squared because the estimate also holds the motion's own second differences, so noise_ref / noise
+    understates how much cleaner the measurements are (on the simulator's motion the square did best).
     """
 
-    _fields = ("x_hat", "dx_hat")
+    _fields = ("x_hat", "dx_hat", "x_raw", "raw_rate")
+    NOISE_TAU_S = 2.0     # time constant of the running noise estimate
+    MIN_SAMPLES = 6       # elements a frame needs to update the noise estimate
+    MAX_SCALE = 4.0       # the cutoffs rise at most this factor
 
-    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.3, d_cutoff: float = 1.0):
-        if min_cutoff <= 0 or d_cutoff <= 0 or beta < 0:
-            raise ValueError(f"need min_cutoff > 0, d_cutoff > 0, beta >= 0; got {min_cutoff}, {d_cutoff}, {beta}")
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.3, d_cutoff: float = 1.0, noise_ref: float = 0.0):
+        if min_cutoff <= 0 or d_cutoff <= 0 or beta < 0 or noise_ref < 0:
+            raise ValueError("need min_cutoff > 0, d_cutoff > 0, beta >= 0, noise_ref >= 0; got "
+                             f"{min_cutoff}, {d_cutoff}, {beta}, {noise_ref}")
         super().__init__()
         self.min_cutoff, self.beta, self.d_cutoff = float(min_cutoff), float(beta), float(d_cutoff)
+        self.noise_ref = float(noise_ref)
+        self._noise = RobustScale(noise_ref or 1.0, self.NOISE_TAU_S, self.MIN_SAMPLES)
+
+    @property
+    def noise(self) -> float:
+        """Running jitter estimate (units of x); noise_ref until measured."""
+        return self._noise.scale if self._noise.measured else self.noise_ref
+
+    @property
+    def cutoff_scale(self) -> float:
+        """Factor on both cutoffs from the noise estimate (1 without noise_ref)."""
+        if self.noise_ref <= 0 or not self.noise > 0:
+            return 1.0
+        return float(np.clip((self.noise_ref / self.noise) ** 2, 1.0, self.MAX_SCALE))
+
+    def _update_noise(self, t: np.ndarray, x: np.ndarray, valid: np.ndarray, dt: np.ndarray) -> np.ndarray:
+        """Fold this sample's second differences into `noise`; returns the new raw rate (..., D)."""
+        with np.errstate(invalid="ignore"):
+            step = x - self.x_raw
+            residual = np.linalg.norm(step - self.raw_rate * dt[..., None], axis=-1)
+        usable = valid & np.isfinite(residual)
+        if self.noise_ref > 0 and usable.any():
+            self._noise.update(float(np.max(t[usable])), np.where(usable, residual, np.nan))
+        return step / dt[..., None]
 
     def __call__(self, t: float | np.ndarray, x: np.ndarray, valid_mask: np.ndarray | None = None) -> np.ndarray:
         """Filter one sample per element.
@@ -129,13 +166,18 @@ class OneEuroFilter(_BatchedState):
         """
         t, x, valid = self._inputs(t, x, valid_mask)
         dt = np.maximum(t - self.t_prev, _MIN_DT)
+        raw_rate = self._update_noise(t, x, valid, dt)
+        scale = self.cutoff_scale
 
         with np.errstate(invalid="ignore"):
             dx = (x - self.x_hat) / dt[..., None]
             dx_hat = self.dx_hat + _smoothing_factor(dt, self.d_cutoff)[..., None] * (dx - self.dx_hat)
-            cutoff = self.min_cutoff + self.beta * np.linalg.norm(dx_hat, axis=-1)
+            cutoff = scale * (self.min_cutoff + self.beta * np.linalg.norm(dx_hat, axis=-1))
             x_hat = self.x_hat + _smoothing_factor(dt, cutoff)[..., None] * (x - self.x_hat)
 
+        seen = (valid & self.initialised)[..., None]
+        self.raw_rate = np.where(seen, raw_rate, np.where(valid[..., None], np.nan, self.raw_rate))
+        self.x_raw = np.where(valid[..., None], x, self.x_raw)
         return self._commit(t, x, valid, x_hat, "dx_hat", dx_hat)
 
     @property

@@ -28,7 +28,9 @@ from ..camera import Rig
 from ..checks import check_shape
 from ..skeleton import Layout, get_layout
 from .association import associate, gather_groups
+from .geometry import rig_constants
 from .orientation import body_frames, joint_rotations
+from .robust_scale import RobustScale
 from .single_view import duplicate_single_views, fill_from_lifted
 from .tracking import Tracker, TrackerConfig
 from .triangulation import triangulate
@@ -42,7 +44,13 @@ class FusionConfig:
 
     min_views: int = field(default=2, metadata={"help": "cameras needed to triangulate a joint"})
     max_error_px: float = field(default=12.0, metadata={
-        "help": "reprojection error above which a view is rejected as an outlier"})
+        "help": "reprojection error above which a view is always rejected as an outlier (px)"})
+    error_scale_k: float = field(default=6.0, metadata={
+        "help": "outlier threshold in residual scales: a view is rejected when its reprojection error exceeds "
+                "this times the running median reprojection residual, within [min_error_px, max_error_px] "
+                "(0 = max_error_px always)"})
+    min_error_px: float = field(default=2.0, metadata={
+        "help": "the outlier threshold never goes below this (px)"})
     min_score: float = field(default=0.1, metadata={"help": "2D confidence below which a joint counts as missing"})
     max_epipolar_px: float = field(default=25.0, metadata={"help": "epipolar distance gate of cross-view association"})
     prior_gate_px: float = field(default=60.0, metadata={
@@ -64,9 +72,14 @@ class FusionConfig:
         for name in ("min_score", "lifted_track_depth"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"FusionConfig.{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("max_error_px", "max_epipolar_px", "prior_gate_px"):
+        for name in ("max_error_px", "max_epipolar_px", "prior_gate_px", "min_error_px"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"FusionConfig.{name} must be > 0, got {getattr(self, name)}")
+        if not self.error_scale_k >= 0:
+            raise ValueError(f"FusionConfig.error_scale_k must be >= 0, got {self.error_scale_k}")
+        if self.min_error_px > self.max_error_px:
+            raise ValueError(f"FusionConfig.min_error_px ({self.min_error_px}) must not exceed max_error_px "
+                             f"({self.max_error_px})")
         if not isinstance(self.tracker, TrackerConfig):
             raise ValueError(f"FusionConfig.tracker must be a TrackerConfig, got {type(self.tracker).__name__}")
 
@@ -173,6 +186,8 @@ class FusionPipeline:
         self._R = np.stack([c.R for c in rig])   # (C, 3, 3) world -> camera
         self._t = np.stack([c.t for c in rig])   # (C, 3)
         self.tracker = Tracker(self.config.tracker, self.layout)
+        # Starts where max_error_px sits (k x scale = max_error_px), then follows the detections.
+        self.residual_scale = RobustScale(self.config.max_error_px / max(self.config.error_scale_k, 1e-9))
         self._last_stamp: float | None = None
         self.last_association = None  # the last step's Association (None when nothing was detected)
 
@@ -187,6 +202,7 @@ class FusionPipeline:
     def reset(self):
         """Forget all tracks and the last stamp (ids keep counting up)."""
         self.tracker.reset()
+        self.residual_scale.reset()
         self._last_stamp = None
 
     # --- one frame -------------------------------------------------------------------------------
@@ -217,6 +233,7 @@ class FusionPipeline:
         timer.lap("validate")
 
         track_ids, priors = self.tracker.predict(stamp)
+        max_error_px = self.error_threshold_px
         timer.lap("predict")
 
         assoc = None
@@ -228,13 +245,14 @@ class FusionPipeline:
             assoc = associate(self.rig, points2d, scores, priors if len(track_ids) else None,
                               min_views=cfg.min_views, max_epipolar_px=cfg.max_epipolar_px,
                               prior_gate_px=cfg.prior_gate_px, min_score=cfg.min_score,
-                              max_error_px=cfg.max_error_px, refine=cfg.refine)
+                              max_error_px=max_error_px, refine=cfg.refine)
             groups = np.asarray(assoc.groups, dtype=np.int64).reshape(-1, C)
             prior_index = np.asarray(assoc.prior_index, dtype=np.int64).reshape(-1)
         self.last_association = assoc
         timer.lap("associate")
 
-        poses, confidence, views, cams = self._triangulate_groups(points2d, scores, groups, assoc)
+        poses, confidence, views, cams = self._triangulate_groups(points2d, scores, groups, assoc, max_error_px)
+        self._measure_residuals(stamp, points2d, scores, groups, poses, cams)
         timer.lap("triangulate")
         duplicate = (duplicate_single_views(self.rig, points2d, scores, groups, poses, cams, cfg.min_score)
                      if len(groups) else np.zeros(0, dtype=bool))
@@ -324,11 +342,34 @@ class FusionPipeline:
         ok = np.isfinite(lifted).all(-1) & np.isfinite(lifted_scores)
         return lifted, np.where(ok, np.clip(lifted_scores, 0.0, 1.0), 0.0)
 
-    def _triangulate_groups(self, points2d, scores, groups, assoc=None):
+    @property
+    def error_threshold_px(self) -> float:
+        """The reprojection error (px) above which a view is an outlier in the next frame: error_scale_k x
+        the running residual scale within [min_error_px, max_error_px] (max_error_px when k = 0)."""
+        cfg = self.config
+        if cfg.error_scale_k == 0:
+            return cfg.max_error_px
+        return self.residual_scale.threshold(cfg.error_scale_k, cfg.min_error_px, cfg.max_error_px)
+
+    def _measure_residuals(self, stamp, points2d, scores, groups, poses, cams):
+        """Feed the residual scale: pixel distance (C, G, J) between each fused joint's projection and the
+        detections of its group's views (confident ones), for groups seen by >= 2 cameras."""
+        multi = cams >= 2
+        if self.config.error_scale_k == 0 or not multi.any():
+            return
+        g = groups[multi]
+        proj = rig_constants(self.rig).project(poses[multi])                       # (C, G, J, 2)
+        member = (g >= 0).T[..., None]                                             # (C, G, 1)
+        confident = member & (gather_groups(scores, g) >= self.config.min_score)
+        residual = np.linalg.norm(proj - gather_groups(points2d, g), axis=-1)
+        self.residual_scale.update(stamp, np.where(confident, residual, np.nan))
+
+    def _triangulate_groups(self, points2d, scores, groups, assoc=None, max_error_px=None):
         """Every multi-view group's joints -> poses (G, J, 3), confidence, views (G, J), cams (G,).
 
         Groups the association already triangulated with these settings (`assoc.triangulated`) are taken
         from it; the others are solved in one batched call. Single-view groups stay NaN here.
+        max_error_px: the outlier threshold (None = config.max_error_px).
         """
         C, J, G = len(self.rig), self.layout.num_joints, len(groups)
         if G == 0:
@@ -352,7 +393,8 @@ class FusionPipeline:
             n = idx.size
             pts = gather_groups(points2d, groups[idx])                    # (C, n, J, 2)
             tri = triangulate(self.rig, pts.reshape(C, n * J, 2), sc[:, idx].reshape(C, n * J), min_views=cfg.min_views,
-                              min_score=cfg.min_score, max_error_px=cfg.max_error_px, refine=cfg.refine)
+                              min_score=cfg.min_score, refine=cfg.refine,
+                              max_error_px=cfg.max_error_px if max_error_px is None else max_error_px)
             poses[idx] = tri.points.reshape(n, J, 3)
             confidence[idx] = tri.confidence.reshape(n, J)
             views[idx] = tri.views.reshape(n, J)

@@ -21,6 +21,7 @@ from scipy.optimize import linear_sum_assignment
 from ..checks import check_shape
 from ..skeleton import Layout, get_layout
 from .filters import FILTERS, make_filter
+from .robust_scale import RobustScale
 
 _NO_MATCH = 1e9  # cost of a forbidden assignment in the Hungarian matrix
 
@@ -40,6 +41,9 @@ class TrackerConfig:
     max_joint_speed: float = field(default=10.0, metadata={
         "help": "joint speed (m/s) above which an update is rejected (the joint is held)"})
     speed_slack_m: float = field(default=0.05, metadata={"help": "noise allowance added to the speed gate's reach"})
+    innovation_gate_k: float = field(default=10.0, metadata={
+        "help": "a joint measured further from its predicted position than this times the running median of "
+                "that distance (times the updates since it was last measured) is rejected (0 = speed gate only)"})
     merge_m: float = field(default=0.25, metadata={
         "help": "poses closer than this (mean joint distance, m) are the same person"})
     min_joints: int = field(default=4, metadata={"help": "joints a group needs to start a track"})
@@ -60,6 +64,10 @@ class TrackerConfig:
         "help": "One-Euro filter speed coefficient (Hz per m/s: 0.3 would lag a walk by ~0.1 m)"})
     one_euro_d_cutoff: float = field(default=1.0, metadata={
         "help": "One-Euro filter cutoff of the speed estimate (Hz)"})
+    one_euro_noise_ref: float = field(default=0.025, metadata={
+        "help": "jitter (m, median second difference of a joint's measurements) the One-Euro cutoffs are set for: "
+                "the filter measures the jitter online and raises both cutoffs by up to 4x (this over the "
+                "jitter, squared) for cleaner measurements (0 = fixed cutoffs)"})
 
     def __post_init__(self):
         positive = ("gate_m", "death_timeout_s", "max_joint_speed", "merge_m", "one_euro_min_cutoff",
@@ -67,7 +75,8 @@ class TrackerConfig:
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"TrackerConfig.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("joint_hold_s", "speed_slack_m", "one_euro_beta", "bone_gain"):
+        for name in ("joint_hold_s", "speed_slack_m", "one_euro_beta", "bone_gain", "one_euro_noise_ref",
+                     "innovation_gate_k"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"TrackerConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.birth_hits < 1 or self.min_joints < 1 or self.min_common_joints < 1 or self.bone_memory < 1:
@@ -148,6 +157,7 @@ class Tracker:
     def reset(self):
         """Drop all tracks (ids keep counting up: an id is never reused)."""
         self._last_t = -np.inf
+        self._innovation = RobustScale(self.config.speed_slack_m or 1.0)   # m, |measurement - prediction|
         self._allocate(self._capacity0)
 
     def _allocate(self, m: int):
@@ -399,10 +409,12 @@ class Tracker:
         dt_joint = t - self._joint_t                                    # (M, J); inf if never seen
         accepted = np.isfinite(meas).all(-1)
 
-        # Velocity gate: a joint that would have to move faster than max_joint_speed is an outlier.
+        # Gates: a joint that would have to move faster than max_joint_speed, or that lands much further from
+        # its prediction than measurements usually do, is an outlier.
         predicted = self._extrapolate(t, np.inf)
         jump = np.linalg.norm(meas - predicted, axis=-1)
-        reach = cfg.max_joint_speed * dt_joint + cfg.speed_slack_m
+        reach = np.minimum(cfg.max_joint_speed * dt_joint + cfg.speed_slack_m,
+                           self._innovation_reach(t, jump, dt_joint))
         with np.errstate(invalid="ignore"):
             accepted &= ~(had_joint & (jump > reach))
         meas = np.where(accepted[..., None], meas, np.nan)
@@ -437,6 +449,21 @@ class Tracker:
         self._hits += observed
         self._last_seen = np.where(observed, t, self._last_seen)
         self._age += self._alive
+
+    def _innovation_reach(self, t: float, jump: np.ndarray, dt_joint: np.ndarray) -> np.ndarray | float:
+        """Innovation gate (M, J) m: innovation_gate_k x the running median distance between a joint's
+        measurement and its prediction (joints measured in the previous update), times the updates since
+        the joint was last measured. It catches what the speed gate lets through: a 2-view joint that an
+        outlier along the epipolar line moved 0.3 m passes 10 m/s at 30 Hz. inf until measured."""
+        frame_dt = t - self._last_t
+        if self.config.innovation_gate_k == 0 or not 0 < frame_dt < np.inf:
+            return np.inf
+        with np.errstate(invalid="ignore"):
+            updates = np.maximum(dt_joint / frame_dt, 1.0)
+            self._innovation.update(t, np.where(updates < 1.5, jump, np.nan))
+        if not self._innovation.measured:
+            return np.inf
+        return self._innovation.threshold(self.config.innovation_gate_k, self.config.speed_slack_m) * updates
 
     def _stabilise_bones(self, meas, meas_views):
         """Update each track's running bone lengths and nudge joints toward them.

@@ -80,7 +80,8 @@ def test_pipeline_reuse_matches_triangulating_every_group():
     rng = np.random.default_rng(4)
     fast = FusionPipeline(rig)
     slow = FusionPipeline(rig)
-    slow._triangulate_groups = lambda p, s, g, assoc=None: FusionPipeline._triangulate_groups(slow, p, s, g, None)
+    slow._triangulate_groups = lambda p, s, g, assoc=None, max_error_px=None: FusionPipeline._triangulate_groups(
+        slow, p, s, g, None, max_error_px)
     for k in range(20):
         obs = sim_observe(rig, script.pose(k / 30), rng, noise_px=2.0, outlier_rate=0.1)
         a = fast.step(k / 30, obs.points2d, obs.scores, orientations=False).as_arrays()
