@@ -3,8 +3,10 @@
 Per batch of camera images: the person detector runs (one batch, images letterboxed to 224) on the cameras
 that need it; every person's rotated ROI (hip centre, body scale, upright) is cut to 256 x 256 and the
 landmark network runs once on all people of all cameras; landmarks go back to image pixels through the
-inverse crop. Each person's next ROI follows their own alignment landmarks, so between detector runs
-(every `detect_every` frames of a camera, or whenever it tracks nobody) only newcomers need the detector.
+inverse crop. Each person's next ROI follows their own alignment landmarks, as in MediaPipe, so the detector
+is only needed for newcomers: it runs on a camera's frame when that camera tracks nobody, when one of its
+tracked people was lost on the previous frame, and otherwise every `detect_every` frames (cameras in turn,
+not all in the same batch), so a newcomer is found within `detect_every` frames.
 ROIs from elsewhere (`guide`: other cameras' fused 3D projected, hpe_ros.detect2d.guided_crops) join a
 camera's next frame like detections do, for the people its detector missed.
 
@@ -42,9 +44,12 @@ class BlazePoseConfig:
                                        # (0.4 finds them, and the presence check still rejects non-people)
     nms_iou: float = 0.3               # weighted NMS overlap (MediaPipe's)
     min_presence: float = 0.5          # a person whose pose-presence score falls below this is dropped
-    detect_every: int = 10             # detector every N frames of a camera (and whenever it tracks nobody)
+    detect_every: int = 10             # detector every N frames of a camera (and whenever it tracks nobody or
+                                       # lost someone): a newcomer is found within N frames
     max_people: int = 8                # per camera, most present first
     same_person_iou: float = 0.5       # ROI squares overlapping more are one person (newcomers, duplicates)
+    same_person_distance: float = 0.05  # so are two whose landmarks both see lie closer (median) than this
+                                        # share of the smaller ROI side (one person followed by two ROIs)
     heatmap_refine: bool = True        # MediaPipe's sub-pixel refinement from the landmark heatmaps (it lowers
                                        # the multi-view reprojection error on Pose2Sim's multi-person demo)
 
@@ -61,6 +66,8 @@ class _Stream:
     smoothing: np.ndarray = field(default_factory=lambda: np.zeros((0, 3, 2, 2)))  # (P, 3, 2, 2) ROI filter state
     guides: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # (G, 4) ROIs handed in for next frame
     frames: int = 0
+    phase: int = 0          # offset of this camera's periodic detector frames (cameras take turns)
+    lost: bool = False      # a tracked person vanished on the last frame: look for them again
 
 
 def wheel_model_files() -> dict[str, Path]:
@@ -135,13 +142,13 @@ class BlazePoseBackend:
         """images: BGR uint8 (H, W, 3); streams: camera names -> per image (points (P, 33, 2) px, scores (P, 33))."""
         if len(images) != len(streams):
             raise ValueError(f"{len(images)} images but {len(streams)} stream names")
-        rgb = [np.ascontiguousarray(_check_image(im, k)[..., ::-1]) for k, im in enumerate(images)]
-        state = [self._streams.setdefault(s, _Stream()) for s in streams]
-        detect = [not len(st.rois) or st.frames % self.config.detect_every == 0 for st in state]
+        images = [_check_image(im, k) for k, im in enumerate(images)]
+        state = [self._stream(s) for s in streams]
+        detect = [self._detector_due(st) for st in state]
         t0 = time.perf_counter()
-        found = self.detect_people([im for im, d in zip(rgb, detect) if d])
+        found = self.detect_people([im for im, d in zip(images, detect) if d], order="bgr")
         t1 = time.perf_counter()
-        rois, smoothing = [], []
+        rois, smoothing, tracked = [], [], []
         guided = 0
         for st, d in zip(state, detect):
             new = _newcomers(st.rois, found.pop(0) if d else np.zeros((0, 4)), self.config.same_person_iou)
@@ -150,26 +157,41 @@ class BlazePoseBackend:
             st.guides, guided = np.zeros((0, 4)), guided + len(guides)
             rois.append(np.concatenate([known, guides]))
             smoothing.append(np.concatenate([st.smoothing, np.full((len(new) + len(guides), 3, 2, 2), np.nan)]))
-        points, visibility, presence, aux = self.landmarks_in_rois(rgb, rois)
+            tracked.append(len(st.rois))
+        points, visibility, presence, aux = self.landmarks_in_rois(images, rois, order="bgr")
         self.last_timings = {"detect_ms": (t1 - t0) * 1e3, "landmarks_ms": (time.perf_counter() - t1) * 1e3,
-                             "people": float(sum(len(r) for r in rois)), "guided": float(guided)}
+                             "people": float(sum(len(r) for r in rois)), "guided": float(guided),
+                             "detected": float(sum(detect))}
         out = []
         for k, st in enumerate(state):
             aux_smooth, smooth_state = bp.smooth_alignment(aux[k], smoothing[k])
             next_rois = bp.rois_from_alignment(aux_smooth[:, 0], aux_smooth[:, 1])
-            keep = _keep_people(presence[k], next_rois, self.config)
+            keep = _keep_people(presence[k], next_rois, points[k], visibility[k], self.config)
+            st.lost = bool((presence[k][:tracked[k]] < self.config.min_presence).any())
             st.rois, st.smoothing, st.frames = next_rois[keep], smooth_state[keep], st.frames + 1
             out.append((points[k][keep].astype(np.float64), visibility[k][keep].astype(np.float64)))
         return out
 
-    def detect_people(self, rgb: list[np.ndarray]) -> list[np.ndarray]:
-        """RGB images -> per image the detected people's ROIs (P, 4) image px, best first."""
-        if not rgb:
+    def _stream(self, name: str) -> _Stream:
+        """The state of camera `name`; a new camera's periodic detector frames are spread over the period
+        (golden-ratio offsets), so cameras rarely run the detector in the same batch."""
+        if name not in self._streams:
+            phase = int(len(self._streams) * 0.618034 * self.config.detect_every) % self.config.detect_every
+            self._streams[name] = _Stream(phase=phase)
+        return self._streams[name]
+
+    def _detector_due(self, st: _Stream) -> bool:
+        return not len(st.rois) or st.lost or (st.frames + st.phase) % self.config.detect_every == 0
+
+    def detect_people(self, images: list[np.ndarray], order: str = "rgb") -> list[np.ndarray]:
+        """Images (H, W, 3) uint8 in channel `order` ("rgb" or "bgr") -> per image the detected people's
+        ROIs (P, 4) image px, best first."""
+        if not images:
             return []
-        affines = np.stack([bp.letterbox_affine((im.shape[1], im.shape[0])) for im in rgb])
-        size = bp.DETECTOR_SIZE
-        batch = _warp(rgb, affines, size, cv2.BORDER_CONSTANT).astype(np.float32) * (2 / 255) - 1
-        raw_boxes, raw_scores = _named(self.detector, batch.transpose(0, 3, 1, 2), DETECTOR_OUTPUTS)
+        affines = np.stack([bp.letterbox_affine((im.shape[1], im.shape[0])) for im in images])
+        crops = _warp(images, affines, bp.DETECTOR_SIZE, cv2.BORDER_CONSTANT)
+        batch = _network_input(crops, order, scale=2 / 255, offset=-1.0)
+        raw_boxes, raw_scores = _named(self.detector, batch, DETECTOR_OUTPUTS)
         per_image = bp.decode_detections(raw_boxes, raw_scores, self.anchors, self.config.min_detection_score)
         out = []
         for (scores, boxes, keypoints), affine in zip(per_image, affines):
@@ -179,8 +201,8 @@ class BlazePoseBackend:
             out.append(bp.rois_from_alignment(kp[:, 0], kp[:, 1])[: self.config.max_people])
         return out
 
-    def landmarks_in_rois(self, rgb: list[np.ndarray], rois: list[np.ndarray]):
-        """Landmarks of every ROI (P, 4) of every image in one network call.
+    def landmarks_in_rois(self, images: list[np.ndarray], rois: list[np.ndarray], order: str = "rgb"):
+        """Landmarks of every ROI (P, 4) of every image ((H, W, 3) uint8 in channel `order`) in one network call.
 
         Returns per image: points (P, 33, 2) px, visibility (P, 33), pose presence (P,), and the alignment
         points (P, 2, 2) px (hip centre, body-scale point) that place the next ROI.
@@ -189,13 +211,13 @@ class BlazePoseBackend:
         if not sum(counts):
             nobody = (np.zeros((0, bp.NUM_LANDMARKS, 2)), np.zeros((0, bp.NUM_LANDMARKS)), np.zeros(0),
                       np.zeros((0, 2, 2)))
-            return tuple([part] * len(rgb) for part in nobody)
+            return tuple([part] * len(images) for part in nobody)
         all_rois = np.concatenate(rois)
         affines = bp.roi_affines(all_rois)
-        index = np.repeat(np.arange(len(rgb)), counts)
-        crops = _warp([rgb[i] for i in index], affines, bp.LANDMARK_SIZE, cv2.BORDER_REPLICATE)
-        batch = crops.astype(np.float32).transpose(0, 3, 1, 2) * (1 / 255)
-        raw, pose_presence, heatmaps = _named(self.landmarks, batch, LANDMARK_OUTPUTS)
+        index = np.repeat(np.arange(len(images)), counts)
+        crops = _warp([images[i] for i in index], affines, bp.LANDMARK_SIZE, cv2.BORDER_REPLICATE)
+        raw, pose_presence, heatmaps = _named(self.landmarks, _network_input(crops, order, scale=1 / 255),
+                                              LANDMARK_OUTPUTS)
         xy, visibility, _ = bp.decode_landmarks(raw, heatmaps if self.config.heatmap_refine else None)
         px = bp.crop_to_image(xy, all_rois)
         split = np.cumsum(counts)[:-1]
@@ -207,7 +229,7 @@ class BlazePoseBackend:
         earlier ones not yet used); those not overlapping a tracked or detected person are landmarked and kept
         like detections (dropped when the pose-presence score says nobody is there)."""
         rois = np.asarray(rois, dtype=np.float64).reshape(-1, 4)
-        self._streams.setdefault(stream, _Stream()).guides = rois[np.isfinite(rois).all(1) & (rois[:, 2] > 0)]
+        self._stream(stream).guides = rois[np.isfinite(rois).all(1) & (rois[:, 2] > 0)]
 
     def tracked_rois(self, stream: str) -> np.ndarray:
         """(P, 4) the ROIs `stream`'s next frame will look at for the people it tracks."""
@@ -250,6 +272,19 @@ def _warp(images: list[np.ndarray], affines: np.ndarray, size: int, border: int)
     return out
 
 
+def _network_input(crops: np.ndarray, order: str, scale: float, offset: float = 0.0) -> np.ndarray:
+    """(N, S, S, 3) uint8 crops in channel `order` -> (N, 3, S, S) float32 RGB, value * scale + offset,
+    written in one pass (no full-image channel swap, no intermediate copies)."""
+    if order not in ("rgb", "bgr"):
+        raise ValueError(f"channel order must be 'rgb' or 'bgr', got {order!r}")
+    planes = crops.transpose(0, 3, 1, 2)
+    out = np.empty(planes.shape, dtype=np.float32)
+    np.multiply(planes[:, ::-1] if order == "bgr" else planes, np.float32(scale), out=out)
+    if offset:
+        out += np.float32(offset)
+    return out
+
+
 def _newcomers(tracked: np.ndarray, detected: np.ndarray, same_iou: float) -> np.ndarray:
     """The detected ROIs (D, 4) whose squares overlap no tracked person's (P, 4) by more than `same_iou`."""
     if not len(tracked) or not len(detected):
@@ -259,14 +294,30 @@ def _newcomers(tracked: np.ndarray, detected: np.ndarray, same_iou: float) -> np
     return np.reshape(new, (-1, 4))
 
 
-def _keep_people(presence: np.ndarray, rois: np.ndarray, cfg: BlazePoseConfig) -> np.ndarray:
-    """Indices of the people to report and track: present, not duplicates of a more present one, capped."""
+def _keep_people(presence: np.ndarray, rois: np.ndarray, points: np.ndarray, visibility: np.ndarray,
+                 cfg: BlazePoseConfig) -> np.ndarray:
+    """Indices of the people to report and track: present, not duplicates of a more present one, capped.
+
+    presence (P,); rois (P, 4) next ROIs; points (P, 33, 2) px, visibility (P, 33) this frame's landmarks.
+    """
     keep: list[int] = []
     boxes = bp.roi_boxes(rois)
     for i in np.argsort(-presence, kind="stable"):
         if presence[i] < cfg.min_presence or len(keep) >= cfg.max_people or not np.isfinite(rois[i]).all():
             continue
-        if keep and box_iou(boxes[i], boxes[keep]).max() > cfg.same_person_iou:
+        if keep and (box_iou(boxes[i], boxes[keep]).max() > cfg.same_person_iou
+                     or any(_same_landmarks(i, j, rois, points, visibility, cfg) for j in keep)):
             continue
         keep.append(int(i))
     return np.array(sorted(keep), dtype=np.int64)
+
+
+def _same_landmarks(i: int, j: int, rois: np.ndarray, points: np.ndarray, visibility: np.ndarray,
+                    cfg: BlazePoseConfig, min_shared: int = 4) -> bool:
+    """People i and j have the same landmarks: on the (at least `min_shared`) landmarks both see, the median
+    distance is under `same_person_distance` of the smaller ROI side."""
+    shared = (visibility[i] >= 0.5) & (visibility[j] >= 0.5)
+    if shared.sum() < min_shared:
+        return False
+    distance = np.median(np.linalg.norm(points[i][shared] - points[j][shared], axis=1))
+    return bool(distance < cfg.same_person_distance * min(rois[i, 2], rois[j, 2]))

@@ -154,15 +154,17 @@ def refine_with_heatmap(xy: np.ndarray, heatmaps: np.ndarray, kernel: int = HEAT
     col = np.trunc(xy[..., 0] * w).astype(np.int64)    # C++ float -> int truncation, as MediaPipe does
     row = np.trunc(xy[..., 1] * h).astype(np.int64)
     inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)
-    conf = np.pad(sigmoid(heatmaps), ((0, 0), (half, half), (half, half), (0, 0)))  # zero border = shrunk kernel
     offsets = np.arange(-half, half + 1)
-    rows = np.clip(row, 0, h - 1)[..., None] + offsets + half                      # (N, L, k) padded index
-    cols = np.clip(col, 0, w - 1)[..., None] + offsets + half
-    window = conf[np.arange(n)[:, None, None, None], rows[..., :, None], cols[..., None, :],
-                  np.arange(nl)[None, :, None, None]]                              # (N, L, k, k)
+    rows = np.clip(row, 0, h - 1)[..., None] + offsets                              # (N, L, k) cell index
+    cols = np.clip(col, 0, w - 1)[..., None] + offsets
+    # Only the windows pass the sigmoid; cells beyond the border count as zero (MediaPipe shrinks the kernel).
+    logits = heatmaps[np.arange(n)[:, None, None, None], np.clip(rows, 0, h - 1)[..., :, None],
+                      np.clip(cols, 0, w - 1)[..., None, :], np.arange(nl)[None, :, None, None]]  # (N, L, k, k)
+    on_map = ((rows >= 0) & (rows < h))[..., :, None] & ((cols >= 0) & (cols < w))[..., None, :]
+    window = np.where(on_map, sigmoid(logits), 0.0)
     total = window.sum(axis=(2, 3))
-    mean_row = (window.sum(axis=3) * (rows - half)).sum(axis=2) / np.where(total > 0, total, 1)
-    mean_col = (window.sum(axis=2) * (cols - half)).sum(axis=2) / np.where(total > 0, total, 1)
+    mean_row = (window.sum(axis=3) * rows).sum(axis=2) / np.where(total > 0, total, 1)
+    mean_col = (window.sum(axis=2) * cols).sum(axis=2) / np.where(total > 0, total, 1)
     use = inside & (window.max(axis=(2, 3)) >= min_confidence) & (total > 0)
     refined = xy.copy()
     refined[..., 0] = np.where(use, mean_col / w, xy[..., 0])

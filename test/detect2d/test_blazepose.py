@@ -215,7 +215,7 @@ def test_a_guided_roi_finds_a_person_the_detector_misses_and_tracking_keeps_them
     image = np.ascontiguousarray(astronaut[..., ::-1])
     roi = backend.detect_people([astronaut])[0][:1]
     blind = create_backend("blazepose", runtime="onnxruntime", providers="cpu")
-    blind.detect_people = lambda rgb: [np.zeros((0, 4)) for _ in rgb]   # a detector that never sees her
+    blind.detect_people = lambda images, order="rgb": [np.zeros((0, 4)) for _ in images]  # never sees her
     try:
         (points, _), = blind.infer([image], ["cam"])
         assert len(points) == 0 and len(blind.tracked_rois("cam")) == 0
