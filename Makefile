@@ -60,6 +60,7 @@ $(BENCH_VENV)/.installed: setup.py setup.cfg
 bench: $(BENCH_VENV)/.installed venv
 	$(BENCH_VENV)/bin/python benchmarks/bench_fusion.py --markdown
 	$(BENCH_VENV)/bin/python benchmarks/bench_triangulation.py
+	$(PY) benchmarks/bench_fusion_oracle.py --frames 300 --seeds 0 1 2
 	$(PY) benchmarks/bench_graph.py --sizes 4x2 8x6 16x6
 
 clean:

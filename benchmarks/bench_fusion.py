@@ -27,6 +27,8 @@ Prints one JSON document: rows by camera count, a one-factor sweep (people, nois
 pipeline's 8 -> 32 camera scaling, and the project's acceptance check (8 cameras, 2 px, 10 % outliers:
 hpe_ros MPJPE <= 0.7 x ransac's, hpe_ros pipeline >= 50 x faster than ransac per frame). Without
 aniposelib installed (e.g. run from .venv) the aniposelib columns are null and the JSON says so.
+benchmarks/bench_fusion_oracle.py compares the pipeline with an oracle inlier-only DLT on clean and
+realistic detector errors.
 """
 from __future__ import annotations
 
