@@ -2,7 +2,8 @@
 
 triangulation (robust batched DLT) -> association (cross-view grouping) -> tracking (ids, gating,
 bone lengths, smoothing) -> orientation (body and joint frames); `pipeline.FusionPipeline` runs them
-per frame for the ROS node and the CLI (`single_view` places what one camera alone sees), and
+per frame for the ROS node and the CLI (`single_view` places what one camera alone sees, `robust_scale`
+sets outlier thresholds from the data), and
 `live.LiveFusion` is the live policy around it (frame sync, waiting for lifted poses, online calibration).
 """
 from .association import Association, associate

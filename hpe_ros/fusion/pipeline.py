@@ -9,7 +9,9 @@ Shared by the ROS fusion node and the offline CLI, so both behave the same:
 One step: predict tracks -> associate detections across views (track predictions as priors) ->
 triangulate every group's joints in one batched call -> fill single-view groups / joints from per-view
 lifted 3D poses (the placement maths is `fusion.single_view`) -> tracker update (ids, gating, bone
-lengths, smoothing) -> body and joint orientations.
+lengths, smoothing) -> body and joint orientations. The outlier threshold of association and triangulation
+follows the detections: error_scale_k x the running median reprojection residual of the fused joints
+(`fusion.robust_scale`), within [min_error_px, max_error_px].
 
 The association validates its groups by triangulating them with the pipeline's own triangulation
 settings, so the triangulation stage reuses those points and re-solves only the groups the association
@@ -50,7 +52,7 @@ class FusionConfig:
                 "this times the running median reprojection residual, within [min_error_px, max_error_px] "
                 "(0 = max_error_px always)"})
     min_error_px: float = field(default=2.0, metadata={
-        "help": "the outlier threshold never goes below this (px)"})
+        "help": "the outlier threshold never goes below this (px; max_error_px wins if lower)"})
     min_score: float = field(default=0.1, metadata={"help": "2D confidence below which a joint counts as missing"})
     max_epipolar_px: float = field(default=25.0, metadata={"help": "epipolar distance gate of cross-view association"})
     prior_gate_px: float = field(default=60.0, metadata={
@@ -77,9 +79,6 @@ class FusionConfig:
                 raise ValueError(f"FusionConfig.{name} must be > 0, got {getattr(self, name)}")
         if not self.error_scale_k >= 0:
             raise ValueError(f"FusionConfig.error_scale_k must be >= 0, got {self.error_scale_k}")
-        if self.min_error_px > self.max_error_px:
-            raise ValueError(f"FusionConfig.min_error_px ({self.min_error_px}) must not exceed max_error_px "
-                             f"({self.max_error_px})")
         if not isinstance(self.tracker, TrackerConfig):
             raise ValueError(f"FusionConfig.tracker must be a TrackerConfig, got {type(self.tracker).__name__}")
 

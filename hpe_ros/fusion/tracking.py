@@ -1,5 +1,5 @@
-"""Multi-person 3D tracking: persistent ids, joint hold-over, velocity gate, bone-length stabilisation
-and causal smoothing.
+"""Multi-person 3D tracking: persistent ids, joint hold-over, speed and innovation gates (the innovation
+gate's reach follows the data), bone-length stabilisation and causal smoothing.
 
 Each frame the tracker receives G fused poses (one per cross-view group) and returns the confirmed tracks:
 
