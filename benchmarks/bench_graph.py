@@ -19,6 +19,8 @@ Per node: CPU seconds per frame (utime + stime of its process over the window / 
 2D stamp -> /human_pose_3d received p50/p99, dropped frames, MPJPE. CPU time is the figure to compare on
 a loaded machine; latencies rise with the load. Prints one JSON document on stdout, progress on stderr.
 --profile writes a cProfile (CPU time, not wall time) of every node process to <out>/<case>/<node>.prof.
+--images: the simulator publishes raw camera images and camera_pose_node (its own process in both
+deployments) finds the people in them, as `hpe-ros demo --images` runs it; latency is then from the image stamp.
 """
 from __future__ import annotations
 
@@ -77,13 +79,14 @@ class Deployment:
         from hpe_ros.ros.launcher import ProcessGraph
 
         config = config_path(DEFAULT_CONFIG)
-        nodes = ["rig_sim_node", "lifter_node", "fusion_node"]
-        graph_nodes = nodes if deployment == "processes" else nodes[:1]
+        sources = ["rig_sim_node"] + (["camera_pose_node"] if "camera_pose_node" in overrides else [])
+        composed = ["lifter_node", "fusion_node"]
+        graph_nodes = sources + composed if deployment == "processes" else sources
         self.graph = ProcessGraph(graph_nodes, config, overrides, env=env, log_dir=log_dir)
         self.procs = dict(self.graph.procs)
         self.composed = None
         if deployment == "in_process":
-            args = json.dumps({"nodes": nodes[1:], "config": str(config), "overrides": overrides})
+            args = json.dumps({"nodes": composed, "config": str(config), "overrides": overrides})
             self._log = open(log_dir / "lifter_node+fusion_node.log", "w")
             self.composed = subprocess.Popen([sys.executable, "-c", COMPOSE, args], env={**os.environ, **env},
                                              stdout=self._log, stderr=subprocess.STDOUT)
@@ -160,16 +163,16 @@ def _frames_handled(stages: dict, cameras: int) -> dict:
         return sum(s["messages"] for n, s in stages.items() if n.startswith(prefix))
 
     fused = stages.get("fusion_node: fusion", {}).get("messages", 0)
-    return {"rig_sim_node": count("rig_sim_node: "), "lifter_node": count("lifter_node: ") / cameras,
-            "fusion_node": fused, "lifter_node+fusion_node": fused}
+    return {"rig_sim_node": count("rig_sim_node: "), "camera_pose_node": count("camera_pose_node: ") / cameras,
+            "lifter_node": count("lifter_node: ") / cameras, "fusion_node": fused, "lifter_node+fusion_node": fused}
 
 
 def run_case(cameras: int, people: int, deployment: str, variant: str, seconds: float, out: Path,
-             startup_timeout: float = 120.0, profile: bool = False) -> dict:
+             startup_timeout: float = 120.0, profile: bool = False, images: bool = False) -> dict:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
-    from hpe_ros.ros.demo import GraphMonitor, _demo_rig
+    from hpe_ros.ros.demo import GraphMonitor, _demo_rig, image_stage_parameters, raw_image_transport_env
 
     rate_hz = RATE_HZ
     executor_name, window = VARIANTS[variant]
@@ -179,12 +182,17 @@ def run_case(cameras: int, people: int, deployment: str, variant: str, seconds: 
     common = {"calibration_file": str(rig_file), "cameras": rig.names}
     overrides = {"rig_sim_node": {**common, "num_people": people, "seed": 0, "rate_hz": rate_hz},
                  "lifter_node": {**common, "batch_window_s": window}, "fusion_node": common}
+    if images:
+        sim_images, overrides["camera_pose_node"] = image_stage_parameters(out / "models", common, people, rate_hz,
+                                                                           "raw")
+        overrides["rig_sim_node"].update(sim_images)
     context = rclpy.context.Context()
     rclpy.init(context=context)
     executor = SingleThreadedExecutor(context=context)
     monitor = GraphMonitor(context, rig.names[0])
     executor.add_node(monitor.node)
-    env = {"HPE_ROS_EXECUTOR": executor_name, **(profile_env(case_dir) if profile else {})}
+    env = {"HPE_ROS_EXECUTOR": executor_name, **(profile_env(case_dir) if profile else {}),
+           **(raw_image_transport_env(case_dir, rig) if images else {})}
     graph = Deployment(deployment, overrides, env, case_dir)
     try:
         deadline = time.monotonic() + startup_timeout
@@ -221,7 +229,7 @@ def run_case(cameras: int, people: int, deployment: str, variant: str, seconds: 
         node.update({"frames": handled[name], "cpu_ms_per_frame": 1e3 * cpu / max(handled[name], 1),
                      "cpu_share_of_one_core": cpu / wall})
     return {
-        "cameras": cameras, "people": people, "deployment": deployment, "variant": variant,
+        "cameras": cameras, "people": people, "deployment": deployment, "variant": variant, "images": images,
         "executor": executor_name, "batch_window_s": window, "rate_hz": rate_hz, "seconds": round(wall, 2),
         "frames_published": handled["rig_sim_node"],
         "graph_cpu_ms_per_frame": sum(v.get("cpu_ms_per_frame", 0.0) for k, v in nodes.items() if k != "rig_sim_node"),
@@ -257,6 +265,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=1, help="run the case list this many times, interleaved")
     ap.add_argument("--profile", action="store_true", help="cProfile (CPU time) every node process into --out")
     ap.add_argument("--out", default=None, help="folder for rig files and node logs (default: a temp folder)")
+    ap.add_argument("--images", action="store_true", help="camera images -> camera_pose_node (coded-dot networks on "
+                    "onnxruntime) in front of the lifter, as `hpe-ros demo --images`")
     a = ap.parse_args(argv)
     out = Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix="bench_graph_"))
     os.environ["ROS_DOMAIN_ID"] = str(a.domain_id if a.domain_id is not None else 100 + os.getpid() % 100)
@@ -269,7 +279,8 @@ def main(argv=None) -> int:
                 for variant in a.variants:  # variants back to back: same load, side by side
                     print(f"{cameras}x{people} {deployment} {variant} ...", file=sys.stderr, flush=True)
                     try:
-                        r = run_case(cameras, people, deployment, variant, a.seconds, out, profile=a.profile)
+                        r = run_case(cameras, people, deployment, variant, a.seconds, out, profile=a.profile,
+                                     images=a.images)
                     except RuntimeError as exc:  # e.g. a machine too loaded to produce skeletons: say so, go on
                         print(f"  failed: {exc}", file=sys.stderr, flush=True)
                         results.append({"cameras": cameras, "people": people, "deployment": deployment,

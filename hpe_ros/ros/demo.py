@@ -17,6 +17,7 @@ import gc
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -88,13 +89,13 @@ class GraphMonitor:
     def view_near(self, stamp: float, tolerance_s: float = 0.008):
         return nearest_by_stamp(self.view2d, stamp, tolerance_s)
 
-    def summarise(self, t_start: float, cameras: list[str]) -> dict:
+    def summarise(self, t_start: float, cameras: Sequence[str] = ()) -> dict:
         """Score the fused frames acquired after t_start against the nearest ground-truth frame; the frames
-        through each stage since measuring started (`stages`)."""
+        through each stage since measuring started (`stages`, per camera for `cameras`)."""
         summary = summarise_stream(self.fused, self.truth, t_start, self.diagnostics)
         summary["stages"] = stage_flow(self.diagnostics_at_start, self.diagnostics, cameras)
         sim = self.diagnostics.get("rig_sim_node: sim", {})
-        pose = self.diagnostics.get(f"camera_pose_node: {cameras[0]}", {})
+        pose = self.diagnostics.get(f"camera_pose_node: {cameras[0]}", {}) if cameras else {}
         # What making the images costs the simulator (mean per frame, all cameras; off the latency path:
         # rendered ahead), and the 2D node's last batched inference (all cameras).
         summary["sim_images_ms"] = {k.removesuffix("_ms"): float(sim[k]) for k in ("draw_ms", "encode_ms") if k in sim}
@@ -204,15 +205,24 @@ def _graph_parameters(out: Path, rig, rig_file: Path, people: int, seed: int, ra
     overrides = {"rig_sim_node": sim, "lifter_node": common, "fusion_node": common}
     if not images:
         return graph(sim=True), overrides
-    pose, detector = _export_dot_models(out / "models")
-    sim.update(output="images", image_transport=transport, image_encoding="mono8")
-    overrides["camera_pose_node"] = {
-        **common, "backend": "onnxruntime", "model": str(pose), "detector": str(detector), "transport": transport,
-        "providers": "cpu", "threads": 1, "max_people": max(4, 2 * people), "camera_rate_hz": rate_hz or 0.0}
+    sim_images, overrides["camera_pose_node"] = image_stage_parameters(out / "models", common, people, rate_hz,
+                                                                       transport)
+    sim.update(sim_images)
     return ["rig_sim_node", "camera_pose_node", "lifter_node", "fusion_node"], overrides
 
 
-def _raw_image_transport_env(out: Path, rig) -> dict[str, str]:
+def image_stage_parameters(models: Path, common: dict, people: int, rate_hz: float | None,
+                           transport: str) -> tuple[dict, dict]:
+    """(rig_sim_node's parameters for images, camera_pose_node's parameters) of a graph fed by simulated
+    images; exports the coded-dot networks into `models`. common: parameters every node gets."""
+    pose, detector = _export_dot_models(models)
+    camera_pose = {**common, "backend": "onnxruntime", "model": str(pose), "detector": str(detector),
+                   "transport": transport, "providers": "cpu", "threads": 1, "max_people": max(4, 2 * people),
+                   "camera_rate_hz": rate_hz or 0.0}
+    return {"output": "images", "image_transport": transport, "image_encoding": "mono8"}, camera_pose
+
+
+def raw_image_transport_env(out: Path, rig) -> dict[str, str]:
     """Environment for graphs that move raw images: a Fast DDS shared-memory segment that holds a few bursts.
 
     The default segment (512 KB per process) holds fewer raw images than the simulator publishes at once
@@ -251,7 +261,7 @@ def run_demo(out_dir: str | Path = "demo_out", duration: float = 10.0, cameras: 
     executor = SingleThreadedExecutor(context=context)
     monitor = GraphMonitor(context, rig.names[0])
     executor.add_node(monitor.node)
-    env = _raw_image_transport_env(out, rig) if images and transport == "raw" else {}
+    env = raw_image_transport_env(out, rig) if images and transport == "raw" else {}
     procs = ProcessGraph(nodes, config_path(DEFAULT_CONFIG), overrides, env=env, log_dir=out / "logs")
     try:
         t_start = _watch(executor, monitor, procs, duration, startup_timeout, out / "logs", say)
@@ -300,4 +310,4 @@ def _say_summary(summary: dict, images: bool, say) -> None:
             f"2D batch inference {summary['pose_2d_batch_ms']:.1f} ms")
 
 
-__all__ = ["run_demo", "GraphMonitor", "GT_TOPIC"]
+__all__ = ["run_demo", "GraphMonitor", "GT_TOPIC", "image_stage_parameters", "raw_image_transport_env"]
