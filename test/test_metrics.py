@@ -2,7 +2,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from hpe_ros.metrics import PoseScorer, match_people, nearest_by_stamp, summarise_stream
+from hpe_ros.metrics import PoseScorer, match_people, nearest_by_stamp, stage_flow, summarise_stream
 
 
 def test_match_people_pairs_by_distance_and_gates():
@@ -43,3 +43,25 @@ def test_stream_summary_scores_latency_drops_and_diagnostics():
     assert out["fusion_step_ms"] == {"associate": 0.25}
     assert nearest_by_stamp(truth, 1.104) is truth[round(1.1e9)] and nearest_by_stamp(truth, 1.15) is None
     assert nearest_by_stamp({}, 1.0) is None
+
+
+def test_stage_flow_counts_frames_through_each_stage_between_two_snapshots():
+    before = {"rig_sim_node: sim": {"processed": "100", "dropped": "2"},
+              "camera_pose_node: cam0": {"processed": "90", "dropped": "1", "missed_before_node": "3"},
+              "lifter_node: cam0": {"processed": "88"}, "fusion_node: cam0": {"processed": "88"},
+              "fusion_node: fusion": {"processed": "80", "dropped": "0"}}
+    after = {"rig_sim_node: sim": {"processed": "130", "dropped": "2"},
+             "camera_pose_node: cam0": {"processed": "115", "dropped": "4", "missed_before_node": "5"},
+             "camera_pose_node: cam1": {"processed": "20", "dropped": "0", "missed_before_node": "0"},
+             "lifter_node: cam0": {"processed": "113"}, "fusion_node: cam0": {"processed": "112"},
+             "fusion_node: fusion": {"processed": "104", "dropped": "1"}}
+    flow = stage_flow(before, after, ["cam0", "cam1"])
+    assert flow["sim_frames"] == 30 and flow["sim_fell_behind"] == 0
+    assert flow["fused"] == 24 and flow["fusion_sync_dropped"] == 1
+    assert flow["cameras"]["cam0"] == {"published": 30, "pose_2d": 25, "pose_2d_dropped_in_node": 3,
+                                       "missed_before_node": 2, "lifted": 25, "fusion_in": 24}
+    # A stage first seen after the start counts from zero; a stage never seen is left out.
+    assert flow["cameras"]["cam1"] == {"published": 30, "pose_2d": 20, "pose_2d_dropped_in_node": 0,
+                                       "missed_before_node": 0}
+    assert stage_flow({}, {}, ["cam0"]) == {"sim_frames": None, "sim_fell_behind": None, "fused": None,
+                                            "fusion_sync_dropped": None, "cameras": {"cam0": {}}}
