@@ -67,7 +67,7 @@ class RigSimNode(ManagedNode):
             calib = g("calibration_file")
             self.rig = load_rig(resolve_path(calib)) if calib else default_rig(g("num_cameras"))
             config = config_from_mapping(SimConfig, config_values(self, SimConfig))
-            self.images = config_from_mapping(SimImageConfig, config_values(self, SimImageConfig))
+            self.image_config = config_from_mapping(SimImageConfig, config_values(self, SimImageConfig))
         except (OSError, ValueError) as exc:
             self.get_logger().error(f"cannot load the rig or bad simulation parameters: {exc}")
             return TransitionCallbackReturn.FAILURE
@@ -78,7 +78,8 @@ class RigSimNode(ManagedNode):
             return TransitionCallbackReturn.FAILURE
         self.stream = SimStream(self.rig, config, [self.rig.index(c) for c in wanted])
         self.world_frame, self.frame_prefix = g("world_frame"), g("frame_prefix")
-        what = {"pose_2d": "2D detections", "images": "images", "both": "2D detections and images"}[self.images.output]
+        what = {"pose_2d": "2D detections", "images": "images",
+                "both": "2D detections and images"}[self.image_config.output]
         self.get_logger().info(f"rig of {len(self.rig)} cameras; publishing {what} of {wanted}, "
                                f"{config.num_people} people at {config.rate_hz} Hz")
         return TransitionCallbackReturn.SUCCESS
@@ -86,16 +87,16 @@ class RigSimNode(ManagedNode):
     def on_activate(self, state) -> TransitionCallbackReturn:
         g = lambda n: self.get_parameter(n).value
         self.pose_pubs, self.image_pubs, self.info_pubs = [], [], []
-        raw = self.images.image_transport == "raw"
+        raw = self.image_config.image_transport == "raw"
         for c in self.stream.cameras:
             name = self.rig[int(c)].name
-            if self.images.poses:
+            if self.image_config.poses:
                 self.pose_pubs.append(self.own_publisher(PointCloud2, f"{name}/pose_2d", POSES))
-            if self.images.images:
+            if self.image_config.images:
                 self.image_pubs.append(self.own_publisher(Image, f"{name}/image_raw", SENSOR) if raw else
                                        self.own_publisher(CompressedImage, f"{name}/image_raw/compressed", SENSOR))
             self.info_pubs.append(self.own_publisher(CameraInfo, f"{name}/camera_info", SENSOR))
-        self.render_s = {"draw": 0.0, "encode": 0.0}   # total time making images, frames made
+        self.render_s = {"draw": 0.0, "encode": 0.0}   # s spent drawing and encoding images, over images_made frames
         self.images_made = 0
         self.gt_pub = (self.own_publisher(PointCloud2, g("ground_truth_topic"), POSES)
                        if g("publish_ground_truth") else None)
@@ -181,8 +182,8 @@ class RigSimNode(ManagedNode):
         headers = [make_header(s, self.frame_prefix + self.rig[int(c)].frame_id)
                    for s, c in zip(frame.stamps, self.stream.cameras)]
         poses = ([pose2d_to_cloud(p, s, h) for p, s, h in zip(frame.points2d, frame.scores, headers)]
-                 if self.images.poses else [])
-        images = self._image_messages(frame.truth, headers) if self.images.images else []
+                 if self.image_config.poses else [])
+        images = self._image_messages(frame.truth, headers) if self.image_config.images else []
         infos = [camera_to_camera_info(self.rig[int(c)], h) for c, h in zip(self.stream.cameras, headers)]
         truth = None
         if self.gt_pub is not None:
@@ -197,10 +198,11 @@ class RigSimNode(ManagedNode):
         t0 = time.perf_counter()
         pixels = render_rig_images(self.rig, self.stream.cameras, joints, self.images)
         t1 = time.perf_counter()
-        if self.images.image_transport == "raw":
-            msgs = [numpy_to_image(p, self.images.image_encoding, h) for p, h in zip(pixels, headers)]
+        if self.image_config.image_transport == "raw":
+            msgs = [numpy_to_image(p, self.image_config.image_encoding, h) for p, h in zip(pixels, headers)]
         else:
-            msgs = [numpy_to_compressed(p, "jpeg", self.images.jpeg_quality, h) for p, h in zip(pixels, headers)]
+            quality = self.image_config.jpeg_quality
+            msgs = [numpy_to_compressed(p, "jpeg", quality, h) for p, h in zip(pixels, headers)]
         self.render_s["draw"] += t1 - t0
         self.render_s["encode"] += time.perf_counter() - t1
         self.images_made += 1
