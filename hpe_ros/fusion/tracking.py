@@ -42,8 +42,8 @@ class TrackerConfig:
         "help": "joint speed (m/s) above which an update is rejected (the joint is held)"})
     speed_slack_m: float = field(default=0.05, metadata={"help": "noise allowance added to the speed gate's reach"})
     innovation_gate_k: float = field(default=10.0, metadata={
-        "help": "a joint measured further from its predicted position than this times the running median of "
-                "that distance (times the updates since it was last measured) is rejected (0 = speed gate only)"})
+        "help": "a joint measured in the previous update and now further from its predicted position than this "
+                "times the running median of that distance is rejected (0 = speed gate only)"})
     merge_m: float = field(default=0.25, metadata={
         "help": "poses closer than this (mean joint distance, m) are the same person"})
     min_joints: int = field(default=4, metadata={"help": "joints a group needs to start a track"})
@@ -451,19 +451,22 @@ class Tracker:
         self._age += self._alive
 
     def _innovation_reach(self, t: float, jump: np.ndarray, dt_joint: np.ndarray) -> np.ndarray | float:
-        """Innovation gate (M, J) m: innovation_gate_k x the running median distance between a joint's
-        measurement and its prediction (joints measured in the previous update), times the updates since
-        the joint was last measured. It catches what the speed gate lets through: a 2-view joint that an
-        outlier along the epipolar line moved 0.3 m passes 10 m/s at 30 Hz. inf until measured."""
+        """Innovation gate (M, J) m for joints measured in the previous update: innovation_gate_k x the
+        running median distance between such a joint's measurement and its prediction (at least
+        speed_slack_m); inf for the others, and until measured. It catches what the speed gate lets
+        through: a 2-view joint that an outlier along the epipolar line moved 0.3 m passes 10 m/s at 30 Hz.
+        A joint it rejects is left to the speed gate in the next update, so a sudden real move costs one
+        update, never a joint stuck behind a gate it cannot catch up with."""
         frame_dt = t - self._last_t
         if self.config.innovation_gate_k == 0 or not 0 < frame_dt < np.inf:
             return np.inf
         with np.errstate(invalid="ignore"):
-            updates = np.maximum(dt_joint / frame_dt, 1.0)
-            self._innovation.update(t, np.where(updates < 1.5, jump, np.nan))
+            consecutive = dt_joint < 1.5 * frame_dt
+        self._innovation.update(t, np.where(consecutive, jump, np.nan))
         if not self._innovation.measured:
             return np.inf
-        return self._innovation.threshold(self.config.innovation_gate_k, self.config.speed_slack_m) * updates
+        gate = self._innovation.threshold(self.config.innovation_gate_k, self.config.speed_slack_m)
+        return np.where(consecutive, gate, np.inf)
 
     def _stabilise_bones(self, meas, meas_views):
         """Update each track's running bone lengths and nudge joints toward them.

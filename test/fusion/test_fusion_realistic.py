@@ -96,3 +96,20 @@ def test_innovation_gate_rejects_a_jump_the_speed_gate_lets_through():
                 pose[9] += [0.0, 0.3, 0.0]                    # 0.3 m off in one frame: under 10 m/s x 1/30 s
             tracks = tracker.update(k / 30, pose[None], np.ones((1, 17)))
         assert (abs(tracks[0].joints[9, 1] - base[9, 1]) < 0.05) == rejected
+
+
+def test_innovation_gate_costs_a_sudden_real_move_one_update():
+    rng = np.random.default_rng(1)
+    base = rng.normal(0, 0.3, (17, 3)) + [0.0, 0.0, 1.0]
+    tracker = Tracker(TrackerConfig(filter="none", bone_gain=0.0))
+    for k in range(40):
+        shift = max(k - 29, 0) * 0.1                          # still, then 3 m/s from frame 30 on
+        pose = base + [shift, 0.0, 0.0] + rng.normal(0, 0.002, base.shape)
+        tracks = tracker.update(k / 30, pose[None], np.ones((1, 17)))
+        if k < 30:
+            continue
+        error = np.linalg.norm(tracks[0].joints - pose, axis=-1).max()
+        if k == 30:
+            assert error > 0.05                               # far off the still prediction: held once
+        elif k > 30:
+            assert error < 0.01                               # then followed, not stuck behind the gate
