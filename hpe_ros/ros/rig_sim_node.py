@@ -196,7 +196,7 @@ class RigSimNode(ManagedNode):
         """Every published camera's image of the people `joints` (P, J, 3) world m, as messages; the time
         spent drawing and encoding goes to the sim stage's diagnostics (draw_ms, encode_ms per frame)."""
         t0 = time.perf_counter()
-        pixels = render_rig_images(self.rig, self.stream.cameras, joints, self.images)
+        pixels = render_rig_images(self.rig, self.stream.cameras, joints, self.image_config)
         t1 = time.perf_counter()
         if self.image_config.image_transport == "raw":
             msgs = [numpy_to_image(p, self.image_config.image_encoding, h) for p, h in zip(pixels, headers)]
