@@ -5,8 +5,8 @@ that need it; every person's rotated ROI (hip centre, body scale, upright) is cu
 landmark network runs once on all people of all cameras; landmarks go back to image pixels through the
 inverse crop. Each person's next ROI follows their own alignment landmarks, as in MediaPipe, so the detector
 is only needed for newcomers: it runs on a camera's frame when that camera tracks nobody, when one of its
-tracked people was lost on the previous frame, and otherwise every `detect_every` frames (cameras in turn,
-not all in the same batch), so a newcomer is found within `detect_every` frames.
+tracked people was lost on the previous frame, and otherwise every `detect_every` frames, so a newcomer is
+found within `detect_every` frames.
 ROIs from elsewhere (`guide`: other cameras' fused 3D projected, hpe_ros.detect2d.guided_crops) join a
 camera's next frame like detections do, for the people its detector missed.
 
@@ -48,8 +48,9 @@ class BlazePoseConfig:
                                        # lost someone): a newcomer is found within N frames
     max_people: int = 8                # per camera, most present first
     same_person_iou: float = 0.5       # ROI squares overlapping more are one person (newcomers, duplicates)
-    same_person_distance: float = 0.05  # so are two whose landmarks both see lie closer (median) than this
-                                        # share of the smaller ROI side (one person followed by two ROIs)
+    same_person_distance: float = 0.02  # so are two whose landmarks (those both see) lie closer (median) than
+                                        # this share of the smaller ROI side: one person followed by two ROIs
+                                        # (same person: <= 0.011 measured; two people side by side: >= 0.027)
     heatmap_refine: bool = True        # MediaPipe's sub-pixel refinement from the landmark heatmaps (it lowers
                                        # the multi-view reprojection error on Pose2Sim's multi-person demo)
 
@@ -66,7 +67,6 @@ class _Stream:
     smoothing: np.ndarray = field(default_factory=lambda: np.zeros((0, 3, 2, 2)))  # (P, 3, 2, 2) ROI filter state
     guides: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # (G, 4) ROIs handed in for next frame
     frames: int = 0
-    phase: int = 0          # offset of this camera's periodic detector frames (cameras take turns)
     lost: bool = False      # a tracked person vanished on the last frame: look for them again
 
 
@@ -143,7 +143,7 @@ class BlazePoseBackend:
         if len(images) != len(streams):
             raise ValueError(f"{len(images)} images but {len(streams)} stream names")
         images = [_check_image(im, k) for k, im in enumerate(images)]
-        state = [self._stream(s) for s in streams]
+        state = [self._streams.setdefault(s, _Stream()) for s in streams]
         detect = [self._detector_due(st) for st in state]
         t0 = time.perf_counter()
         found = self.detect_people([im for im, d in zip(images, detect) if d], order="bgr")
@@ -172,16 +172,8 @@ class BlazePoseBackend:
             out.append((points[k][keep].astype(np.float64), visibility[k][keep].astype(np.float64)))
         return out
 
-    def _stream(self, name: str) -> _Stream:
-        """The state of camera `name`; a new camera's periodic detector frames are spread over the period
-        (golden-ratio offsets), so cameras rarely run the detector in the same batch."""
-        if name not in self._streams:
-            phase = int(len(self._streams) * 0.618034 * self.config.detect_every) % self.config.detect_every
-            self._streams[name] = _Stream(phase=phase)
-        return self._streams[name]
-
     def _detector_due(self, st: _Stream) -> bool:
-        return not len(st.rois) or st.lost or (st.frames + st.phase) % self.config.detect_every == 0
+        return not len(st.rois) or st.lost or st.frames % self.config.detect_every == 0
 
     def detect_people(self, images: list[np.ndarray], order: str = "rgb") -> list[np.ndarray]:
         """Images (H, W, 3) uint8 in channel `order` ("rgb" or "bgr") -> per image the detected people's
@@ -229,7 +221,7 @@ class BlazePoseBackend:
         earlier ones not yet used); those not overlapping a tracked or detected person are landmarked and kept
         like detections (dropped when the pose-presence score says nobody is there)."""
         rois = np.asarray(rois, dtype=np.float64).reshape(-1, 4)
-        self._stream(stream).guides = rois[np.isfinite(rois).all(1) & (rois[:, 2] > 0)]
+        self._streams.setdefault(stream, _Stream()).guides = rois[np.isfinite(rois).all(1) & (rois[:, 2] > 0)]
 
     def tracked_rois(self, stream: str) -> np.ndarray:
         """(P, 4) the ROIs `stream`'s next frame will look at for the people it tracks."""
@@ -305,17 +297,19 @@ def _keep_people(presence: np.ndarray, rois: np.ndarray, points: np.ndarray, vis
     for i in np.argsort(-presence, kind="stable"):
         if presence[i] < cfg.min_presence or len(keep) >= cfg.max_people or not np.isfinite(rois[i]).all():
             continue
-        if keep and (box_iou(boxes[i], boxes[keep]).max() > cfg.same_person_iou
-                     or any(_same_landmarks(i, j, rois, points, visibility, cfg) for j in keep)):
+        if any(_same_person(i, j, boxes, rois, points, visibility, cfg) for j in keep):
             continue
         keep.append(int(i))
     return np.array(sorted(keep), dtype=np.int64)
 
 
-def _same_landmarks(i: int, j: int, rois: np.ndarray, points: np.ndarray, visibility: np.ndarray,
-                    cfg: BlazePoseConfig, min_shared: int = 4) -> bool:
-    """People i and j have the same landmarks: on the (at least `min_shared`) landmarks both see, the median
-    distance is under `same_person_distance` of the smaller ROI side."""
+def _same_person(i: int, j: int, boxes: np.ndarray, rois: np.ndarray, points: np.ndarray, visibility: np.ndarray,
+                 cfg: BlazePoseConfig, min_shared: int = 4) -> bool:
+    """People i and j are one: their ROI squares overlap more than `same_person_iou`, or their landmarks (at
+    least `min_shared` that both see) lie closer (median) than `same_person_distance` of the smaller ROI side
+    (one person followed by two ROIs of different sizes, whose squares overlap little)."""
+    if box_iou(boxes[i], boxes[j:j + 1])[0] > cfg.same_person_iou:
+        return True
     shared = (visibility[i] >= 0.5) & (visibility[j] >= 0.5)
     if shared.sum() < min_shared:
         return False
