@@ -1,11 +1,12 @@
 """Fusion vs an oracle inlier-only DLT on the same detections, clean and realistic detector errors.
 
     nice -n 10 .venv/bin/python benchmarks/bench_fusion_oracle.py [--noise clean realistic]
-        [--sizes 4x2 8x6] [--frames 150] [--seeds 0 1] [--json out.json]
+        [--sizes 4x2 8x6] [--frames 150] [--seeds 0 1] [--errors swap_rate=0.03 ...] [--json out.json]
 
 Per case (cameras x people, `hpe_ros.sim`: default_rig(C), MotionScript in 4 m x 4 m, `observe` with
 errors=None (clean: 2 px noise, 2 % gross outliers, misses, occlusion) or "realistic" (DetectorErrors:
-size-dependent noise, definition offsets, swaps, truncation, occluders, false people, missed frames)):
+size-dependent noise, definition offsets, swaps, truncation, occluders, false people, missed frames;
+``--errors`` changes its fields)):
 
 - ``ours``: FusionPipeline.step(orientations=False) with FusionConfig() defaults on the shuffled rows,
   what LiveFusion runs per synchronised frame without a lifter (association + robust triangulation +
@@ -38,7 +39,7 @@ import numpy as np
 from hpe_ros.fusion import FusionConfig, FusionPipeline, TrackerConfig
 from hpe_ros.io.atomic import write_text_atomic
 from hpe_ros.metrics import match_people
-from hpe_ros.sim import MotionScript, default_rig, observe
+from hpe_ros.sim import DetectorErrors, MotionScript, default_rig, observe
 from hpe_ros.sim.oracle import detector_joints, oracle_triangulate
 
 FPS = 30.0
@@ -49,9 +50,11 @@ PCK_M = 0.05
 FIXED = FusionConfig(error_scale_k=0.0, tracker=TrackerConfig(one_euro_noise_ref=0.0, innovation_gate_k=0.0))
 
 
-def run_case(C: int, people: int, noise: str, frames: int, seed: int, config: FusionConfig | None = None) -> dict:
-    """One scene -> ours and the oracles scored on the same frames, summarised."""
-    errors = None if noise == "clean" else noise
+def run_case(C: int, people: int, noise: str, frames: int, seed: int, config: FusionConfig | None = None,
+             model: DetectorErrors | None = None) -> dict:
+    """One scene -> ours and the oracles scored on the same frames, summarised. model: the realistic
+    error model (default DetectorErrors())."""
+    errors = None if noise == "clean" else model or DetectorErrors()
     rig = default_rig(C)
     script = MotionScript(n_people=people, seed=seed, area=(4.0, 4.0))
     rng = np.random.default_rng(seed)
@@ -153,6 +156,20 @@ def parse_size(text: str) -> tuple[int, int]:
     return cams, people
 
 
+def parse_errors(ap: argparse.ArgumentParser, items: list[str]) -> dict[str, float]:
+    """["swap_rate=0.03", ...] -> {"swap_rate": 0.03, ...} (integers stay integers), checked against
+    DetectorErrors' fields."""
+    out = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            out[name] = int(value) if value.lstrip("-").isdigit() else float(value)
+            DetectorErrors(**out)
+        except (TypeError, ValueError) as exc:
+            ap.error(f"--errors {item}: {exc}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--noise", nargs="+", choices=("clean", "realistic"), default=["clean", "realistic"])
@@ -161,11 +178,17 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--fixed-thresholds", action="store_true",
                     help="fusion with fixed thresholds (12 px outliers, fixed One-Euro cutoffs, speed gate only)")
+    ap.add_argument("--errors", nargs="+", default=[], metavar="FIELD=VALUE",
+                    help="DetectorErrors fields of the realistic mode, e.g. swap_rate=0.03 noise=0.15")
     ap.add_argument("--json", help="also write the JSON document here")
     a = ap.parse_args()
     config = FIXED if a.fixed_thresholds else FusionConfig()
-    rows = [run_case(C, P, noise, a.frames, seed, config) for noise in a.noise for C, P in a.sizes for seed in a.seeds]
+    overrides = parse_errors(ap, a.errors)
+    model = DetectorErrors(**overrides)
+    rows = [run_case(C, P, noise, a.frames, seed, config, model)
+            for noise in a.noise for C, P in a.sizes for seed in a.seeds]
     doc = {"benchmark": "fusion vs oracle inlier-only DLT", "frames": a.frames, "skip": SKIP,
+           "realistic_errors": overrides,
            "thresholds": "fixed" if a.fixed_thresholds else "from the data",
            "target": "mpjpe_mm against the detector's joints (truth + definition offsets); "
                      "mpjpe_true_mm against the true joints", "rows": rows,
