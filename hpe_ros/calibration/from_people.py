@@ -26,7 +26,8 @@ c. **A consistent rig**: the best pair starts it (camera frame of its first came
    joints triangulated so far, which carries the one scale through the whole rig; after each camera
    every joint is re-triangulated (hpe_ros.fusion.triangulate, robust).
 d. **Bundle adjustment** of cameras and 3D joints (`hpe_ros.calibration.bundle`, soft-L1 loss), with
-   bone-length consistency: one free length per person and bone, shared over all frames.
+   bone-length consistency: one free length per person and bone, shared over all frames. The hips, which
+   detectors place differently from view to view, weigh `HIP_WEIGHT` (0.05) in it.
 e. **Metric scale** from body size. The height of each person is estimated from posture-independent
    segment lengths, thigh (hip-knee) + shank (knee-ankle) + trunk side (shoulder-hip), averaged over
    left and right and over frames, which together are `HEIGHT_FRACTION` (0.781) of standing height
@@ -82,6 +83,11 @@ TRIANGULATION_SIGMAS = 5.0    # triangulation reprojection gate
 BUNDLE_SIGMAS = (10.0, 4.0, 2.0)   # bundle adjustment outlier rounds
 BUNDLE_LOSS = "soft_l1"        # the bundle adjustment's robust loss (pseudo-Huber: as exact as Huber, smoother)
 LOSS_SIGMAS = 1.5             # its soft threshold
+# Hips have no visible landmark and detectors place them differently from view to view (COCO's largest OKS
+# sigma; on Pose2Sim's demo 19-23 px off the Qualisys rig's triangulation, the other joints 10-18 px): in the
+# bundle adjustment they pull on the cameras with this weight. They are still adjusted (scale and floor use them).
+HIP_JOINTS = ("left_hip", "right_hip", "mid_hip", "hip")
+HIP_WEIGHT = 0.05
 _HALF_NORMAL_MEDIAN = 0.6745  # median of |e| for e ~ N(0, 1)
 LINK_MAX_GAP = 3              # frames a 2D track may skip (`link_tracks`)
 RECORDING_GAP = LINK_MAX_GAP + 1   # empty frames between pooled recordings: no track spans two
@@ -810,7 +816,8 @@ class _Adjusted:
 def _bundle_step(rig: Rig, X: np.ndarray, pts, sc, layout: Layout, first: int, min_score: float,
                  max_bundle_points: int, bone_weight: float, noise_px: float, progress: bool) -> _Adjusted:
     """Step d: bundle adjustment of cameras and joints X (F, G, J, 3) on evenly spread frames, one free length
-    per person and bone; camera `first` fixed; robust loss and outlier rounds scaled by the detection noise."""
+    per person and bone; camera `first` fixed; robust loss and outlier rounds scaled by the detection noise;
+    observations weighted by score, hips by HIP_WEIGHT more."""
     F, G = X.shape[:2]
     per_frame = np.isfinite(X.reshape(F, -1, 3)).all(axis=-1).sum(axis=1)
     n_frames = F
@@ -824,7 +831,9 @@ def _bundle_step(rig: Rig, X: np.ndarray, pts, sc, layout: Layout, first: int, m
     pts_ba = pts[:, ba_frames]                                                # (C, Fb, G, J, 2)
     sc_ba = sc[:, ba_frames]
     cc, ff, gg, jj = np.nonzero((sc_ba >= min_score) & finite[None])
-    obs = Observations(camera=cc, point=point_id[ff, gg, jj], xy=pts_ba[cc, ff, gg, jj], weight=sc_ba[cc, ff, gg, jj])
+    joint_weight = np.array([HIP_WEIGHT if name in HIP_JOINTS else 1.0 for name in layout.joint_names])
+    obs = Observations(camera=cc, point=point_id[ff, gg, jj], xy=pts_ba[cc, ff, gg, jj],
+                       weight=sc_ba[cc, ff, gg, jj] * joint_weight[jj])
     bones_arr = layout.bone_array()
     B = len(bones_arr)
     ia, ib = point_id[..., bones_arr[:, 0]], point_id[..., bones_arr[:, 1]]   # (Fb, G, B)
