@@ -136,7 +136,8 @@ class BlazePoseBackend:
         self.weights = ""                          # which model files run, for the user (set by the factory)
         self.anchors = bp.ssd_anchors()
         self._streams: dict[str, _Stream] = {}
-        self.last_timings: dict[str, float] = {}   # detect_ms, landmarks_ms, people of the last infer()
+        self.last_timings: dict[str, float] = {}   # the last infer(): detect_ms, landmarks_ms, people (crops),
+                                                   # guided (ROIs), detected (cameras that ran the detector)
 
     def infer(self, images: list[np.ndarray], streams: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
         """images: BGR uint8 (H, W, 3); streams: camera names -> per image (points (P, 33, 2) px, scores (P, 33))."""
