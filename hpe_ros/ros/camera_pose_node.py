@@ -55,8 +55,8 @@ class CameraPoseNode(ManagedNode):
         d("detector_engine_file_path", "", "tensorrt: the detector's engine path")
         d("force_engine_update", False, "tensorrt: rebuild the engine even when the cached one matches")
         d("enable_fp16", True, "tensorrt: build the engine with FP16 kernels")
-        d("max_batch", 8, "tensorrt: largest batch of the engine's profile (crops per pose-network call)",
-          low=1, high=256)
+        d("max_batch", 8, "tensorrt: largest batch of the engine's profile; onnxruntime: larger batches are split "
+          "(crops per pose-network call; bounds onnxruntime's memory arena)", low=1, high=256)
         d("providers", "auto", "onnxruntime: 'auto' (TensorRT, CUDA, CPU as available) or a comma list")
         d("threads", 1, "onnxruntime / tflite intra-op threads (1: steady on a shared CPU; 0 = the runtime's "
           "default, all cores)", low=0, high=64)

@@ -81,8 +81,8 @@ def create_backend(name: str, *, model: str = "", model_file_path: str = "", det
     from hpe_ros.detect2d.topdown import TopDownConfig, TopDownPoseBackend
 
     def runtime_options(engine_path: str) -> dict:
-        if name == "onnxruntime":
-            return {"providers": providers, "threads": threads}
+        if name == "onnxruntime":  # max_batch bounds the shapes one run sees, so its memory arena settles early
+            return {"providers": providers, "threads": threads, "max_batch": max_batch}
         if name == "tensorrt":
             return {"engine_file_path": engine_path, "force_engine_update": force_engine_update,
                     "enable_fp16": enable_fp16, "max_batch": max_batch}
