@@ -5,9 +5,8 @@ videos (100 frames each) and keeps the OpenPose JSON folders under ``<corpus roo
 <backend>-coco17/<camera>``, so later runs read them instead of detecting again (a few minutes on CPU).
 No guided crops: they project the first pass's 3D through the Qualisys extrinsics, which a calibration
 from people must not lean on (on Demo_SinglePerson the two give identical files). The videos of
-Demo_SinglePerson's cam01 and cam02 are 1080 px wide while Calib.qca.txt says 1088: the detection run
-gets a copy of the Qualisys calibration with the videos' sizes (same K), which ``process`` needs to
-accept the videos.
+Demo_SinglePerson's cam01 and cam02 are 1080 px wide while Calib.qca.txt says 1088: ``process`` takes
+the difference as codec padding (warned; intrinsics unchanged).
 """
 from __future__ import annotations
 
@@ -18,10 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import cv2
-
 from hpe_ros.camera import Rig
-from hpe_ros.io.calibration import save_toml_rig
 from hpe_ros.io.qualisys import load_qualisys_rig
 from hpe_ros.realdata import corpus_root, demo_dir
 
@@ -29,9 +25,14 @@ DEMO = "Demo_SinglePerson"
 LAYOUT = "coco17"
 
 
+def demo_calibration_file() -> Path:
+    """The Qualisys calibration file of the demo cameras (cam01..cam04; every demo shares it)."""
+    return demo_dir(DEMO) / "calibration" / "Calib.qca.txt"
+
+
 def demo_rig() -> Rig:
-    """The Qualisys calibration of the demo cameras (cam01..cam04; every demo shares it)."""
-    return load_qualisys_rig(demo_dir(DEMO) / "calibration" / "Calib.qca.txt")
+    """The Qualisys calibration of the demo cameras, loaded."""
+    return load_qualisys_rig(demo_calibration_file())
 
 
 def demo_detections(backend: str = "blazepose", demo: str = DEMO) -> list[Path]:
@@ -44,16 +45,10 @@ def demo_detections(backend: str = "blazepose", demo: str = DEMO) -> list[Path]:
     videos = [demo_dir(demo) / "videos" / f"{name}.mp4" for name in rig.names]
     cache.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".detect-", dir=cache.parent))
+    calib_file = demo_calibration_file()
     try:
-        cams = []
-        for cam, video in zip(rig, videos):
-            capture = cv2.VideoCapture(str(video))
-            cams.append(cam.copy(size=(int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
-                                       int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))))
-            capture.release()
-        save_toml_rig(Rig(cams), work / "calib_video_sizes.toml")
         command = [sys.executable, "-m", "hpe_ros.cli", "process", "--videos", *map(str, videos),
-                   "--calib", str(work / "calib_video_sizes.toml"), "--out", str(work / "poses"),
+                   "--calib", str(calib_file), "--out", str(work / "poses"),
                    "--backend", backend, "--layout", LAYOUT, "--save-2d", str(work / "2d"), "--no-guided-crops",
                    "--no-progress"]
         result = subprocess.run(command, capture_output=True, text=True)
