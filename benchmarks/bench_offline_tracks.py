@@ -19,7 +19,7 @@ import numpy as np
 from hpe_ros.fusion.offline_tracks import ClipConfig
 from hpe_ros.metrics import PoseScorer
 from hpe_ros.offline import fuse_frames
-from hpe_ros.sim import MotionScript, default_rig, observe
+from hpe_ros.sim import MotionScript, default_rig, simulate_clip
 
 FPS = 30.0
 MODES = {"causal": {"causal": True}, "whole_clip_raw": {"clip": ClipConfig(smooth=False)}, "whole_clip": {}}
@@ -27,14 +27,8 @@ MODES = {"causal": {"causal": True}, "whole_clip_raw": {"clip": ClipConfig(smoot
 
 def simulate(rig, people: int, frames: int, seed: int, errors: str | None):
     """[(index, detections per camera)], truth (T, P, 17, 3)."""
-    script, rng = MotionScript(n_people=people, seed=seed), np.random.default_rng(seed)
-    out, truth = [], []
-    for f in range(frames):
-        joints = script.pose(f / FPS)
-        obs = observe(rig, joints, rng, errors=errors)
-        out.append((f, [(obs.points2d[c], obs.scores[c]) for c in range(len(rig))]))
-        truth.append(joints)
-    return out, np.stack(truth)
+    return simulate_clip(rig, MotionScript(n_people=people, seed=seed), frames, FPS, np.random.default_rng(seed),
+                         errors)
 
 
 def score(result, truth) -> dict:

@@ -7,7 +7,8 @@
 """
 from .detector_errors import DetectorErrors
 from .motion import MotionScript, Person, motion_types
-from .observe import Observation, observe
+from .observe import Observation, observe, simulate_clip
 from .rig import default_rig
 
-__all__ = ["MotionScript", "Person", "motion_types", "default_rig", "observe", "Observation", "DetectorErrors"]
+__all__ = ["MotionScript", "Person", "motion_types", "default_rig", "observe", "simulate_clip", "Observation",
+           "DetectorErrors"]

@@ -250,6 +250,19 @@ def observe(rig: Rig, joints3d: np.ndarray, rng: np.random.Generator, noise_px: 
                    occluded.reshape(C, P, J), np.broadcast_to(np.arange(P), (C, P)), min_visible_joints, rng)
 
 
+def simulate_clip(rig: Rig, script, frames: int, fps: float, rng: np.random.Generator,
+                  errors: DetectorErrors | str | None = None) -> tuple[list, np.ndarray]:
+    """`frames` frames of `script` (a MotionScript) at `fps` seen by `rig`, as offline tools read them:
+    [(frame index, [(points2d (P_c, 17, 2) px, scores (P_c, 17)) per camera])] and the truth (T, P, 17, 3) m."""
+    out, truth = [], []
+    for f in range(frames):
+        joints = script.pose(f / fps)
+        obs = observe(rig, joints, rng, errors=errors)
+        out.append((f, [(obs.points2d[c], obs.scores[c]) for c in range(len(rig))]))
+        truth.append(joints)
+    return out, np.stack(truth)
+
+
 def _report(points: np.ndarray, scores: np.ndarray, outlier: np.ndarray, occluded: np.ndarray,
             row_ids: np.ndarray, min_visible_joints: int, rng: np.random.Generator) -> Observation:
     """Report rows (C, R, ...) with enough detected joints, in a random row order per camera, padding at

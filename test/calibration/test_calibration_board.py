@@ -22,6 +22,8 @@ from hpe_ros.io.calibration import CalibrationError
 from hpe_ros.sim.boards import render_board_view, synthetic_board_poses
 from hpe_ros.sim.rig import default_rig
 
+from helpers.videos import write_gray_video
+
 N_POSES = 48
 CHECKERBOARD = Board.checkerboard(9, 6, 0.10)          # 1.0 x 0.7 m print, 54 corners
 CHARUCO = Board.charuco(8, 6, 0.14, 0.09)               # A0-sized, 35 corners
@@ -44,7 +46,7 @@ def write_sources(views: dict, folder: Path, video_camera: str | None) -> dict[s
     sources = {}
     for name, images in views.items():
         if name == video_camera:
-            path = write_video(images, folder / f"{name}.avi")
+            path = write_gray_video(images, folder / f"{name}.avi")
         else:
             path = folder / name
             path.mkdir(parents=True)
@@ -52,19 +54,6 @@ def write_sources(views: dict, folder: Path, video_camera: str | None) -> dict[s
                 assert cv2.imwrite(str(path / f"frame_{k:04d}.png"), image)
         sources[name] = path
     return sources
-
-
-def write_video(images, path: Path) -> Path:
-    h, w = images[0].shape[:2]
-    for codec in ("FFV1", "MJPG"):
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), 10, (w, h))
-        if writer.isOpened():
-            break
-    assert writer.isOpened(), "opencv cannot write FFV1 or MJPG video here"
-    for image in images:
-        writer.write(cv2.cvtColor(image, cv2.COLOR_GRAY2BGR))
-    writer.release()
-    return path
 
 
 @pytest.fixture(scope="module")

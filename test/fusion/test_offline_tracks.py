@@ -10,7 +10,7 @@ import pytest
 from hpe_ros.fusion.offline_tracks import ClipConfig, settle_tracks, whole_clip_fusion_config
 from hpe_ros.fusion.pipeline import FusionConfig
 from hpe_ros.offline import fuse_frames
-from hpe_ros.sim import MotionScript, default_rig, observe
+from hpe_ros.sim import MotionScript, default_rig, simulate_clip
 
 from helpers.fusion_scenes import observe as project_people
 from helpers.fusion_scenes import person, ring_rig
@@ -20,14 +20,7 @@ FPS = 30.0
 
 def sim_frames(rig, script, frames, seed=0, errors=None):
     """(index, detections per camera) for `frames` frames of the simulator, and the truth (T, P, 17, 3)."""
-    rng = np.random.default_rng(seed)
-    out, truth = [], []
-    for f in range(frames):
-        joints = script.pose(f / FPS)
-        obs = observe(rig, joints, rng, errors=errors)
-        out.append((f, [(obs.points2d[c], obs.scores[c]) for c in range(len(rig))]))
-        truth.append(joints)
-    return out, np.stack(truth)
+    return simulate_clip(rig, script, frames, FPS, np.random.default_rng(seed), errors)
 
 
 def scene_frames(rig, people_by_frame, seed=0):

@@ -9,6 +9,8 @@ import pytest
 
 from hpe_ros.io.frames import count_frames, list_images, read_frames
 
+from helpers.videos import write_gray_video
+
 N_FRAMES = 12
 
 
@@ -20,20 +22,6 @@ def frame(k: int) -> np.ndarray:
     return image
 
 
-def write_video(images, path: Path) -> Path:
-    """A lossless (FFV1, else MJPG) .avi."""
-    h, w = images[0].shape[:2]
-    for codec in ("FFV1", "MJPG"):
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), 10, (w, h))
-        if writer.isOpened():
-            break
-    assert writer.isOpened(), "opencv cannot write FFV1 or MJPG video here"
-    for image in images:
-        writer.write(cv2.cvtColor(image, cv2.COLOR_GRAY2BGR))
-    writer.release()
-    return path
-
-
 def test_read_frames_from_folder_and_video(tmp_path):
     images = [frame(k) for k in range(N_FRAMES)]
     folder = tmp_path / "cam0"
@@ -41,7 +29,7 @@ def test_read_frames_from_folder_and_video(tmp_path):
     for k, image in enumerate(images):
         assert cv2.imwrite(str(folder / f"frame_{k:04d}.png"), image)
     (folder / "notes.txt").write_text("not a frame")
-    video = write_video(images, tmp_path / "cam1.avi")
+    video = write_gray_video(images, tmp_path / "cam1.avi")
 
     indices = [i for i, _ in read_frames(folder)]
     assert indices == list(range(N_FRAMES)) and len(list_images(folder)) == N_FRAMES
