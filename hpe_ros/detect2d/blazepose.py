@@ -28,6 +28,7 @@ from hpe_ros.checks import config_from_mapping
 from hpe_ros.detect2d import blazepose_decode as bp
 from hpe_ros.detect2d.boxes import box_iou
 from hpe_ros.runtime import BackendUnavailable, create_runner
+from hpe_ros.runtime.base import warm_up_runner
 
 BLAZEPOSE_RUNTIMES = ("onnxruntime", "tflite", "tensorrt")
 # Network outputs by their .tflite names: detector boxes + keypoints, scores; landmarks, pose presence,
@@ -216,6 +217,13 @@ class BlazePoseBackend:
         split = np.cumsum(counts)[:-1]
         return (np.split(px[:, :bp.NUM_LANDMARKS], split), np.split(visibility[:, :bp.NUM_LANDMARKS], split),
                 np.split(pose_presence.reshape(-1), split), np.split(px[:, [bp.HIP_CENTER, bp.SCALE_POINT]], split))
+
+    def warm_up(self, cameras: int) -> dict[str, list[int]]:
+        """Run both networks at start-up on every batch size they will see for `cameras` images per call
+        (detector: up to `cameras`; landmarks: up to cameras x max_people ROIs), so the runtimes' memory
+        reaches its ceiling now (OnnxRuntimeRunner.warm_up). Returns the batch sizes run per network."""
+        return {"detector": warm_up_runner(self.detector, cameras),
+                "landmarks": warm_up_runner(self.landmarks, cameras * self.config.max_people)}
 
     def guide(self, stream: str, rois: np.ndarray) -> None:
         """ROIs (G, 4) cx, cy, size, angle image px where `stream`'s next frame should also look (replacing

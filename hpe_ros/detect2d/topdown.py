@@ -30,6 +30,7 @@ from hpe_ros.detect2d.preprocess import (
     to_network_input,
     warp_crops,
 )
+from hpe_ros.runtime.base import warm_up_runner
 from hpe_ros.skeleton import get_layout
 
 
@@ -112,6 +113,17 @@ class TopDownPoseBackend:
         points = apply_affines(points, invert_affines(affines))
         split = np.cumsum(counts)[:-1]
         return np.split(points, split), np.split(scores, split)
+
+    def warm_up(self, cameras: int) -> dict[str, list[int]]:
+        """Run both networks at start-up on every batch size they will see for `cameras` images per call
+        (detector: up to `cameras`; pose: up to cameras x max_people crops, or one per image without a
+        detector), so the runtimes' memory reaches its ceiling now (OnnxRuntimeRunner.warm_up).
+        Returns the batch sizes run per network."""
+        crops = cameras * (self.config.max_people if self.detector_runner is not None else 1)
+        sizes = {"pose": warm_up_runner(self.pose_runner, crops)}
+        if self.detector_runner is not None:
+            sizes["detector"] = warm_up_runner(self.detector_runner, cameras)
+        return sizes
 
     def reset(self, stream: str | None = None) -> None:
         """Forget tracked boxes (of one stream, or all): the next frame runs the detector."""

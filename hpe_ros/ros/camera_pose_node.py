@@ -115,7 +115,22 @@ class CameraPoseNode(ManagedNode):
         weights = f", {self.backend.weights}" if getattr(self.backend, "weights", "") else ""
         self.get_logger().info(f"2D pose with {self.backend.name} (layout {self.backend.layout}{weights}) "
                                f"for {self.cameras}")
+        self._warm_up()
         return self._configure_guides()
+
+    def _warm_up(self) -> None:
+        """Every batch size the networks will see, now: their memory reaches its ceiling at start-up
+        rather than stepping up when a rare batch first comes minutes later."""
+        if not hasattr(self.backend, "warm_up"):
+            return
+        start = time.monotonic()
+        try:
+            sizes = self.backend.warm_up(len(self.cameras))
+        except Exception as exc:  # onnxruntime raises its own types; the first real frame would say the same
+            self.get_logger().warning(f"2D backend warm-up failed: {exc}")
+            return
+        if any(sizes.values()):
+            self.get_logger().info(f"warmed up in {time.monotonic() - start:.1f} s, batch sizes {sizes}")
 
     def _configure_guides(self) -> TransitionCallbackReturn:
         g = lambda n: self.get_parameter(n).value

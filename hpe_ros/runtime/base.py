@@ -111,6 +111,13 @@ def _concat_padded(arrays: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(arrays, axis=0)
 
 
+def warm_up_runner(runner, largest: int) -> list[int]:
+    """Batch sizes `runner` ran to reach its memory ceiling for batches of up to `largest` (its `warm_up`;
+    runners without one, whose memory does not grow with new shapes, run nothing: [])."""
+    warm = getattr(runner, "warm_up", None)
+    return list(warm(max(int(largest), 1))) if warm is not None else []
+
+
 def dim_or_none(d) -> int | None:
     """A static dimension as int; symbolic / unknown / negative dims as None."""
     if isinstance(d, (int, np.integer)) and int(d) > 0:

@@ -115,6 +115,28 @@ class OnnxRuntimeRunner:
         batch = check_batch(batch, self.input_shape, self.name)
         return run_chunked(self._run_once, batch, self.max_batch, self._fixed_batch)
 
+    def warm_up(self, largest: int) -> list[int]:
+        """Run zero batches of every size the runner will send onnxruntime for batches of up to `largest`
+        (1..min(largest, max_batch); the fixed batch only for a fixed-batch model), largest first, twice each.
+
+        onnxruntime's CPU arena grows whenever no free block fits a run: the first run at a new shape
+        allocates tensor by tensor and plans a memory pattern, the second takes the pattern as one block. At
+        start-up these steps reach the arena's ceiling; later, rare shapes would step it up after minutes.
+        Returns the batch sizes run; none when a non-batch input dim is dynamic (unknown shape).
+        """
+        if self.session is None:
+            raise RuntimeError(f"{self.name}: warm_up() after close()")
+        dims = self.input_shape[1:]
+        if any(d is None for d in dims):
+            return []
+        top = min(int(largest), self.max_batch or int(largest))
+        sizes = [self._fixed_batch] if self._fixed_batch else list(range(max(top, 1), 0, -1))
+        for size in sizes:
+            batch = np.zeros((size, *dims), dtype=self._input_dtype)
+            for _ in range(2):
+                self.session.run(self.output_names, {self.input_name: batch})
+        return sizes
+
     def close(self) -> None:
         self.session = None
 

@@ -178,6 +178,40 @@ def test_a_batch_of_cameras_equals_one_camera_at_a_time(backend, astronaut):
         np.testing.assert_allclose(s, t, atol=1e-4)
 
 
+class RecordingSession:
+    """An onnxruntime session that records the input shape of every run."""
+
+    def __init__(self, session):
+        self.session, self.shapes = session, []
+
+    def run(self, names, feed):
+        self.shapes.extend(v.shape for v in feed.values())
+        return self.session.run(names, feed)
+
+
+def test_warm_up_covers_the_batches_a_frame_sends_and_max_batch_splits_them(cache, astronaut):
+    """Three cameras of two astronauts each: six ROIs, split at max_batch 4; warm_up(3) ran every shape the
+    frame sends (the detector's 3 images, landmark batches of 4 and 2), twice each, before it came."""
+    b = create_backend("blazepose", runtime="onnxruntime", providers="cpu", max_batch=4,
+                       blazepose={"min_detection_score": 0.4, "max_people": 2})
+    assert b.landmarks.max_batch == b.detector.max_batch == 4
+    warm = {net: RecordingSession(getattr(b, net).session) for net in ("detector", "landmarks")}
+    for net, recorder in warm.items():
+        getattr(b, net).session = recorder
+    assert b.warm_up(3) == {"detector": [3, 2, 1], "landmarks": [4, 3, 2, 1]}
+    assert [s[0] for s in warm["landmarks"].shapes] == [4, 4, 3, 3, 2, 2, 1, 1]
+    later = {net: RecordingSession(r.session) for net, r in warm.items()}
+    for net, recorder in later.items():
+        getattr(b, net).session = recorder
+    pair = np.ascontiguousarray(np.concatenate([astronaut, astronaut], axis=1)[..., ::-1])
+    results = b.infer([pair] * 3, ["a", "b", "c"])
+    assert [len(points) for points, _ in results] == [2, 2, 2]
+    assert [s[0] for s in later["landmarks"].shapes] == [4, 2]
+    for net in later:
+        assert set(later[net].shapes) <= set(warm[net].shapes), net
+    b.close()
+
+
 @pytest.mark.realdata
 def test_pose2sim_multi_person_frame(backend, realdata_demo):
     import cv2

@@ -81,6 +81,43 @@ def test_all_people_of_all_cameras_go_through_one_pose_call(nets):
         assert _matched_error(points, truth) < 1.6
 
 
+class RecordingSession:
+    """An onnxruntime session that records the input shape of every run."""
+
+    def __init__(self, session):
+        self.session, self.shapes = session, []
+
+    def run(self, names, feed):
+        self.shapes.extend(v.shape for v in feed.values())
+        return self.session.run(names, feed)
+
+
+def test_warm_up_covers_every_batch_the_cameras_can_send(nets):
+    """warm_up(cameras) runs each network on every batch size the node's frames can bring (detector: up to
+    the cameras; pose: up to cameras x max_people crops, split at max_batch), so a frame's shapes were seen."""
+    rng = np.random.default_rng(3)
+    truths = [[person_pixels(rng, (170, 250)), person_pixels(rng, (470, 230))],
+              [person_pixels(rng, (200, 240))],
+              [person_pixels(rng, (150, 260)), person_pixels(rng, (500, 200), scale=0.8)]]
+    images = [dot_image(t, size=(640, 480)) for t in truths]
+    backend = create_backend("onnxruntime", model=str(nets["simcc"]), detector=str(nets["detector"]), max_batch=4,
+                             topdown={"max_people": 3})
+    runners = {"pose": backend.pose_runner, "detector": backend.detector_runner}
+    warm = {net: RecordingSession(r.session) for net, r in runners.items()}
+    for net, r in runners.items():
+        r.session = warm[net]
+    assert backend.warm_up(3) == {"pose": [4, 3, 2, 1], "detector": [3, 2, 1]}
+    later = {net: RecordingSession(r.session) for net, r in warm.items()}
+    for net, r in runners.items():
+        r.session = later[net]
+    results = backend.infer(images, ["a", "b", "c"])
+    assert [len(points) for points, _ in results] == [2, 1, 2]
+    assert [s[0] for s in later["pose"].shapes] == [4, 1]          # 5 crops split at max_batch 4
+    for net in later:
+        assert set(later[net].shapes) <= set(warm[net].shapes), net
+    assert create_backend("onnxruntime", model=str(nets["heatmap"])).warm_up(2) == {"pose": [2, 1]}
+
+
 def test_boxes_follow_keypoints_between_detector_runs(nets):
     rng = np.random.default_rng(4)
     backend = create_backend("onnxruntime", model=str(nets["heatmap"]), detector=str(nets["detector"]),

@@ -141,6 +141,40 @@ def test_run_chunked_pads_a_short_chunk_for_a_fixed_batch():
     assert out[1].shape == (6, 1, H, W)
 
 
+class RecordingSession:
+    """An onnxruntime session that records the input shape of every run."""
+
+    def __init__(self, session):
+        self.session, self.shapes = session, []
+
+    def run(self, names, feed):
+        self.shapes.extend(v.shape for v in feed.values())
+        return self.session.run(names, feed)
+
+
+def test_warm_up_runs_every_shape_the_session_will_see_twice(net, onnx_dynamic, onnx_fixed1):
+    """onnxruntime's arena grows on a shape's first two runs (tensor by tensor, then the planned block):
+    after warm_up, batches of any size only send the session shapes it has run twice."""
+    ort = OnnxRuntimeRunner(str(onnx_dynamic), threads=1, max_batch=3)
+    ort.session = warm = RecordingSession(ort.session)
+    assert ort.warm_up(7) == [3, 2, 1]
+    assert warm.shapes == [(k, 3, H, W) for k in (3, 3, 2, 2, 1, 1)]
+    ort.session = later = RecordingSession(warm.session)
+    for n in range(1, 12):
+        x = batch(n, seed=n)
+        assert_outputs_close(ort.run(x), reference(net, x))  # warm-up left no state behind
+    assert set(later.shapes) <= set(warm.shapes)
+    assert OnnxRuntimeRunner(str(onnx_dynamic), threads=1, max_batch=8).warm_up(2) == [2, 1]
+    assert OnnxRuntimeRunner(str(onnx_dynamic), threads=1).warm_up(4) == [4, 3, 2, 1]   # no max_batch
+    assert OnnxRuntimeRunner(str(onnx_fixed1), threads=1, max_batch=8).warm_up(5) == [1]
+
+
+def test_warm_up_runner_skips_runners_without_warm_up(net):
+    from hpe_ros.runtime.base import warm_up_runner
+
+    assert warm_up_runner(TorchRunner(net, device="cpu", max_batch=2), 4) == []
+
+
 def test_run_chunked_pads_outputs_whose_size_varies_per_chunk():
     def detector(chunk):  # like an end2end detector after NMS: N boxes depends on the data
         n = int(chunk[0, 0, 0, 0])

@@ -55,7 +55,8 @@ def create_backend(name: str, *, model: str = "", model_file_path: str = "", det
     Network backends: `model` = manifest name (models/NAME.toml) or path to a manifest .toml;
     `model_file_path` overrides where its weights are (ONNX; TorchScript for "torch"); `detector` likewise
     ("" = no detector: the whole image is one person); TensorRT takes Isaac ROS's `engine_file_path`,
-    `force_engine_update`, `enable_fp16`; `topdown`: TopDownConfig fields.
+    `force_engine_update`, `enable_fp16`; `topdown`: TopDownConfig fields. `max_batch`: TensorRT's profile;
+    onnxruntime splits larger batches (also blazepose's), which bounds the shapes its memory arena sees.
     "blazepose": `runtime` (onnxruntime | tflite | tensorrt), `blazepose`: BlazePoseConfig fields; the
     file paths override the .tflite files taken from mediapipe's wheel.
     """
@@ -67,7 +68,8 @@ def create_backend(name: str, *, model: str = "", model_file_path: str = "", det
         from hpe_ros.detect2d.blazepose import create_blazepose_backend
 
         runtime_options = {
-            "onnxruntime": dict(providers=providers, threads=threads), "tflite": dict(threads=threads),
+            "onnxruntime": dict(providers=providers, threads=threads, max_batch=max_batch),
+            "tflite": dict(threads=threads),
             "tensorrt": dict(engine_file_path=engine_file_path, detector_engine_file_path=detector_engine_file_path,
                              force_engine_update=force_engine_update, enable_fp16=enable_fp16, max_batch=max_batch)}
         return create_blazepose_backend(runtime, detector_file_path=detector_file_path,
