@@ -52,6 +52,8 @@ _WALK_RAMP = 0.8                    # s to speed up / slow down
 _MIN_GAP = 0.55                     # m between planned hip centres; walks that come closer are re-planned
 _MARGIN = 0.35                      # m kept from the edge of the area by walk goals
 _LOOKAHEAD = 2.0                    # s of script planned beyond the latest instant asked for
+_SHORTEST_SEGMENT = 0.5             # s, the shortest activity (a boxed-in pause; walks of >= 1.2 m take longer):
+                                    # a period holds at most period / this segments per person
 
 
 def motion_types() -> list[str]:
@@ -345,10 +347,12 @@ class MotionScript:
         yaws = rng.uniform(-np.pi, np.pi, self.n_people)
         self._start = [(ring * math.cos(a), ring * math.sin(a), float(w)) for a, w in zip(angles, yaws)]
         self._queue = [(0.0, p) for p in range(self.n_people)]
-        # The plan is the table's rows, one per segment (23 floats): it grows with the time planned, up to the
-        # period. Only each person's latest Segment stays an object (planning continues from it): an object per
+        # The plan is the table's rows, one per segment (23 floats), allocated and written for the whole period
+        # now (1.3 MB per person an hour), so a long-running simulator's memory does not step up as the plan
+        # fills. Only each person's latest Segment stays an object (planning continues from it): an object per
         # segment (attribute dict and boxed floats, ~1.8 KB) made a long-running simulator's memory creep.
         self._table = np.zeros((self.n_people, 0, len(_COLUMNS)))
+        self._grow_table(math.ceil(self.period / _SHORTEST_SEGMENT) + 1)
         self._last: list[Segment | None] = [None] * self.n_people
         self._planned = [0] * self.n_people
         self._extend(_LOOKAHEAD)
@@ -382,7 +386,8 @@ class MotionScript:
         self._extend(tl + _LOOKAHEAD)  # plans a segment now and then: the cost is spread over frames
         if self.n_people == 0:
             return np.zeros((0, len(_COLUMNS))), np.zeros(0), tl
-        idx = np.maximum((self._table[:, :, _COL["start"]] <= tl).sum(axis=1) - 1, 0)
+        starts = self._table[:, : max(self._planned), _COL["start"]]  # the planned rows; the rest start at +inf
+        idx = np.maximum((starts <= tl).sum(axis=1) - 1, 0)
         rows = self._table[np.arange(self.n_people), idx]
         return rows, tl - rows[:, _COL["start"]], tl
 
@@ -402,12 +407,16 @@ class MotionScript:
 
     def _append_row(self, p: int, seg: Segment):
         n = self._planned[p]
-        if n > self._table.shape[1]:
-            grown = np.zeros((self.n_people, 2 * n, len(_COLUMNS)))
-            grown[:, :, _COL["start"]] = np.inf  # unused rows are never current
-            grown[:, : self._table.shape[1]] = self._table
-            self._table = grown
+        if n > self._table.shape[1]:  # not for segments of _SHORTEST_SEGMENT or longer
+            self._grow_table(2 * n)
         self._table[p, n - 1] = [getattr(seg, c) for c in _COLUMNS[:-1]] + [_KIND_ID[seg.kind]]
+
+    def _grow_table(self, rows: int) -> None:
+        """Room for `rows` segments per person; unused rows start at +inf, so they are never current."""
+        grown = np.zeros((self.n_people, rows, len(_COLUMNS)))
+        grown[:, :, _COL["start"]] = np.inf
+        grown[:, : self._table.shape[1]] = self._table
+        self._table = grown
 
     def _state(self, p: int) -> tuple[float, float, float]:
         last = self._last[p]

@@ -145,6 +145,22 @@ def test_activities_mix_and_can_be_restricted():
 
 
 # --- rig ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("people, area", [(2, (3.0, 3.0)), (6, (2.5, 2.5))])
+def test_the_plan_table_is_allocated_for_the_whole_period_up_front(people, area):
+    """A long-running simulator's memory must not step up as its plan fills: the table is sized for the
+    period's most segments at start and stays the same array however the script plays on, also crowded
+    (six people in 2.5 m x 2.5 m pause boxed in most often) and past the period (where it repeats)."""
+    script = MotionScript(people, seed=3, area=area, period=300.0)
+    table = script._table
+    assert table.shape[:2] == (people, 601)
+    first = script.pose(12.5)
+    for t in np.arange(0.0, 320.0, 0.5):
+        script.pose(t)
+    assert script._table is table
+    assert max(script._planned) < table.shape[1]
+    np.testing.assert_array_equal(script.pose(312.5), first)
+
+
 def test_default_rig_geometry():
     rig = default_rig(4)
     assert rig.names == ["cam0", "cam1", "cam2", "cam3"]
