@@ -23,11 +23,17 @@ MMPOSE_MEAN = (123.675, 116.28, 103.53)   # RGB, 0-255 units: what RTMPose / HRN
 MMPOSE_STD = (58.395, 57.12, 57.375)
 STRIDE = 4
 SIMCC_SPLIT = 2.0
+CENTRE_PREFERENCE = 0.05   # likelihood lost at the crop's left / right edge: ties go to the centred person
 
 
 def build_keypoint_net(num_joints: int = 17, output: str = "heatmap", mean=MMPOSE_MEAN, std=MMPOSE_STD,
-                       width: float = CODE_STEP / 2.5):
-    """torch.nn.Module finding coded dots. output: "heatmap" or "simcc". Input: RGB normalised with mean/std."""
+                       width: float = CODE_STEP / 2.5, centre_preference: float = CENTRE_PREFERENCE):
+    """torch.nn.Module finding coded dots. output: "heatmap" or "simcc". Input: RGB normalised with mean/std.
+
+    centre_preference: every pixel's likelihood is scaled by 1 - centre_preference * (x offset from the
+    crop's centre line / half width)^2, so of two equal dots of one joint (two people in one crop) the one
+    nearer the centre line wins, as a trained top-down network returns the person its crop is centred on.
+    """
     import torch
     from torch import nn
     from torch.nn import functional as F
@@ -55,7 +61,9 @@ def build_keypoint_net(num_joints: int = 17, output: str = "heatmap", mean=MMPOS
 
         def forward(self, x):
             z = self.match(self.to_grey(x))
-            likelihood = torch.exp(-z * z)                                   # (N, J, H, W)
+            w = x.shape[-1]
+            offset = (torch.arange(w, dtype=torch.float32) - (w - 1) / 2) / (w / 2)
+            likelihood = torch.exp(-z * z) * (1 - centre_preference * offset * offset)   # (N, J, H, W)
             if self.output == "heatmap":
                 return self.pool(likelihood)
             # SimCC: per-axis marginals of the map smoothed twice by a 5x5 box (a pixelated disc alone has a

@@ -94,3 +94,32 @@ def test_detector_boxes_each_run_of_bright_columns(tmp_path):
     found = dets[0][dets[0][:, 4] > 0.3]
     np.testing.assert_allclose(found[np.argsort(found[:, 0]), :4], [[30, 50, 59, 119], [200, 80, 239, 199]])
     assert not (dets[1][:, 4] > 0).any()                          # an empty image has no people
+
+
+@pytest.mark.parametrize("split_codes, boxes", [(2, 2), (0, 1)])
+def test_two_people_overlapping_left_to_right_are_two_detections(scene, tmp_path, split_codes, boxes):
+    """Every joint has its own grey code, so a run of columns with two dots of the same codes holds two
+    people: the detector splits it, and each crop gives back its own person (split_codes=0: one merged box)."""
+    pytest.importorskip("onnxruntime", reason="needs onnxruntime: pip install '.[onnx]'")
+    pytest.importorskip("torch", reason="the networks are built with torch: pip install '.[torch]'")
+    from hpe_ros.detect2d import create_backend
+    from hpe_ros.sim.dot_detector import export_dot_detector
+    from hpe_ros.sim.keypoint_net import export_keypoint_net
+
+    rig, truth = scene
+    cam = rig[0]
+    people = np.stack([truth[0], truth[0] + cam.R.T @ [0.35, 0.0, 0.6]])   # 0.35 m to the right, 0.6 m behind
+    projected = cam.project(people)                                           # (2, J, 2)
+    assert projected[1, :, 0].min() < projected[0, :, 0].max() - 30         # they overlap left to right
+    detector = export_dot_detector(tmp_path / "detector", input_size=(320, 240), split_codes=split_codes)
+    backend = create_backend("onnxruntime", providers="cpu", threads=1, detector=str(detector),
+                             model=str(export_keypoint_net(tmp_path / "pose", input_size=(192, 256))))
+    image, = render_rig_images(rig, [0], people, SimImageConfig(image_encoding="bgr8"))
+    (points, _scores), = backend.infer([image], ["cam0"])
+    assert len(points) == boxes
+    if boxes == 2:
+        err = np.linalg.norm(points[:, None] - projected[None], axis=-1)      # (detection, person, J) px
+        own = np.argmin(np.median(err, axis=-1), axis=1)
+        assert sorted(own) == [0, 1]
+        for d, p in enumerate(own):
+            assert np.median(err[d, p]) < 1.0 and np.mean(err[d, p] < 3.0) >= 0.8
