@@ -12,7 +12,12 @@ Steps, all batched over cameras x persons x joints (loops only over priors, came
 (d) every group's joints are triangulated at once (robust triangulation) and a view whose median
     reprojection error is far above max_epipolar_px is split off as a singleton; that triangulation is
     returned with the groups (`Association.points` where `triangulated`), so a caller that triangulates
-    with the same settings (`max_error_px`, `refine`) need not solve unchanged groups again.
+    with the same settings (`max_error_px`, `refine`) need not solve unchanged groups again. So is a
+    view that is off by more than max_epipolar_px on more than `max_foreign_share` of its joints while
+    enough other views stay (a 2D skeleton that mixes two people: its median fits, a third of its joints
+    belong to someone else), worst first; such a detection stays on its own (`Association.mixed`) and
+    is not re-attached in (e);
+(e) singletons are offered to the triangulated groups that miss their camera.
 
 Cost: (a) is linear in cameras; (b) only scores pairs with at least one detection that no prior claimed
 (two prior-seeded groups never merge), so once people are tracked it touches the few new detections,
@@ -51,7 +56,8 @@ class Association:
     triangulation of each group (what `triangulate` returns for the group's views with associate's
     max_error_px / refine and min_views=2); valid only where `triangulated` (G,) is True, i.e. for
     multi-view groups whose views did not change after validation (NaN / 0 elsewhere). None when no
-    group was triangulated.
+    group was triangulated. mixed: (G,) bool, single-view groups split off a group because too many of
+    their joints were someone else's (a 2D skeleton mixing two people); None when none was.
     """
 
     groups: np.ndarray
@@ -60,6 +66,12 @@ class Association:
     confidence: np.ndarray | None = None
     joint_views: np.ndarray | None = None
     triangulated: np.ndarray | None = None
+    mixed: np.ndarray | None = None
+
+    @property
+    def mixed_views(self) -> int:
+        """How many views were split off as mixing two people."""
+        return 0 if self.mixed is None else int(self.mixed.sum())
 
     def __len__(self) -> int:
         return len(self.groups)
@@ -263,7 +275,8 @@ def _greedy_groups(affinity: np.ndarray, active: np.ndarray, owner: np.ndarray, 
 
 def associate(rig: Rig, points2d: np.ndarray, scores: np.ndarray, priors: np.ndarray | None = None,
               min_views: int = 2, max_epipolar_px: float = 25.0, prior_gate_px: float = 60.0,
-              min_score: float = 0.1, max_error_px: float | None = None, refine: bool = False) -> Association:
+              min_score: float = 0.1, max_error_px: float | None = None, refine: bool = False,
+              max_foreign_share: float = 0.3) -> Association:
     """Group the detections of C cameras into people.
 
     points2d: (C, P, J, 2) px (NaN = missing); scores: (C, P, J) in [0, 1]; priors: (T, J, 3) predicted
@@ -271,6 +284,8 @@ def associate(rig: Rig, points2d: np.ndarray, scores: np.ndarray, priors: np.nda
     are ignored. Groups with fewer than min_views cameras are returned too (single-view people).
     max_error_px (default max_epipolar_px) and refine are the validation's triangulation settings: pass
     the ones the caller triangulates with, and the returned points can stand in for that triangulation.
+    max_foreign_share: a view of a group of >= 3 views is split off when more than this share of its
+    joints (and at least 3) are off the group's robust 3D pose by more than max_epipolar_px (1 = never).
     -> Association(groups (G, C) int, prior_index (G,) int, and the validation's triangulation).
     """
     points2d = np.asarray(points2d, dtype=np.float64)
@@ -306,8 +321,9 @@ def associate(rig: Rig, points2d: np.ndarray, scores: np.ndarray, priors: np.nda
 
     groups, prior_index = _labels_to_groups(labels, label_prior, C, P)
     groups, prior_index, tri = _validate(rig, groups, prior_index, pts, scores, confident, min_score,
-                                         max_epipolar_px, max_error_px, refine)
-    groups, prior_index, tri = _reattach(rc, groups, prior_index, tri, pts, confident, max_epipolar_px)
+                                         max_epipolar_px, max_error_px, refine, max_foreign_share)
+    groups, prior_index, tri = _reattach(rc, groups, prior_index, tri, pts, confident, max_epipolar_px,
+                                         max_foreign_share)
     return _ordered(groups, prior_index, tri)
 
 
@@ -330,33 +346,78 @@ def _labels_to_groups(labels: np.ndarray, label_prior: np.ndarray, C: int, P: in
 class _GroupPoses:
     """Per-group triangulation carried through validation and re-attachment: points (G, J, 3),
     confidence (G, J), views (G, J), fit (G,) bool (the rows are the triangulation of the group's
-    current views) and robust (G,) bool (a trustworthy 3D pose for re-attachment, even if stale)."""
+    current views), robust (G,) bool (a trustworthy 3D pose for re-attachment, even if stale) and mixed
+    (G,) bool (a view split off its group as mixing two people)."""
 
-    def __init__(self, points, confidence, views, fit, robust):
+    def __init__(self, points, confidence, views, fit, robust, mixed):
         self.points, self.confidence, self.views, self.fit, self.robust = points, confidence, views, fit, robust
+        self.mixed = mixed
+
+    def _arrays(self) -> tuple:
+        return self.points, self.confidence, self.views, self.fit, self.robust, self.mixed
 
     @classmethod
     def empty(cls, G: int, J: int) -> _GroupPoses:
         return cls(np.full((G, J, 3), np.nan), np.zeros((G, J)), np.zeros((G, J), dtype=np.int64),
-                   np.zeros(G, dtype=bool), np.zeros(G, dtype=bool))
+                   np.zeros(G, dtype=bool), np.zeros(G, dtype=bool), np.zeros(G, dtype=bool))
 
     def take(self, idx: np.ndarray) -> _GroupPoses:
-        return _GroupPoses(self.points[idx], self.confidence[idx], self.views[idx], self.fit[idx], self.robust[idx])
+        return _GroupPoses(*(a[idx] for a in self._arrays()))
 
     def append_empty(self, n: int) -> _GroupPoses:
         e = _GroupPoses.empty(n, self.points.shape[1])
-        return _GroupPoses(*(np.concatenate([a, b]) for a, b in
-                             zip((self.points, self.confidence, self.views, self.fit, self.robust),
-                                 (e.points, e.confidence, e.views, e.fit, e.robust))))
+        return _GroupPoses(*(np.concatenate([a, b]) for a, b in zip(self._arrays(), e._arrays())))
+
+
+def _foreign_share(err: np.ndarray, have: np.ndarray, max_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """Joints off by more than max_px: (count, share of the joints compared), over the last axis."""
+    off = (have & (err > max_px)).sum(-1)
+    return off, off / np.maximum(have.sum(-1), 1)
+
+
+def _mixed_views_left_out(rig: Rig, p2: np.ndarray, sc: np.ndarray, inside: np.ndarray, suspect: np.ndarray,
+                          min_score: float, max_error_px: float, max_px: float, max_share: float) -> np.ndarray:
+    """Views (C, M) that mix two people: p2 (C, M, J, 2), sc (C, M, J) of M groups, inside (C, M) their
+    views. Each view of a group of >= 3 views with a suspect view (C, M) (one far off on several joints)
+    is compared with the robust triangulation of the group's other views, on the joints they agree on: one
+    off by more than max_px on more than max_share of those (and >= _MIN_JOINTS) is mixed, and is split off
+    when at least two of the group's views are not.
+
+    Left out, because two mixed views can agree on a joint and outvote the good ones in the full solve.
+    """
+    C, M, J = sc.shape
+    cols = np.flatnonzero((inside.sum(0) >= 3) & (suspect & inside).any(0))
+    mixed = np.zeros((C, M), dtype=bool)
+    if cols.size == 0:
+        return mixed
+    S = len(cols)
+    views = inside[:, cols]                                                             # (C, S)
+    s = np.where(views[..., None], sc[:, cols], 0.0)                                    # (C, S, J)
+    left_out = np.broadcast_to(s[:, None], (C, C, S, J)).copy()                         # (C, L, S, J)
+    left_out[np.arange(C), np.arange(C)] = 0.0
+    pts = np.broadcast_to(p2[:, None, cols], (C, C, S, J, 2)).reshape(C, C * S * J, 2)
+    r = _robust_solve(rig, pts, left_out.reshape(C, C * S * J), min_views=2, min_score=min_score,
+                      max_error_px=max_error_px, max_removals=None, refine=False)
+    X = r["X"].reshape(C, S, J, 3)                                                      # (L, S, J, 3)
+    proj = rig_constants(rig).project(X)[np.arange(C), np.arange(C)]                    # (L, S, J, 2)
+    err = np.linalg.norm(proj - p2[:, cols], axis=-1)                                   # (C, S, J)
+    # Only joints the other views agree on (two or more within max_error_px) can judge the view left out.
+    have = (s >= min_score) & (s > 0) & np.isfinite(err) & r["good"].reshape(C, S, J)
+    off, share = _foreign_share(err, have, max_px)
+    flagged = (share > max_share) & (off >= _MIN_JOINTS) & views
+    # When fewer than two views pass, the group's views disagree without a majority: nothing to judge by.
+    mixed[:, cols] = flagged & ((views & ~flagged).sum(0) >= 2)[None, :]
+    return mixed
 
 
 def _validate(rig: Rig, groups: np.ndarray, prior_index: np.ndarray, pts: np.ndarray, scores: np.ndarray,
-              confident: np.ndarray, min_score: float, max_px: float, max_error_px: float, refine: bool
-              ) -> tuple[np.ndarray, np.ndarray, _GroupPoses]:
+              confident: np.ndarray, min_score: float, max_px: float, max_error_px: float, refine: bool,
+              max_foreign_share: float = 1.0) -> tuple[np.ndarray, np.ndarray, _GroupPoses]:
     """(d): triangulate all multi-view groups at once; split off views that do not fit their group.
 
     -> groups, prior_index, and the per-group poses: `fit` for groups that kept all their views (the
-    triangulation stands), `robust` for every group that kept >= 2 views.
+    triangulation stands), `robust` for every group that kept >= 2 views, `mixed` for the views split
+    off as mixing two people.
     """
     C, P, J, _ = pts.shape
     multi = np.flatnonzero((groups >= 0).sum(1) >= 2)
@@ -374,13 +435,15 @@ def _validate(rig: Rig, groups: np.ndarray, prior_index: np.ndarray, pts: np.nda
     sc = sc.transpose(1, 0, 2).reshape(C, M * J)
     inside = g.T >= 0                                                                   # (C, M)
 
+    def errors(r, m):
+        """Error (C, m, J) of every view against the robust points, and where it counts."""
+        have = r["usable"].reshape(C, m, J) & np.isfinite(r["X"]).all(1).reshape(1, m, J)
+        return r["err"].reshape(C, m, J), have
+
     def split(r, cols):
         """Views (C, m) whose median error against the robust points is above max_px, and the groups
         (m,) that are hopeless (fewer than 2 views would stay)."""
-        m = len(cols)
-        err = r["err"].reshape(C, m, J)                 # error of every view against the robust point
-        have = r["usable"].reshape(C, m, J) & np.isfinite(r["X"]).all(1).reshape(1, m, J)
-        med = _masked_median(err, have, _MIN_JOINTS)                                    # (C, m)
+        med = _masked_median(*errors(r, len(cols)), _MIN_JOINTS)                       # (C, m)
         bad = (med > max_px) & inside[:, cols]
         # Too few views left to stand on: the group as a whole is inconsistent, so split all of it.
         hopeless = bad.any(0) & (inside[:, cols].sum(0) - bad.sum(0) < 2)
@@ -402,6 +465,12 @@ def _validate(rig: Rig, groups: np.ndarray, prior_index: np.ndarray, pts: np.nda
         r2 = _robust_solve(rig, p2[:, jj], sc[:, jj], min_views=2, min_score=min_score, max_error_px=max_px,
                            max_removals=None, refine=False)
         bad[:, cols], hopeless[cols] = split(r2, cols)
+    mixed = np.zeros_like(bad)
+    if max_foreign_share < 1:
+        off, _ = _foreign_share(*errors(r, M), max_px)
+        mixed = _mixed_views_left_out(rig, p2.reshape(C, M, J, 2), sc.reshape(C, M, J), inside & ~bad,
+                                      off >= _MIN_JOINTS, min_score, max_error_px, max_px, max_foreign_share)
+        bad |= mixed
     tri.robust[multi] = ~hopeless
     tri.fit[multi] = ~bad.any(0)
     if not bad.any():
@@ -412,21 +481,23 @@ def _validate(rig: Rig, groups: np.ndarray, prior_index: np.ndarray, pts: np.nda
     groups = groups.copy()
     groups[multi[split_g], split_c] = -1
     keep = np.flatnonzero((groups >= 0).any(1))
+    tri = tri.take(keep).append_empty(len(singles))
+    tri.mixed[len(keep):] = mixed.T[split_g, split_c]
     return (np.concatenate([groups[keep], singles]),
-            np.concatenate([prior_index[keep], np.full(len(singles), -1, dtype=np.int64)]),
-            tri.take(keep).append_empty(len(singles)))
+            np.concatenate([prior_index[keep], np.full(len(singles), -1, dtype=np.int64)]), tri)
 
 
 def _reattach(rc: RigConstants, groups: np.ndarray, prior_index: np.ndarray, tri: _GroupPoses,
-              pts: np.ndarray, confident: np.ndarray, max_px: float
+              pts: np.ndarray, confident: np.ndarray, max_px: float, max_foreign_share: float = 1.0
               ) -> tuple[np.ndarray, np.ndarray, _GroupPoses]:
-    """Offer every unseeded singleton to the triangulated groups that miss its camera: project each
+    """(e) Offer every unseeded singleton to the triangulated groups that miss its camera: project each
     group's 3D pose into that camera and match by Hungarian assignment on the median joint distance.
-    This recovers detections the pairwise greedy pass was too cautious to merge."""
+    This recovers detections the pairwise greedy pass was too cautious to merge; one whose joints are off
+    the group's on more than max_foreign_share of them (a mixed skeleton) is not offered to it."""
     if not tri.robust.any():
         return groups, prior_index, tri
     size = (groups >= 0).sum(1)
-    single = np.flatnonzero((size == 1) & (prior_index < 0))
+    single = np.flatnonzero((size == 1) & (prior_index < 0) & ~tri.mixed)
     if single.size == 0:
         return groups, prior_index, tri
     targets = np.flatnonzero(tri.robust)
@@ -441,6 +512,8 @@ def _reattach(rc: RigConstants, groups: np.ndarray, prior_index: np.ndarray, tri
     d = np.sqrt(du * du + dv * dv)                                                      # (S, M, J)
     common = ok3[None] & np.isfinite(ps[..., 0]) & np.isfinite(ps[..., 1]) & confident[s_cam, s_row][:, None, :]
     cost = _masked_median(d, common, _MIN_JOINTS)                                        # (S, M)
+    off, share = _foreign_share(d, common, max_px)
+    cost[(share > max_foreign_share) & (off >= _MIN_JOINTS)] = np.inf
     cost[groups[targets][:, s_cam].T >= 0] = np.inf                                     # camera already taken
     if not (cost <= max_px).any():
         return groups, prior_index, tri
@@ -468,4 +541,5 @@ def _ordered(groups: np.ndarray, prior_index: np.ndarray, tri: _GroupPoses) -> A
     fit = tri.fit[key]
     return Association(groups[key], prior_index[key], points=np.where(fit[:, None, None], tri.points[key], np.nan),
                        confidence=np.where(fit[:, None], tri.confidence[key], 0.0),
-                       joint_views=np.where(fit[:, None], tri.views[key], 0), triangulated=fit)
+                       joint_views=np.where(fit[:, None], tri.views[key], 0), triangulated=fit,
+                       mixed=tri.mixed[key] if tri.mixed.any() else None)

@@ -57,6 +57,10 @@ class FusionConfig:
     max_epipolar_px: float = field(default=25.0, metadata={"help": "epipolar distance gate of cross-view association"})
     prior_gate_px: float = field(default=60.0, metadata={
         "help": "pixel gate when matching detections to tracked people"})
+    max_foreign_share: float = field(default=0.3, metadata={
+        "help": "a camera's 2D skeleton is dropped from a person seen by >= 3 cameras when more than this share "
+                "of its joints are off the others' triangulation by max_epipolar_px (a skeleton mixing two "
+                "people; 1 = never)"})
     refine: bool = field(default=False, metadata={"help": "Gauss-Newton refinement of triangulated joints"})
     use_single_view: bool = field(default=True, metadata={
         "help": "use lifted 3D for people or joints seen by fewer than min_views cameras"})
@@ -71,7 +75,7 @@ class FusionConfig:
     def __post_init__(self):
         if self.min_views < 1:
             raise ValueError(f"FusionConfig.min_views must be >= 1, got {self.min_views}")
-        for name in ("min_score", "lifted_track_depth"):
+        for name in ("min_score", "lifted_track_depth", "max_foreign_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"FusionConfig.{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("max_error_px", "max_epipolar_px", "prior_gate_px", "min_error_px"):
@@ -189,6 +193,7 @@ class FusionPipeline:
         self.residual_scale = RobustScale(self.config.max_error_px / max(self.config.error_scale_k, 1e-9))
         self._last_stamp: float | None = None
         self.last_association = None  # the last step's Association (None when nothing was detected)
+        self.mixed_views_dropped = 0  # 2D skeletons split off a person as mixing two people (max_foreign_share)
 
     def set_rig(self, rig: Rig) -> None:
         """Swap in refined calibration of the same cameras (same names, order); tracks and ids are kept."""
@@ -244,7 +249,9 @@ class FusionPipeline:
             assoc = associate(self.rig, points2d, scores, priors if len(track_ids) else None,
                               min_views=cfg.min_views, max_epipolar_px=cfg.max_epipolar_px,
                               prior_gate_px=cfg.prior_gate_px, min_score=cfg.min_score,
-                              max_error_px=max_error_px, refine=cfg.refine)
+                              max_error_px=max_error_px, refine=cfg.refine,
+                              max_foreign_share=cfg.max_foreign_share)
+            self.mixed_views_dropped += assoc.mixed_views
             groups = np.asarray(assoc.groups, dtype=np.int64).reshape(-1, C)
             prior_index = np.asarray(assoc.prior_index, dtype=np.int64).reshape(-1)
         self.last_association = assoc
@@ -255,6 +262,8 @@ class FusionPipeline:
         timer.lap("triangulate")
         duplicate = (duplicate_single_views(self.rig, points2d, scores, groups, poses, cams, cfg.min_score)
                      if len(groups) else np.zeros(0, dtype=bool))
+        if assoc is not None and assoc.mixed is not None:  # a view split off a person as mixing two people
+            duplicate |= assoc.mixed
         prior_root = np.full((len(groups), 3), np.nan)
         matched = prior_index >= 0
         if matched.any():

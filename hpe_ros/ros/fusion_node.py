@@ -278,6 +278,7 @@ class FusionNode(ManagedNode):
         stats.tick(latency_ms=latency_ms)
         stats.dropped = self.live.sync.counters.dropped
         stats.extra.update({"people": str(len(ids)), "cameras_in_frame": str(out.cameras),
+                            "mixed_views_dropped": str(self.live.pipeline.mixed_views_dropped),
                             "input_wait_ms": f"{out.input_wait_s * 1e3:.2f}",
                             **{f"{k}_ms": f"{v:.2f}" for k, v in result.timing_ms.items()}})
 
