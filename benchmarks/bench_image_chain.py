@@ -22,7 +22,7 @@ The error is broken down by where it comes from:
   ``mpjpe_mm_clean_frames`` / ``mpjpe_mm_mixed_frames``: the fused error split by that;
 - ``bad_person_frames``: matched people whose mean joint error exceeds 50 mm, and how many of them fall in
   mixed frames; ``share_of_error_in_bad_person_frames``: their share of the summed joint error;
-- ``fusion_counters``: the pipeline's own counters when it has them (views dropped as inconsistent).
+- ``mixed_views_dropped``: 2D skeletons the fusion split off a person as mixing two (max_foreign_share).
 
 Prints one JSON document (stdout) and a short table (stderr); progress on stderr.
 """
@@ -43,6 +43,7 @@ import numpy as np  # noqa: E402
 
 from hpe_ros.detect2d import create_backend  # noqa: E402
 from hpe_ros.detect2d.backends import keypoints_in_layout  # noqa: E402
+from hpe_ros.fusion import FusionConfig  # noqa: E402
 from hpe_ros.fusion.live import LiveConfig, LiveFusion  # noqa: E402
 from hpe_ros.io.atomic import write_text_atomic  # noqa: E402
 from hpe_ros.io.calibration import load_rig  # noqa: E402
@@ -154,12 +155,12 @@ class _Breakdown:
 
 
 def run_seed(backend, lifter, cameras: int, people: int, frames: int, seed: int, rate: float, skip: int,
-             progress) -> dict:
+             progress, config: FusionConfig | None = None) -> dict:
     """One seed's stream through the chain, scored and broken down."""
     rig = demo_rig(cameras)
     stream = SimStream(rig, SimConfig(num_people=people, seed=seed, rate_hz=rate))
     image_config = SimImageConfig(output="images", image_encoding="mono8")
-    live = LiveFusion(rig, "coco17", live_config=LiveConfig())
+    live = LiveFusion(rig, "coco17", config, live_config=LiveConfig())
     backend.reset()
     scorer, breakdown = PoseScorer(), _Breakdown()
     for k in range(frames):
@@ -186,9 +187,8 @@ def run_seed(backend, lifter, cameras: int, people: int, frames: int, seed: int,
             scorer.add(pred, ids, frame.truth)
         breakdown.add(breakdown_views, pred, frame.truth, k >= skip)
         progress.update(1)
-    counters = getattr(live.pipeline, "counters", None)
     return {"seed": seed, **scorer.summary(), "breakdown": breakdown.summary(),
-            "fusion_counters": dict(counters) if counters else {}}
+            "mixed_views_dropped": live.pipeline.mixed_views_dropped}
 
 
 def main(argv=None) -> dict:
@@ -199,6 +199,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--rate", type=float, default=30.0)
     ap.add_argument("--skip", type=int, default=10, help="first frames not scored (track births)")
+    ap.add_argument("--max-foreign-share", type=float, default=None,
+                    help="FusionConfig.max_foreign_share (default: FusionConfig's; 1 = no mixed-view check)")
     ap.add_argument("--json", default="", help="also write the JSON document here")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
@@ -210,7 +212,9 @@ def main(argv=None) -> dict:
         backend = make_backend(Path(tmp), a.people)
         lifter = make_lifter("default", layout="coco17", runtime="onnxruntime", providers="cpu", threads=1)
         for seed in a.seeds:
-            rows.append(run_seed(backend, lifter, a.cameras, a.people, a.frames, seed, a.rate, a.skip, bar))
+            config = FusionConfig() if a.max_foreign_share is None else FusionConfig(
+                max_foreign_share=a.max_foreign_share)
+            rows.append(run_seed(backend, lifter, a.cameras, a.people, a.frames, seed, a.rate, a.skip, bar, config))
     mp = [r["mpjpe_mm"] for r in rows]
     doc = {"cameras": a.cameras, "people": a.people, "frames": a.frames, "rate_hz": a.rate, "skip": a.skip,
            "seeds": rows, "mpjpe_mm_mean_over_seeds": float(np.mean(mp)),
@@ -225,7 +229,8 @@ def main(argv=None) -> dict:
               f"{b['mpjpe_mm_mixed_frames']:.1f}), median {r['median_joint_error_mm']:.1f}, PCK50 "
               f"{r['pck50_pct']:.1f} %, merged views {b['merged_views']}/{b['views']}, mixed 2D "
               f"{b['mixed_detections']}, false 2D {b['false_detections']}, FP {r['false_positives']}, missed "
-              f"{r['missed_people']}, id switches {r['id_switches']}", file=sys.stderr)
+              f"{r['missed_people']}, id switches {r['id_switches']}, mixed views dropped {r['mixed_views_dropped']}",
+              file=sys.stderr)
     return doc
 
 
