@@ -18,6 +18,8 @@ skimage_data = pytest.importorskip("skimage.data", reason="needs scikit-image fo
 from hpe_ros.detect2d import create_backend  # noqa: E402
 from hpe_ros.skeleton import convert, get_layout  # noqa: E402
 
+from helpers.recording_session import RecordingSession  # noqa: E402
+
 FACE_AND_SHOULDERS = list(range(13))
 
 
@@ -176,17 +178,6 @@ def test_a_batch_of_cameras_equals_one_camera_at_a_time(backend, astronaut):
         assert p.shape == q.shape
         np.testing.assert_allclose(p, q, atol=1e-2)
         np.testing.assert_allclose(s, t, atol=1e-4)
-
-
-class RecordingSession:
-    """An onnxruntime session that records the input shape of every run."""
-
-    def __init__(self, session):
-        self.session, self.shapes = session, []
-
-    def run(self, names, feed):
-        self.shapes.extend(v.shape for v in feed.values())
-        return self.session.run(names, feed)
 
 
 def test_warm_up_covers_the_batches_a_frame_sends_and_max_batch_splits_them(cache, astronaut):

@@ -16,6 +16,7 @@ from hpe_ros.detect2d import create_backend  # noqa: E402
 from hpe_ros.sim.keypoint_net import export_keypoint_net  # noqa: E402
 
 from helpers.detect2d_nets import dot_image, export_half_box_detector, person_pixels  # noqa: E402
+from helpers.recording_session import RecordingSession  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -79,17 +80,6 @@ def test_all_people_of_all_cameras_go_through_one_pose_call(nets):
     for (points, _), truth in zip(results, truths):
         assert len(points) == len(truth)
         assert _matched_error(points, truth) < 1.6
-
-
-class RecordingSession:
-    """An onnxruntime session that records the input shape of every run."""
-
-    def __init__(self, session):
-        self.session, self.shapes = session, []
-
-    def run(self, names, feed):
-        self.shapes.extend(v.shape for v in feed.values())
-        return self.session.run(names, feed)
 
 
 def test_warm_up_covers_every_batch_the_cameras_can_send(nets):

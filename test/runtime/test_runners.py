@@ -16,6 +16,8 @@ from hpe_ros.runtime.cache import sidecar_path  # noqa: E402
 from hpe_ros.runtime.onnxruntime_runner import OnnxRuntimeRunner, resolve_providers  # noqa: E402
 from hpe_ros.runtime.torch_runner import TorchRunner, export_onnx  # noqa: E402
 
+from helpers.recording_session import RecordingSession  # noqa: E402
+
 W, H = 24, 32  # input_size (w, h)
 
 
@@ -139,17 +141,6 @@ def test_run_chunked_pads_a_short_chunk_for_a_fixed_batch():
     assert calls == [4, 4]
     np.testing.assert_allclose(out[0], x.sum(axis=(1, 2, 3)), rtol=1e-5)
     assert out[1].shape == (6, 1, H, W)
-
-
-class RecordingSession:
-    """An onnxruntime session that records the input shape of every run."""
-
-    def __init__(self, session):
-        self.session, self.shapes = session, []
-
-    def run(self, names, feed):
-        self.shapes.extend(v.shape for v in feed.values())
-        return self.session.run(names, feed)
 
 
 def test_warm_up_runs_every_shape_the_session_will_see_twice(net, onnx_dynamic, onnx_fixed1):
