@@ -52,13 +52,10 @@ from hpe_ros.lift.factory import make_lifter  # noqa: E402
 from hpe_ros.metrics import PoseScorer, match_people  # noqa: E402
 from hpe_ros.resources import DEFAULT_RIG, resolve_path  # noqa: E402
 from hpe_ros.sim import default_rig  # noqa: E402
-from hpe_ros.sim.dot_detector import export_dot_detector  # noqa: E402
-from hpe_ros.sim.keypoint_net import export_keypoint_net  # noqa: E402
+from hpe_ros.sim.dot_detector import export_coded_dot_models  # noqa: E402
 from hpe_ros.sim.rig_images import SimImageConfig, render_rig_images  # noqa: E402
 from hpe_ros.sim.stream import SimConfig, SimStream  # noqa: E402
 
-POSE_INPUT_SIZE = (192, 256)       # as hpe_ros.ros.demo exports them
-DETECTOR_INPUT_SIZE = (320, 240)
 MIN_SCORE = 0.05                   # camera_pose_node's min_score
 VISIBLE_JOINTS = 5                 # a true person with this many joints inside an image is "shown" there
 MIX_PX = 10.0
@@ -72,8 +69,7 @@ def demo_rig(cameras: int):
 
 def make_backend(folder: Path, people: int):
     """camera_pose_node's onnxruntime backend with the demo's parameters and freshly exported networks."""
-    pose = export_keypoint_net(folder / "dots-pose", output="heatmap", input_size=POSE_INPUT_SIZE)
-    detector = export_dot_detector(folder / "dots-detector", input_size=DETECTOR_INPUT_SIZE)
+    pose, detector = export_coded_dot_models(folder)
     return create_backend("onnxruntime", model=str(pose), detector=str(detector), providers="cpu", threads=1,
                           max_batch=8, topdown=dict(max_people=max(4, 2 * people), box_score_threshold=0.3))
 

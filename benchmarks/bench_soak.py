@@ -155,14 +155,11 @@ def graph_overrides(nodes: list[str], images: bool, rate_hz: float | None, model
     sim: dict = {"rate_hz": rate_hz} if rate_hz else {}
     overrides = {"rig_sim_node": sim}
     if images:
-        from hpe_ros.ros.demo import DETECTOR_INPUT_SIZE, POSE_INPUT_SIZE
-        from hpe_ros.sim.dot_detector import export_dot_detector
-        from hpe_ros.sim.keypoint_net import export_keypoint_net
+        from hpe_ros.sim.dot_detector import export_coded_dot_models
 
         sim.update(output="images", image_transport="raw", image_encoding="mono8")
         if "camera_pose_node" in nodes:
-            pose = export_keypoint_net(model_dir / "dots-pose", output="heatmap", input_size=POSE_INPUT_SIZE)
-            detector = export_dot_detector(model_dir / "dots-detector", input_size=DETECTOR_INPUT_SIZE)
+            pose, detector = export_coded_dot_models(model_dir)
             overrides["camera_pose_node"] = {
                 "backend": "onnxruntime", "model": str(pose), "detector": str(detector), "transport": "raw",
                 "providers": "cpu", "threads": 1, "max_people": 4, "camera_rate_hz": rate_hz or 0.0}

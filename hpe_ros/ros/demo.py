@@ -37,8 +37,6 @@ from hpe_ros.ros.qos import SENSOR
 
 GT_TOPIC = "rig_sim/ground_truth"
 DIAGNOSTICS_PERIOD_S = 0.2   # the stage counters are read from /diagnostics: often, so snapshots line up
-POSE_INPUT_SIZE = (192, 256)  # the coded-dot pose network's input (w, h), RTMPose's
-DETECTOR_INPUT_SIZE = (320, 240)
 FASTDDS_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
 <dds xmlns="http://www.eprosima.com">
   <profiles>
@@ -185,16 +183,13 @@ def _render(path: Path, rig, monitor: GraphMonitor, title: str) -> None:
 
 def _export_dot_models(folder: Path) -> tuple[Path, Path]:
     """(pose manifest, detector manifest): the coded-dot pose network and person detector as ONNX files."""
-    from hpe_ros.sim.dot_detector import export_dot_detector
-    from hpe_ros.sim.keypoint_net import export_keypoint_net
+    from hpe_ros.sim.dot_detector import export_coded_dot_models
 
     try:
-        pose = export_keypoint_net(folder / "dots-pose", output="heatmap", input_size=POSE_INPUT_SIZE)
-        detector = export_dot_detector(folder / "dots-detector", input_size=DETECTOR_INPUT_SIZE)
+        return export_coded_dot_models(folder)
     except ImportError as exc:
         raise RuntimeError(f"demo --images builds its ONNX networks with torch: {exc} (pip install '.[torch]')") \
             from exc
-    return pose, detector
 
 
 def _graph_parameters(out: Path, rig, rig_file: Path, people: int, seed: int, rate_hz: float | None,

@@ -24,6 +24,8 @@ from pathlib import Path
 from hpe_ros.io.atomic import write_text_atomic
 from hpe_ros.sim.keypoint_images import CODE_STEP, dot_codes
 
+POSE_INPUT_SIZE = (192, 256)      # the image demo's coded-dot pose network input (w, h): RTMPose's
+DETECTOR_INPUT_SIZE = (320, 240)  # and its person detector's
 BRIGHT = 12.0        # grey level above which a pixel is a dot (the darkest joint code is 24)
 SPLIT_CODES = 2      # a run of columns with two separate dots of this many joint codes holds two people
 
@@ -178,3 +180,13 @@ def export_dot_detector(path: str | os.PathLike, input_size=(320, 240), max_peop
     toml_path = path.with_suffix(".toml")
     write_text_atomic(toml_path, detector_manifest_text(path.name, onnx_path.name, input_size))
     return toml_path
+
+
+def export_coded_dot_models(folder: str | os.PathLike) -> tuple[Path, Path]:
+    """(pose manifest, detector manifest): the image demo's coded-dot pose network (heatmaps) and person
+    detector, exported as ONNX into `folder` at POSE_INPUT_SIZE / DETECTOR_INPUT_SIZE. Needs torch."""
+    from hpe_ros.sim.keypoint_net import export_keypoint_net
+
+    folder = Path(folder)
+    return (export_keypoint_net(folder / "dots-pose", output="heatmap", input_size=POSE_INPUT_SIZE),
+            export_dot_detector(folder / "dots-detector", input_size=DETECTOR_INPUT_SIZE))
