@@ -108,16 +108,25 @@ class RigConstants:
         return out.reshape((self.C,) + shape + (2,))
 
 
-_CACHE: weakref.WeakKeyDictionary[Rig, tuple[list, tuple[int, ...], RigConstants]] = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[Rig, tuple[list, RigConstants]] = weakref.WeakKeyDictionary()
+
+
+def _same_parts(rig: Rig, held: list) -> bool:
+    """Whether `rig` still has exactly the objects `held` (by identity; allocates nothing per call)."""
+    i = 0
+    for c in rig.cameras:
+        if i + 5 > len(held) or not (held[i] is c and held[i + 1] is c.K and held[i + 2] is c.dist
+                                     and held[i + 3] is c.R and held[i + 4] is c.t):
+            return False
+        i += 5
+    return i == len(held)
 
 
 def rig_constants(rig: Rig) -> RigConstants:
     """The RigConstants of `rig`, computed on first use and again when its cameras are replaced."""
-    parts = _parts(rig)
-    key = tuple(map(id, parts))
     hit = _CACHE.get(rig)
-    if hit is not None and hit[1] == key:
-        return hit[2]
+    if hit is not None and _same_parts(rig, hit[0]):
+        return hit[1]
     rc = RigConstants(rig)
-    _CACHE[rig] = (parts, key, rc)
+    _CACHE[rig] = (_parts(rig), rc)
     return rc

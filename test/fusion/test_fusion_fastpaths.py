@@ -19,7 +19,13 @@ def test_rig_constants_match_rig_geometry_with_distortion():
     np.testing.assert_allclose(rc.project(X), rig.project(X), atol=1e-9, equal_nan=True)
     assert rig_constants(rig) is rc                                   # cached per rig
     rig.cameras[1].t = rig.cameras[1].t + 0.1                          # a replaced array is noticed
-    assert rig_constants(rig) is not rc
+    rc = rig_constants(rig)
+    assert rig_constants(rig) is rc
+    rig.cameras[2] = rig.cameras[2].copy()                              # a replaced camera is noticed
+    rc = rig_constants(rig)
+    assert rc is not rig_constants(ring_rig(5)) and rig_constants(rig) is rc
+    rig.cameras.pop()                                                   # so is a removed one
+    assert rig_constants(rig).C == 4
 
 
 def test_essential_matrices_hold_for_true_correspondences():
