@@ -44,21 +44,13 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from hpe_ros.heap import rss_mb  # noqa: E402  (VmRSS of a process; None once it is gone)
+
 GRAPH = ("rig_sim_node", "lifter_node", "fusion_node")
 IMAGE_GRAPH = ("rig_sim_node", "camera_pose_node", "lifter_node", "fusion_node")
 CONTROL = "control"
 DEFAULT_THRESHOLD_MB_MIN = 0.02
-
-
-def rss_mb(pid: int) -> float | None:
-    """Resident memory of a live process in MB (VmRSS), None once it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        return None
-    return None
+HEAP_PARTS = ("malloc_live_mb", "malloc_free_mb", "python_blocks")  # from each node's "<node>: memory" status
 
 
 def _fit(t_min: np.ndarray, m: np.ndarray) -> tuple[float, float]:
@@ -167,9 +159,11 @@ def graph_overrides(nodes: list[str], images: bool, rate_hz: float | None, model
 
 
 class OutputCounter:
-    """Counts /human_pose_3d messages on its own node (no decoding: the count is the rate)."""
+    """Counts /human_pose_3d messages on its own node (no decoding: the count is the rate) and keeps each
+    node's last "<node>: memory" status from /diagnostics (hpe_ros.heap.heap_usage: where its memory sits)."""
 
     def __init__(self, context):
+        from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
         from sensor_msgs.msg import PointCloud2
@@ -177,13 +171,21 @@ class OutputCounter:
         from hpe_ros.ros.qos import SENSOR
 
         self.count = 0
+        self.memory: dict[str, dict[str, float]] = {}  # node -> heap_usage() figures
         self.node = Node("hpe_ros_soak_listener", context=context)
         self.node.create_subscription(PointCloud2, "/human_pose_3d", self._on_message, SENSOR)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
 
     def _on_message(self, _msg) -> None:
         self.count += 1
+
+    def _on_diagnostics(self, msg) -> None:
+        for status in msg.status:
+            if status.name.endswith(": memory"):
+                with contextlib.suppress(ValueError):
+                    self.memory[status.hardware_id] = {kv.key: float(kv.value) for kv in status.values}
 
     def spin_for(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -214,10 +216,12 @@ def listener(listen: bool):
 
 
 def sample_loop(procs: dict[str, subprocess.Popen], counter, minutes: float, sample_s: float) -> tuple:
-    """(times s, RSS MB per process, /human_pose_3d Hz per interval) until `minutes` pass or a process dies."""
+    """(times s, RSS MB per process, /human_pose_3d Hz per interval, {process: {HEAP_PARTS key: values}})
+    until `minutes` pass or a process dies."""
     wait = counter.spin_for if counter else time.sleep
     times: list[float] = []
     rss: dict[str, list[float]] = {n: [] for n in procs}
+    parts: dict[str, dict[str, list[float]]] = {n: {k: [] for k in HEAP_PARTS} for n in procs}
     rates: list[float] = []
     t0 = time.monotonic()
     try:
@@ -231,6 +235,9 @@ def sample_loop(procs: dict[str, subprocess.Popen], counter, minutes: float, sam
             for name, proc in procs.items():
                 value = rss_mb(proc.pid)
                 rss[name].append(round(value, 3) if value is not None else float("nan"))
+                memory = counter.memory.get(name, {}) if counter else {}
+                for key in HEAP_PARTS:
+                    parts[name][key].append(memory.get(key, float("nan")))
             print(f"{times[-1]:7.1f} s  " + "  ".join(f"{n} {v[-1]:.2f} MB" for n, v in rss.items())
                   + (f"  /human_pose_3d {rates[-1]:.1f} Hz" if rates else ""), file=sys.stderr, flush=True)
             dead = [n for n, p in procs.items() if p.poll() is not None]
@@ -239,7 +246,7 @@ def sample_loop(procs: dict[str, subprocess.Popen], counter, minutes: float, sam
                 break
     except KeyboardInterrupt:
         print("interrupted: the figures so far", file=sys.stderr)
-    return times, rss, rates
+    return times, rss, rates, parts
 
 
 def soak(nodes: list[str], minutes: float, sample_s: float, warmup_s: float, listen: bool, log_dir: Path,
@@ -255,7 +262,7 @@ def soak(nodes: list[str], minutes: float, sample_s: float, warmup_s: float, lis
         control = start_control(rate_hz or 30.0, log_dir) if CONTROL in nodes else None
         procs = {**graph.procs, **({CONTROL: control} if control else {})}
         try:
-            times, rss, rates = sample_loop(procs, counter, minutes, sample_s)
+            times, rss, rates, parts = sample_loop(procs, counter, minutes, sample_s)
         finally:
             codes = graph.stop()
             if control:
@@ -267,11 +274,21 @@ def soak(nodes: list[str], minutes: float, sample_s: float, warmup_s: float, lis
                                 "end": [round(v, 2) for v in os.getloadavg()]},
         "ros_domain_id": int(os.environ["ROS_DOMAIN_ID"]),
         "nodes": {n: {**memory_trend(times, rss[n], warmup_s, threshold), "exit_code": codes.get(n),
-                      "rss_mb": rss[n]} for n in procs},
+                      "rss_mb": rss[n], "heap": heap_trends(times, parts[n], warmup_s)} for n in procs},
         "times_s": times,
         "human_pose_3d_hz": rates,
         "logs": str(log_dir),
     }
+
+
+def heap_trends(times: list[float], parts: dict[str, list[float]], warmup_s: float) -> dict:
+    """Per HEAP_PARTS key: the slope per minute after the warm-up and the samples (None where the node
+    published no memory status)."""
+    out = {}
+    for key, values in parts.items():
+        slope = memory_trend(times, values, warmup_s, float("inf"))["slope_mb_per_min"]
+        out[key] = {"slope_per_min": slope, "samples": [None if not np.isfinite(v) else v for v in values]}
+    return out
 
 
 def print_table(result: dict) -> None:
@@ -284,6 +301,12 @@ def print_table(result: dict) -> None:
         slope = f"{r['slope_mb_per_min']:.4f}±{r['slope_se']:.4f}"
         print(f"{name:18} {slope:>14} {r['first_half']:9.4f} {r['second_half']:9.4f} {r['growth_mb']:10.2f}  "
               f"{r['verdict']}", file=sys.stderr)
+    print("\nwhere it sits (slope per minute from /diagnostics; '-': no memory status): "
+          + ", ".join(HEAP_PARTS), file=sys.stderr)
+    for name, r in result["nodes"].items():
+        slopes = [r["heap"][k]["slope_per_min"] for k in HEAP_PARTS]
+        print(f"{name:18} " + " ".join(f"{v:>14.4f}" if v is not None else f"{'-':>14}" for v in slopes),
+              file=sys.stderr)
     rates = result["human_pose_3d_hz"]
     if rates:
         print(f"/human_pose_3d: median {np.median(rates):.1f} Hz, min {min(rates):.1f} Hz; load average "

@@ -5,13 +5,28 @@ something trims them; a node whose live memory is flat still steps up in RSS whe
 allocations (a busy frame, a larger message) leaves freed pages behind, and the step stays.
 `malloc_trim(0)` returns such pages (it takes each arena's lock for the trim: ~0.1 ms when there is little
 to return). Elsewhere (musl, macOS) this is a no-op.
+
+`heap_usage()` says where a process's memory sits (the C heap's live and free bytes, Python's live
+objects, RSS), so that a slow rise in RSS can be told apart: live C allocations, free memory the heap
+keeps (fragmentation), or neither (memory mapped outside malloc, e.g. by the DDS library or Python's
+object arenas).
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
+import sys
 
 _TRIM = None
+_MALLINFO2 = None
+
+
+class _Mallinfo2(ctypes.Structure):
+    """glibc's struct mallinfo2 (glibc >= 2.33): sizes in bytes, summed over every arena."""
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
 
 
 def _malloc_trim():
@@ -32,3 +47,40 @@ def release_free_memory() -> bool:
         return False
     trim(0)
     return True
+
+
+def _mallinfo2():
+    global _MALLINFO2
+    if _MALLINFO2 is None:
+        try:
+            _MALLINFO2 = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
+            _MALLINFO2.argtypes, _MALLINFO2.restype = [], _Mallinfo2
+        except (OSError, AttributeError):  # no glibc, or one older than 2.33
+            _MALLINFO2 = False
+    return _MALLINFO2
+
+
+def rss_mb(pid: int | None = None) -> float | None:
+    """Resident set size (MB) of process `pid` (default this one) from /proc; None where it cannot be read."""
+    try:
+        with open(f"/proc/{pid or os.getpid()}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def heap_usage() -> dict[str, float]:
+    """This process's memory (MB, and a count): rss_mb; with glibc malloc_live_mb (allocated and not freed,
+    mmapped chunks included), malloc_free_mb (freed, kept inside the heaps); python_blocks (live
+    Python-allocated memory blocks). Keys that cannot be read here are left out."""
+    out: dict[str, float] = {}
+    rss = rss_mb()
+    if rss is not None:
+        out["rss_mb"] = rss
+    info = _mallinfo2()
+    if info:
+        m = info()
+        out["malloc_live_mb"] = (m.uordblks + m.hblkhd) / 2**20
+        out["malloc_free_mb"] = m.fordblks / 2**20
+    out["python_blocks"] = float(sys.getallocatedblocks())
+    return out

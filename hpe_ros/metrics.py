@@ -109,7 +109,9 @@ def summarise_stream(fused: Sequence[tuple[float, object]], truth: Mapping[int, 
         "fusion_node_latency_ms_p99": float(fusion_diag.get("latency_ms_p99", "nan")),
         "stage_latency_ms": {name: {"p50": float(v.get("latency_ms_p50", "nan")),
                                     "p99": float(v.get("latency_ms_p99", "nan"))}
-                             for name, v in sorted(diagnostics.items())},
+                             for name, v in sorted(diagnostics.items()) if "latency_ms_p50" in v},
+        "rss_mb": {name.removesuffix(": memory"): float(v["rss_mb"]) for name, v in sorted(diagnostics.items())
+                   if name.endswith(": memory") and "rss_mb" in v},
         "fusion_step_ms": {k.removesuffix("_ms"): float(v) for k, v in fusion_diag.items()
                            if k.endswith("_ms") and not k.startswith("latency")},
     }

@@ -34,13 +34,15 @@ def test_stream_summary_scores_latency_drops_and_diagnostics():
     fused = [(t + 0.05, SimpleNamespace(stamp=t, points=gt + [0.01, 0, 0], ids=np.array([1, 2])))
              for t in (0.9, 1.0, 1.1, 1.3)]                          # 0.9: before the start; 1.2: dropped
     diagnostics = {"fusion_node: fusion": {"dropped": "3", "latency_ms_p50": "4.0", "latency_ms_p99": "9.5",
-                                           "associate_ms": "0.25"}}
+                                           "associate_ms": "0.25"},
+                   "fusion_node: memory": {"rss_mb": "130.50", "malloc_live_mb": "40.00"}}
     out = summarise_stream(fused, truth, t_start=0.95, diagnostics=diagnostics)
     assert out["frames"] == 3 and out["scored_frames"] == 3 and out["dropped"] == 1
     assert abs(out["mpjpe_mm"] - 10.0) < 1e-9 and abs(out["latency_ms_p50"] - 50.0) < 1e-6
     assert out["fusion_node_dropped"] == 3 and out["fusion_node_latency_ms_p99"] == 9.5
     assert out["stage_latency_ms"] == {"fusion_node: fusion": {"p50": 4.0, "p99": 9.5}}
     assert out["fusion_step_ms"] == {"associate": 0.25}
+    assert out["rss_mb"] == {"fusion_node": 130.5}
     assert nearest_by_stamp(truth, 1.104) is truth[round(1.1e9)] and nearest_by_stamp(truth, 1.15) is None
     assert nearest_by_stamp({}, 1.0) is None
 

@@ -21,12 +21,12 @@ from rclpy.signals import SignalHandlerOptions
 from rclpy.subscription import Subscription
 from rclpy.timer import Timer
 
-from hpe_ros.heap import release_free_memory
-from hpe_ros.ros.diagnostics import StageStats, diagnostic_array
+from hpe_ros.heap import heap_usage, release_free_memory
+from hpe_ros.ros.diagnostics import StageStats, diagnostic_array, memory_status
 from hpe_ros.ros.params import declare
 
 BUSY_WARN_S = 0.5  # a callback running longer than this shows in /diagnostics
-TRIM_EVERY_S = 10.0  # the diagnostics thread gives freed C-heap pages back this often (hpe_ros.heap)
+TRIM_EVERY_S = 10.0  # the diagnostics thread gives freed C-heap pages back (and measures memory) this often
 
 
 class ManagedNode(LifecycleNode):
@@ -43,6 +43,7 @@ class ManagedNode(LifecycleNode):
         self._diag_stop: threading.Event | None = None
         self._diag_thread: threading.Thread | None = None
         self._busy_since: float | None = None
+        self._memory: dict[str, float] = {}  # heap_usage() after the last trim, in every /diagnostics
         self._said: dict[str, float] = {}
         self._owned: list = []
 
@@ -97,6 +98,7 @@ class ManagedNode(LifecycleNode):
 
         def loop():
             trimmed = time.monotonic()
+            self._memory = heap_usage()
             while not stop.wait(self.diagnostics_period):
                 try:
                     self._publish_diagnostics()
@@ -104,6 +106,7 @@ class ManagedNode(LifecycleNode):
                     self.problem("diagnostics", f"could not publish /diagnostics: {exc}", every_s=60.0)
                 if time.monotonic() - trimmed >= TRIM_EVERY_S:  # RSS then follows live memory over long runs
                     release_free_memory()
+                    self._memory = heap_usage()
                     trimmed = time.monotonic()
 
         self._diag_thread = threading.Thread(target=loop, name=f"{self.get_name()}_diagnostics", daemon=True)
@@ -128,6 +131,8 @@ class ManagedNode(LifecycleNode):
         if since is not None and time.monotonic() - since > BUSY_WARN_S:
             msg.status.append(DiagnosticStatus(level=DiagnosticStatus.WARN, name=f"{self.get_name()}: callbacks",
                                                message=f"busy: one callback has run {time.monotonic() - since:.1f} s"))
+        if self._memory and msg.status:
+            msg.status.append(memory_status(self.get_name(), self._memory))
         if self._diag_pub is not None and msg.status:
             self._diag_pub.publish(msg)
 

@@ -123,6 +123,14 @@ class StampGapCounter:
         return missed
 
 
+def memory_status(node_name: str, usage: dict[str, float]) -> DiagnosticStatus:
+    """OK status "<node>: memory" with hpe_ros.heap.heap_usage()'s figures (MB to 0.01, blocks as a count)."""
+    values = [KeyValue(key=k, value=str(int(v)) if k == "python_blocks" else f"{v:.2f}") for k, v in usage.items()]
+    rss = usage.get("rss_mb")
+    return DiagnosticStatus(level=DiagnosticStatus.OK, name=f"{node_name}: memory", hardware_id=node_name,
+                            message=f"rss {rss:.1f} MB" if rss is not None else "", values=values)
+
+
 def diagnostic_array(stats, stamp) -> DiagnosticArray:
     msg = DiagnosticArray()
     msg.header.stamp = stamp

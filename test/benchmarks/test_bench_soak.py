@@ -43,3 +43,13 @@ def test_start_up_allocations_before_the_warm_up_do_not_count():
 def test_too_few_samples_give_no_verdict():
     r = bench_soak.memory_trend([10.0, 20.0, 70.0, 80.0], [1.0, 2.0, 3.0, 4.0], 60.0, 0.02)
     assert r["verdict"] == "too few samples" and r["slope_mb_per_min"] is None
+
+
+def test_heap_parts_get_a_slope_each_and_a_missing_status_gives_none():
+    t = np.asarray(TIMES) / 60.0
+    parts = {"malloc_live_mb": list(50.0 + 0.1 * t), "malloc_free_mb": [float("nan")] * len(TIMES),
+             "python_blocks": list(np.full(len(TIMES), 9000.0))}
+    r = bench_soak.heap_trends(TIMES, parts, 60.0)
+    assert r["malloc_live_mb"]["slope_per_min"] == pytest.approx(0.1, abs=1e-6)
+    assert r["malloc_free_mb"]["slope_per_min"] is None and r["malloc_free_mb"]["samples"][0] is None
+    assert r["python_blocks"]["slope_per_min"] == pytest.approx(0.0)

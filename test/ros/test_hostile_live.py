@@ -238,6 +238,10 @@ def test_diagnostics_keep_coming_and_say_busy_while_a_callback_runs_long(graph):
     during = [m for t, m in graph.diagnostics if t >= since]
     busy = [s for m in during for s in m.status if s.name == "fusion_node: callbacks"]
     assert busy and busy[-1].level == DiagnosticStatus.WARN and "busy" in busy[-1].message
+    memory = [s for m in during for s in m.status if s.name == "fusion_node: memory"]
+    assert memory and memory[-1].hardware_id == "fusion_node"  # where its memory sits, in every report
+    values = {kv.key: float(kv.value) for kv in memory[-1].values}
+    assert values["rss_mb"] > 20.0 and values["malloc_live_mb"] > 1.0 and values["python_blocks"] > 1000
 
 
 def test_stage_stats_warn_on_drops_notices_and_standing_warnings():
