@@ -22,7 +22,8 @@ from rclpy.subscription import Subscription
 from rclpy.timer import Timer
 
 from hpe_ros.heap import heap_usage, release_free_memory
-from hpe_ros.ros.diagnostics import StageStats, diagnostic_array, memory_status
+from hpe_ros.ros.diagnostics import StageStats, diagnostic_array, inbox_status, memory_status
+from hpe_ros.ros.inbox import Inbox
 from hpe_ros.ros.params import declare
 
 BUSY_WARN_S = 0.5  # a callback running longer than this shows in /diagnostics
@@ -46,6 +47,9 @@ class ManagedNode(LifecycleNode):
         self._memory: dict[str, float] = {}  # heap_usage() after the last trim, in every /diagnostics
         self._said: dict[str, float] = {}
         self._owned: list = []
+        # Slow subscription callbacks (own_subscription(..., inbox=True)) run from here, in batches.
+        self.inbox = Inbox(self._run_soon, self._callback_failed)
+        self._shed_reported = 0
 
     # --- logging ---------------------------------------------------------------------------------
     def problem(self, key: str, message: str, every_s: float = 5.0) -> None:
@@ -59,8 +63,13 @@ class ManagedNode(LifecycleNode):
     def own_publisher(self, *args, **kwargs):
         return self._own(self.create_publisher(*args, **kwargs))
 
-    def own_subscription(self, *args, **kwargs):
-        return self._own(self.create_subscription(*args, **kwargs))
+    def own_subscription(self, msg_type, topic: str, callback, qos, *, inbox: bool = False, **kwargs):
+        """create_subscription, released on deactivate. inbox=True for a callback that can take longer than
+        its messages take to arrive: it then runs from the node's Inbox (bounded, oldest shed first), so a
+        node that falls behind drops messages instead of queueing executor events without bound."""
+        if inbox:
+            callback = self.inbox.wrap(callback, qos.depth)
+        return self._own(self.create_subscription(msg_type, topic, callback, qos, **kwargs))
 
     def own_timer(self, *args, **kwargs):
         return self._own(self.create_timer(*args, **kwargs))
@@ -76,6 +85,19 @@ class ManagedNode(LifecycleNode):
         for entity in reversed(self._owned):
             next(f for cls, f in destroy.items() if isinstance(entity, cls))(entity)
         self._owned = []
+        self.inbox.clear()
+
+    def _run_soon(self, fn) -> None:
+        """Run fn on this node's executor after the events queued before it (now when it has none)."""
+        executor = self.executor
+        if executor is None:
+            fn()
+        else:
+            executor.create_task(fn)
+
+    def _callback_failed(self, exc: Exception, callback) -> None:
+        self.problem(f"callback-{type(exc).__name__}", f"a callback failed and was skipped: "
+                     f"{type(exc).__name__}: {exc}")
 
     # --- diagnostics -----------------------------------------------------------------------------
     def stage(self, name: str, hardware_id: str = "") -> StageStats:
@@ -131,6 +153,13 @@ class ManagedNode(LifecycleNode):
         if since is not None and time.monotonic() - since > BUSY_WARN_S:
             msg.status.append(DiagnosticStatus(level=DiagnosticStatus.WARN, name=f"{self.get_name()}: callbacks",
                                                message=f"busy: one callback has run {time.monotonic() - since:.1f} s"))
+        if self.inbox.capacity and msg.status:
+            shed = self.inbox.shed - self._shed_reported
+            self._shed_reported = self.inbox.shed
+            msg.status.append(inbox_status(self.get_name(), self.inbox, shed))
+            if shed:
+                self.problem("inbox-shed", f"callbacks fell behind: dropped the {shed} oldest waiting messages "
+                             f"(inbox of {self.inbox.capacity}); the node is short of CPU")
         if self._memory and msg.status:
             msg.status.append(memory_status(self.get_name(), self._memory))
         if self._diag_pub is not None and msg.status:

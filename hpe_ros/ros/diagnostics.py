@@ -123,6 +123,16 @@ class StampGapCounter:
         return missed
 
 
+def inbox_status(node_name: str, inbox, shed_since_last: int) -> DiagnosticStatus:
+    """"<node>: inbox" (hpe_ros.ros.inbox.Inbox): WARN when messages were shed since the last report."""
+    values = {"waiting": len(inbox), "capacity": inbox.capacity, "ran": inbox.ran, "shed": inbox.shed,
+              "wait_ms": f"{inbox.wait_ms:.1f}"}
+    level, message = ((DiagnosticStatus.WARN, f"behind: shed the {shed_since_last} oldest messages since the "
+                       "last report") if shed_since_last else (DiagnosticStatus.OK, f"{len(inbox)} waiting"))
+    return DiagnosticStatus(level=level, name=f"{node_name}: inbox", hardware_id=node_name, message=message,
+                            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+
+
 def memory_status(node_name: str, usage: dict[str, float]) -> DiagnosticStatus:
     """OK status "<node>: memory" with hpe_ros.heap.heap_usage()'s figures (MB to 0.01, blocks as a count)."""
     values = [KeyValue(key=k, value=str(int(v)) if k == "python_blocks" else f"{v:.2f}") for k, v in usage.items()]

@@ -139,9 +139,11 @@ class FusionNode(ManagedNode):
         self.hri = HRIPublisher(self) if g("publish_hri") else None
         self._send_camera_tf()
         for c in self.live.rig.names:
-            self.own_subscription(PointCloud2, f"{c}/pose_2d", lambda m, c=c: self._on_pose2d(c, m), SENSOR)
+            self.own_subscription(PointCloud2, f"{c}/pose_2d", lambda m, c=c: self._on_pose2d(c, m), SENSOR,
+                                  inbox=True)
             if self.live.live_config.use_lifter:
-                self.own_subscription(PointCloud2, f"{c}/pose_3d", lambda m, c=c: self._on_pose3d(c, m), SENSOR)
+                self.own_subscription(PointCloud2, f"{c}/pose_3d", lambda m, c=c: self._on_pose3d(c, m), SENSOR,
+                                      inbox=True)
         self.own_timer(0.005, self._poll)  # hands on frames still waiting for a slow camera or the lifter
         self.start_diagnostics()
         return TransitionCallbackReturn.SUCCESS
