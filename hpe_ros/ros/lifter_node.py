@@ -109,7 +109,9 @@ class LifterNode(ManagedNode):
     def on_activate(self, state) -> TransitionCallbackReturn:
         self.pubs = {c: self.own_publisher(PointCloud2, f"{c}/pose_3d", POSES) for c in self.cameras}
         for c in self.cameras:
-            self.own_subscription(PointCloud2, f"{c}/pose_2d", lambda m, c=c: self._on_pose2d(c, m), SENSOR)
+            # inbox: the message that completes a frame lifts the whole batch inside its callback
+            self.own_subscription(PointCloud2, f"{c}/pose_2d", lambda m, c=c: self._on_pose2d(c, m), SENSOR,
+                                  inbox=True)
             self.own_subscription(CameraInfo, f"{c}/camera_info", lambda m, c=c: self._on_info(c, m), SENSOR)
             self.stage(c, c).extra["lifter"] = self.lifter.name
         self._pending = {}

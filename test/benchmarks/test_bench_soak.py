@@ -53,3 +53,13 @@ def test_heap_parts_get_a_slope_each_and_a_missing_status_gives_none():
     assert r["malloc_live_mb"]["slope_per_min"] == pytest.approx(0.1, abs=1e-6)
     assert r["malloc_free_mb"]["slope_per_min"] is None and r["malloc_free_mb"]["samples"][0] is None
     assert r["python_blocks"]["slope_per_min"] == pytest.approx(0.0)
+
+
+def test_backlog_benchmark_slope_leaves_out_the_first_minute():
+    spec2 = importlib.util.spec_from_file_location("bench_executor_backlog",
+                                                   ROOT / "benchmarks" / "bench_executor_backlog.py")
+    backlog = importlib.util.module_from_spec(spec2)
+    spec2.loader.exec_module(backlog)
+    rows = [{"t_s": t, "malloc_live_mb": (50.0 if t < 60 else 20.0 + 1.0 * t / 60.0)} for t in range(10, 250, 10)]
+    assert backlog.slope_mb_per_min(rows) == pytest.approx(1.0)
+    assert backlog.slope_mb_per_min(rows[:7]) is None                 # under 3 samples after the first minute
