@@ -18,6 +18,17 @@ class Recorder:
         self.scheduled.append(fn)
 
 
+def filled(depth: int, messages: int) -> tuple[Recorder, Inbox]:
+    """An inbox of one subscription of `depth` after messages 0..messages-1 arrived, none run yet."""
+    r = Recorder()
+    inbox = Inbox(r.schedule)
+    put = inbox.wrap(r.seen.append, depth=depth)
+    for m in range(messages):
+        put(m)
+        assert len(inbox) <= depth
+    return r, inbox
+
+
 def test_messages_run_in_arrival_order_in_one_batch_per_schedule():
     r = Recorder()
     inbox = Inbox(r.schedule)
@@ -32,12 +43,7 @@ def test_messages_run_in_arrival_order_in_one_batch_per_schedule():
 
 
 def test_a_full_inbox_sheds_the_oldest_and_counts_it():
-    r = Recorder()
-    inbox = Inbox(r.schedule)
-    put = inbox.wrap(r.seen.append, depth=3)
-    for m in range(10):
-        put(m)
-        assert len(inbox) <= 3
+    r, inbox = filled(depth=3, messages=10)
     r.scheduled.pop()()
     assert r.seen == [7, 8, 9] and inbox.shed == 7 and inbox.ran == 3
 
@@ -47,11 +53,7 @@ def test_the_inbox_status_warns_when_messages_were_shed_since_the_last_report():
 
     from hpe_ros.ros.diagnostics import inbox_status
 
-    r = Recorder()
-    inbox = Inbox(r.schedule)
-    put = inbox.wrap(r.seen.append, depth=2)
-    for m in range(5):
-        put(m)
+    _, inbox = filled(depth=2, messages=5)
     warn = inbox_status("fusion_node", inbox, inbox.shed)
     values = {kv.key: kv.value for kv in warn.values}
     assert warn.level == DiagnosticStatus.WARN and "shed the 3 oldest" in warn.message
