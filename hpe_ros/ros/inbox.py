@@ -79,6 +79,8 @@ class Inbox:
                 self._on_error(exc, callback)
 
     def clear(self) -> None:
-        """Forget what waits (on deactivate: those callbacks belong to subscriptions that are gone)."""
+        """Forget what waits and the capacity (on deactivate: those callbacks belong to subscriptions that
+        are gone; the next activation wraps its subscriptions again)."""
         self._items.clear()
+        self.capacity = 0
         self._scheduled = False

@@ -86,7 +86,9 @@ def test_clear_forgets_what_waits_and_the_next_message_schedules_again():
     put = inbox.wrap(r.seen.append, depth=4)
     put(1)
     inbox.clear()
-    assert len(inbox) == 0
+    assert len(inbox) == 0 and inbox.capacity == 0           # an activation after this wraps anew
+    put = inbox.wrap(r.seen.append, depth=4)
+    assert inbox.capacity == 4
     put(2)
     assert len(r.scheduled) == 2
     r.scheduled[-1]()
