@@ -17,9 +17,9 @@ import ctypes
 import ctypes.util
 import os
 import sys
+from typing import Any
 
-_TRIM = None
-_MALLINFO2 = None
+_LIBC: dict[str, Any] = {}  # name -> the glibc function, or False where there is none
 
 
 class _Mallinfo2(ctypes.Structure):
@@ -29,35 +29,25 @@ class _Mallinfo2(ctypes.Structure):
                  "keepcost")]
 
 
-def _malloc_trim():
-    global _TRIM
-    if _TRIM is None:
+def _libc(name: str, argtypes: list, restype):
+    """glibc's function `name` with its signature set, looked up once; False where there is none."""
+    if name not in _LIBC:
         try:
-            _TRIM = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-            _TRIM.argtypes, _TRIM.restype = [ctypes.c_size_t], ctypes.c_int
-        except (OSError, AttributeError):  # no glibc
-            _TRIM = False
-    return _TRIM
+            fn = getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
+            fn.argtypes, fn.restype = argtypes, restype
+            _LIBC[name] = fn
+        except (OSError, AttributeError):  # no glibc, or one without this function (mallinfo2: < 2.33)
+            _LIBC[name] = False
+    return _LIBC[name]
 
 
 def release_free_memory() -> bool:
     """Return the C heap's free pages to the system (glibc malloc_trim(0)); False where there is none to call."""
-    trim = _malloc_trim()
+    trim = _libc("malloc_trim", [ctypes.c_size_t], ctypes.c_int)
     if not trim:
         return False
     trim(0)
     return True
-
-
-def _mallinfo2():
-    global _MALLINFO2
-    if _MALLINFO2 is None:
-        try:
-            _MALLINFO2 = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
-            _MALLINFO2.argtypes, _MALLINFO2.restype = [], _Mallinfo2
-        except (OSError, AttributeError):  # no glibc, or one older than 2.33
-            _MALLINFO2 = False
-    return _MALLINFO2
 
 
 def rss_mb(pid: int | None = None) -> float | None:
@@ -77,7 +67,7 @@ def heap_usage() -> dict[str, float]:
     rss = rss_mb()
     if rss is not None:
         out["rss_mb"] = rss
-    info = _mallinfo2()
+    info = _libc("mallinfo2", [], _Mallinfo2)
     if info:
         m = info()
         out["malloc_live_mb"] = (m.uordblks + m.hblkhd) / 2**20

@@ -16,6 +16,7 @@ does not notice it either): build a new Camera / Rig after recalibration.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -31,9 +32,14 @@ def _skew(v: np.ndarray) -> np.ndarray:
                     axis=-1).reshape(v.shape[:-1] + (3, 3))
 
 
+def _iter_parts(rig: Rig) -> Iterator:
+    """The objects the constants derive from, in a fixed order."""
+    return (x for c in rig.cameras for x in (c, c.K, c.dist, c.R, c.t))
+
+
 def _parts(rig: Rig) -> list:
-    """The objects the constants derive from (held by the cache, so their ids stay unique)."""
-    return [x for c in rig.cameras for x in (c, c.K, c.dist, c.R, c.t)]
+    """_iter_parts as a list (held by the cache, so the objects stay alive and comparable by identity)."""
+    return list(_iter_parts(rig))
 
 
 class RigConstants:
@@ -112,14 +118,8 @@ _CACHE: weakref.WeakKeyDictionary[Rig, tuple[list, RigConstants]] = weakref.Weak
 
 
 def _same_parts(rig: Rig, held: list) -> bool:
-    """Whether `rig` still has exactly the objects `held` (by identity; allocates nothing per call)."""
-    i = 0
-    for c in rig.cameras:
-        if i + 5 > len(held) or not (held[i] is c and held[i + 1] is c.K and held[i + 2] is c.dist
-                                     and held[i + 3] is c.R and held[i + 4] is c.t):
-            return False
-        i += 5
-    return i == len(held)
+    """Whether `rig` still has exactly the objects `held` (by identity; no key built per call)."""
+    return len(held) == 5 * len(rig.cameras) and all(a is b for a, b in zip(_iter_parts(rig), held))
 
 
 def rig_constants(rig: Rig) -> RigConstants:
