@@ -27,7 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_soak import memory_trend  # the soak's slope fit and its sample rules
 
 VARIANTS = ("events", "inbox", "single")
 
@@ -99,12 +100,9 @@ def subscribe(variant: str, topics: int, slow_ms: float, seconds: float, out: Pa
 
 
 def slope_mb_per_min(rows: list[dict], key: str = "malloc_live_mb", after_s: float = 60.0) -> float | None:
-    t = np.array([r["t_s"] for r in rows]) / 60.0
-    v = np.array([r[key] for r in rows], dtype=float)
-    keep = t >= after_s / 60.0
-    if keep.sum() < 3:
-        return None
-    return float(np.polyfit(t[keep], v[keep], 1)[0])
+    """bench_soak's least-squares slope (MB/min) of `key` over the samples after `after_s`; None with too few."""
+    trend = memory_trend([r["t_s"] for r in rows], [r[key] for r in rows], after_s, float("inf"))
+    return trend["slope_mb_per_min"]
 
 
 def main(argv=None) -> int:
