@@ -3,7 +3,8 @@
     python test/helpers/pose_monitor.py OUT.jsonl --duration 30
 
 Appends one JSON line per /human_pose_3d message, {"t": arrival epoch s, "people": rows}, and one per
-/diagnostics message, {"t": ..., "diag": {status name: {key: value}}}; each line is
+/diagnostics message, {"t": ..., "stamp": its header stamp (the publisher's epoch s), "diag": {status name:
+{key: value}}}; each line is
 flushed at once so a test can follow the file while the graph runs. Stops after --duration or on SIGINT.
 """
 from __future__ import annotations
@@ -33,7 +34,8 @@ def main() -> None:
             out.flush()
 
         def on_diagnostics(msg: DiagnosticArray) -> None:
-            write({"diag": {s.name: {kv.key: kv.value for kv in s.values} for s in msg.status}})
+            write({"stamp": msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9,
+                   "diag": {s.name: {kv.key: kv.value for kv in s.values} for s in msg.status}})
 
         node.create_subscription(PointCloud2, "/human_pose_3d", lambda m: write({"people": m.height}),
                                  QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))

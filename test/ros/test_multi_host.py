@@ -105,9 +105,11 @@ def outputs(records: list[dict], start: float, end: float) -> dict:
 
 
 def counters(records: list[dict], status: str, start: float, end: float) -> dict:
-    """Rate of `processed` and growth of `dropped` of one /diagnostics status over [start, end)."""
-    seen = [(r["t"], r["diag"][status]) for r in records
-            if status in r.get("diag", {}) and start <= r["t"] < end]
+    """Rate of `processed` and growth of `dropped` of one /diagnostics status over [start, end), timed by the
+    messages' own stamps: over the lossy link a retransmitted report arrives late, and its arrival time
+    would inflate the rate."""
+    seen = [(r["stamp"], r["diag"][status]) for r in records
+            if status in r.get("diag", {}) and start <= r["stamp"] < end]
     if len(seen) < 2:
         return {"rate_hz": 0.0, "dropped": 0}
     (t0, first), (t1, last) = seen[0], seen[-1]
