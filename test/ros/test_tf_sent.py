@@ -141,7 +141,10 @@ class GraphListener:
         self.joints: dict[tuple[int, str], np.ndarray] = {}  # (stamp ns, "<joint>_<id>") -> fused xyz (3,) m
         self.node.create_subscription(TFMessage, "/tf", self.tf.append, TF_QOS)
         self.node.create_subscription(TFMessage, "/tf_static", self.tf_static.append, TF_STATIC_QOS)
-        self.node.create_subscription(PointCloud2, "/human_pose_3d", self._fused, POSES)
+        # As deep as /tf's: the fusion node can publish a few frames back to back after a stall (its inbox
+        # runs what waited in one batch), and a shallower cloud history would lose clouds whose /tf it kept.
+        self.node.create_subscription(PointCloud2, "/human_pose_3d", self._fused,
+                                      QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
 
     def _fused(self, msg: PointCloud2) -> None:
         poses, stamp = cloud_to_human_pose(msg), stamp_ns(msg.header.stamp)
